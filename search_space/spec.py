@@ -1,0 +1,270 @@
+"""Read a space file (TOML) and expand it into base configurations and acceleration settings.
+
+Every mistake in a file becomes one SpaceError naming the file, the entry and the valid choices.
+"""
+
+from __future__ import annotations
+
+import itertools
+import tomllib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+
+from search_space.base_config import DTYPES, BaseConfig
+from search_space.setting import AccelSetting, ParamValue
+from sweep.errors import SpaceError
+
+TOP_LEVEL_KEYS = ("name", "description", "combine", "protocol", "pipelines", "base", "accelerators")
+PROTOCOL_KEYS = ("prompts", "num_prompts", "seed", "warmup_batches", "scorer", "scorer_pretrained")
+BASE_KEYS = ("pipelines", "schedulers", "steps", "resolutions", "dtype", "batch_size", "accelerators")
+PIPELINE_KEYS = ("model", "weights")
+
+
+@dataclass(frozen=True)
+class ProtocolSpec:
+    """The measurement protocol as declared; ``sweep.protocol`` resolves it (reads prompts, hashes them)."""
+
+    prompts: str = "bundled"
+    num_prompts: int = 8
+    seed: int = 0
+    warmup_batches: int = 1
+    scorer: str = "ViT-g-14"
+    scorer_pretrained: str = "laion2b_s34b_b88k"
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One base configuration and the settings to measure on it (the baseline first)."""
+
+    base: BaseConfig
+    settings: tuple[AccelSetting, ...]
+    notes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Space:
+    name: str
+    source: str
+    protocol: ProtocolSpec
+    entries: tuple[Entry, ...]
+    description: str = ""
+    combine: bool = True
+
+    @property
+    def trial_count(self) -> int:
+        return sum(len(e.settings) for e in self.entries)
+
+
+@dataclass
+class _Reader:
+    """Validation helpers that know which file and entry they are reading."""
+
+    source: str
+    where: list[str] = field(default_factory=list)
+
+    def fail(self, message: str) -> SpaceError:
+        place = " ".join(self.where)
+        return SpaceError(f"{self.source}: {place + ': ' if place else ''}{message}")
+
+    def table(self, data: object, what: str) -> Mapping[str, object]:
+        if not isinstance(data, Mapping):
+            raise self.fail(f"{what} must be a table")
+        return data
+
+    def keys(self, data: Mapping[str, object], valid: Sequence[str]) -> None:
+        for key in data:
+            if key not in valid:
+                raise self.fail(f"unknown key {key!r}; valid: {', '.join(valid)}")
+
+    def as_list(self, value: object) -> list[object]:
+        return list(value) if isinstance(value, list) else [value]
+
+    def int_(self, value: object, what: str, minimum: int = 0) -> int:
+        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+            raise self.fail(f"{what} must be an integer ≥ {minimum}, got {value!r}")
+        return value
+
+    def str_(self, value: object, what: str) -> str:
+        if not isinstance(value, str) or not value:
+            raise self.fail(f"{what} must be a non-empty string, got {value!r}")
+        return value
+
+    def choice(self, value: object, what: str, valid: Sequence[str]) -> str:
+        if value not in valid:
+            raise self.fail(f"unknown {what} {value!r}; valid: {', '.join(valid)}")
+        return str(value)
+
+
+def _unique(values: Sequence[object]) -> list[object]:
+    seen: list[object] = []
+    for v in values:
+        if v not in seen:
+            seen.append(v)
+    return seen
+
+
+def _protocol(r: _Reader, data: object) -> ProtocolSpec:
+    table = r.table(data, "[protocol]")
+    r.where = ["[protocol]"]
+    r.keys(table, PROTOCOL_KEYS)
+    defaults = ProtocolSpec()
+    spec = ProtocolSpec(
+        prompts=r.str_(table.get("prompts", defaults.prompts), "prompts"),
+        num_prompts=r.int_(table.get("num_prompts", defaults.num_prompts), "num_prompts", 1),
+        seed=r.int_(table.get("seed", defaults.seed), "seed"),
+        warmup_batches=r.int_(table.get("warmup_batches", defaults.warmup_batches), "warmup_batches"),
+        scorer=r.str_(table.get("scorer", defaults.scorer), "scorer"),
+        scorer_pretrained=r.str_(table.get("scorer_pretrained", defaults.scorer_pretrained), "scorer_pretrained"),
+    )
+    r.where = []
+    return spec
+
+
+def _accelerator_grids(r: _Reader, data: object) -> dict[str, list[dict[str, ParamValue]]]:
+    from sweep.accelerators import ACCELERATORS
+
+    grids: dict[str, list[dict[str, ParamValue]]] = {}
+    for name, params in r.table(data, "[accelerators]").items():
+        r.where = [f"[accelerators.{name}]"]
+        if name not in ACCELERATORS:
+            raise r.fail(f"unknown accelerator {name!r}; valid: {', '.join(ACCELERATORS)}")
+        cls = ACCELERATORS[name]
+        table = r.table(params, f"[accelerators.{name}]")
+        valid = [p.name for p in cls.params]
+        r.keys(table, valid)
+        axes: list[list[ParamValue]] = []
+        for spec in cls.params:
+            values = r.as_list(table.get(spec.name, spec.default))
+            if not values:
+                raise r.fail(f"{spec.name} has no values")
+            coerced: list[ParamValue] = []
+            for value in values:
+                try:
+                    coerced.append(spec.coerce(value))
+                except ValueError as exc:
+                    raise r.fail(f"{spec.name}: {exc}") from None
+            axes.append([v for v in _unique(coerced)])  # type: ignore[misc]
+        grids[name] = [dict(zip(valid, combo, strict=True)) for combo in itertools.product(*axes)]
+    r.where = []
+    return grids
+
+
+def _settings(
+    accelerators: Sequence[str], grids: Mapping[str, list[dict[str, ParamValue]]], combine: bool
+) -> tuple[AccelSetting, ...]:
+    settings = [AccelSetting.baseline()]
+    if combine:
+        options = [[None, *grids[name]] for name in accelerators]
+        for combo in itertools.product(*options):
+            methods = {name: params for name, params in zip(accelerators, combo, strict=True) if params is not None}
+            if methods:
+                settings.append(AccelSetting.of(methods))
+    else:
+        settings.extend(AccelSetting.of({name: params}) for name in accelerators for params in grids[name])
+    return tuple(dict.fromkeys(settings))
+
+
+def parse_space(data: Mapping[str, object], source: str) -> Space:
+    """Validate and expand a parsed space file; ``source`` names it in errors."""
+    from sweep.accelerators import ACCELERATORS
+    from sweep.pipelines.loader import scheduler_names
+    from sweep.pipelines.registry import PIPELINES
+
+    r = _Reader(source)
+    r.keys(data, TOP_LEVEL_KEYS)
+    combine = data.get("combine", True)
+    if not isinstance(combine, bool):
+        raise r.fail(f"combine must be true or false, got {combine!r}")
+    protocol = _protocol(r, data.get("protocol", {}))
+    grids = _accelerator_grids(r, data.get("accelerators", {}))
+
+    overrides: dict[str, Mapping[str, object]] = {}
+    for alias, table in r.table(data.get("pipelines", {}), "[pipelines]").items():
+        r.where = [f'[pipelines."{alias}"]']
+        r.choice(alias, "pipeline", list(PIPELINES))
+        overrides[alias] = r.table(table, f"[pipelines.{alias}]")
+        r.keys(overrides[alias], PIPELINE_KEYS)
+
+    groups = data.get("base")
+    if not isinstance(groups, list) or not groups:
+        raise r.fail("no [[base]] entries: declare at least one group of pipelines × schedulers × steps")
+    known_schedulers: list[str] | None = None
+    entries: dict[str, Entry] = {}
+    for index, group in enumerate(groups, start=1):
+        r.where = [f"[[base]] #{index}"]
+        table = r.table(group, "[[base]]")
+        r.keys(table, BASE_KEYS)
+        for required in ("pipelines", "schedulers", "steps"):
+            if required not in table:
+                raise r.fail(f"missing {required!r}")
+        pipelines = [r.choice(p, "pipeline", list(PIPELINES)) for p in r.as_list(table["pipelines"])]
+        schedulers = [r.str_(s, "scheduler") for s in r.as_list(table["schedulers"])]
+        for name in schedulers:
+            if known_schedulers is None:
+                known_schedulers = scheduler_names()
+            r.choice(name, "scheduler", known_schedulers)
+        steps = [r.int_(s, "steps", 1) for s in r.as_list(table["steps"])]
+        resolutions_raw = table.get("resolutions", [[512, 512]])
+        if isinstance(resolutions_raw, list) and resolutions_raw and not isinstance(resolutions_raw[0], list):
+            resolutions_raw = [resolutions_raw]
+        resolutions: list[tuple[int, int]] = []
+        for pair in r.as_list(resolutions_raw):
+            if not (isinstance(pair, list) and len(pair) == 2):
+                raise r.fail(f"resolutions must be [height, width] pairs, got {pair!r}")
+            h, w = (r.int_(v, "resolution", 8) for v in pair)
+            if h % 8 or w % 8:
+                raise r.fail(f"resolution {h}x{w} must be a multiple of 8")
+            resolutions.append((h, w))
+        dtype = r.choice(table.get("dtype", "float16"), "dtype", DTYPES)
+        batch_size = r.int_(table.get("batch_size", 1), "batch_size", 1)
+        names = [r.choice(a, "accelerator", list(grids)) for a in r.as_list(table.get("accelerators", list(grids)))]
+
+        for alias, scheduler, n_steps, (h, w) in itertools.product(pipelines, schedulers, steps, resolutions):
+            info = PIPELINES[alias]
+            r.where = [f"[[base]] #{index}", alias]
+            weights = r.choice(overrides.get(alias, {}).get("weights", info.weights[0]), "weights", info.weights)
+            model = r.str_(overrides.get(alias, {}).get("model", info.default_model), "model")
+            base = BaseConfig(alias, model, weights, scheduler, n_steps, h, w, dtype, batch_size)  # type: ignore[arg-type]
+            usable = [a for a in names if info.denoiser in ACCELERATORS[a].denoisers]
+            notes = tuple(
+                f"{a}: not applicable to {alias} ({info.denoiser} denoiser)" for a in names if a not in usable
+            )
+            settings = _settings(usable, grids, combine)
+            previous = entries.get(base.key)
+            if previous is not None:
+                settings = tuple(dict.fromkeys(previous.settings + settings))
+                notes = tuple(dict.fromkeys(previous.notes + notes))
+            entries[base.key] = Entry(base, settings, notes)
+    r.where = []
+    name = data.get("name", Path(source).stem)
+    description = data.get("description", "")
+    return Space(str(name), source, protocol, tuple(entries.values()), str(description), combine)
+
+
+def load_space(path: str | Path) -> Space:
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise SpaceError(f"{path}: no such space file") from None
+    except (IsADirectoryError, PermissionError, UnicodeDecodeError) as exc:
+        raise SpaceError(f"{path}: cannot read space file ({exc.__class__.__name__})") from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise SpaceError(f"{path}: not valid TOML ({exc})") from None
+    return parse_space(data, str(path))
+
+
+def preset_names() -> list[str]:
+    folder = resources.files("search_space") / "presets"
+    return sorted(p.name.removesuffix(".toml") for p in folder.iterdir() if p.name.endswith(".toml"))
+
+
+def load_preset(name: str) -> Space:
+    if name not in preset_names():
+        raise SpaceError(f"unknown preset {name!r}; valid: {', '.join(preset_names())}")
+    resource = resources.files("search_space") / "presets" / f"{name}.toml"
+    return parse_space(tomllib.loads(resource.read_text(encoding="utf-8")), f"preset:{name}")

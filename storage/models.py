@@ -1,0 +1,118 @@
+"""SQLAlchemy 2.x models: base configurations, environments, protocols, baselines and trials.
+
+Uniqueness of (base config, environment, protocol[, setting]) is a database constraint, so "skip what is
+stored" holds even when several processes write at once.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+from sqlalchemy import JSON, Boolean, DateTime, Float, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+SCHEMA_VERSION = 1
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class SchemaInfo(Base):
+    __tablename__ = "sweep_schema"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    version: Mapped[int] = mapped_column(Integer)
+
+
+class BaseConfigRow(Base):
+    __tablename__ = "base_configs"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    key: Mapped[str] = mapped_column(Text, unique=True)
+    pipeline: Mapped[str] = mapped_column(String(64))
+    model: Mapped[str] = mapped_column(Text)
+    weights: Mapped[str] = mapped_column(String(16))
+    scheduler: Mapped[str] = mapped_column(String(128))
+    steps: Mapped[int] = mapped_column(Integer)
+    height: Mapped[int] = mapped_column(Integer)
+    width: Mapped[int] = mapped_column(Integer)
+    dtype: Mapped[str] = mapped_column(String(16))
+    batch_size: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class EnvironmentRow(Base):
+    __tablename__ = "environments"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    key: Mapped[str] = mapped_column(Text, unique=True)
+    device: Mapped[str] = mapped_column(Text)
+    details: Mapped[dict[str, str]] = mapped_column(JSON)
+
+
+class ProtocolRow(Base):
+    __tablename__ = "protocols"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    key: Mapped[str] = mapped_column(Text, unique=True)
+    prompt_source: Mapped[str] = mapped_column(Text)
+    prompts_sha256: Mapped[str] = mapped_column(String(64))
+    prompt_count: Mapped[int] = mapped_column(Integer)
+    seed: Mapped[int] = mapped_column(Integer)
+    warmup_batches: Mapped[int] = mapped_column(Integer)
+    scorer: Mapped[str] = mapped_column(Text)
+    scorer_random: Mapped[bool] = mapped_column(Boolean)
+    prompts: Mapped[list[str]] = mapped_column(JSON)
+
+
+class BaselineRow(Base):
+    __tablename__ = "baselines"
+    __table_args__ = (UniqueConstraint("base_config_id", "environment_id", "protocol_id"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    base_config_id: Mapped[int] = mapped_column(ForeignKey("base_configs.id"))
+    environment_id: Mapped[int] = mapped_column(ForeignKey("environments.id"))
+    protocol_id: Mapped[int] = mapped_column(ForeignKey("protocols.id"))
+    time: Mapped[float] = mapped_column(Float)
+    """Mean seconds per image over the measured prompts, warm-up excluded."""
+    time_spread: Mapped[float] = mapped_column(Float)
+    """Standard deviation of seconds per image across the measured batches."""
+    clip_score: Mapped[float] = mapped_column(Float)
+    image_digests: Mapped[list[str]] = mapped_column(JSON)
+    n_images: Mapped[int] = mapped_column(Integer)
+    worker: Mapped[str] = mapped_column(Text)
+    measured_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+    base_config: Mapped[BaseConfigRow] = relationship()
+    environment: Mapped[EnvironmentRow] = relationship()
+    protocol: Mapped[ProtocolRow] = relationship()
+
+
+class TrialRow(Base):
+    __tablename__ = "trials"
+    __table_args__ = (UniqueConstraint("base_config_id", "environment_id", "protocol_id", "setting_key"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    base_config_id: Mapped[int] = mapped_column(ForeignKey("base_configs.id"))
+    environment_id: Mapped[int] = mapped_column(ForeignKey("environments.id"))
+    protocol_id: Mapped[int] = mapped_column(ForeignKey("protocols.id"))
+    setting_key: Mapped[str] = mapped_column(Text)
+    settings: Mapped[dict[str, dict[str, object]]] = mapped_column(JSON)
+    status: Mapped[str] = mapped_column(String(16))
+    """``done`` or ``failed``."""
+    reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+    baseline_id: Mapped[int | None] = mapped_column(ForeignKey("baselines.id"), nullable=True)
+    time: Mapped[float | None] = mapped_column(Float, nullable=True)
+    time_spread: Mapped[float | None] = mapped_column(Float, nullable=True)
+    speedup: Mapped[float | None] = mapped_column(Float, nullable=True)
+    clip_score: Mapped[float | None] = mapped_column(Float, nullable=True)
+    score_loss: Mapped[float | None] = mapped_column(Float, nullable=True)
+    n_images: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    patched_modules: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    worker: Mapped[str] = mapped_column(Text)
+    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    finished_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+    base_config: Mapped[BaseConfigRow] = relationship()
+    environment: Mapped[EnvironmentRow] = relationship()
+    protocol: Mapped[ProtocolRow] = relationship()
+    baseline: Mapped[BaselineRow | None] = relationship()

@@ -1,0 +1,296 @@
+"""Repository: every read and write of sweep's tables, in short transactions.
+
+The only module that opens sessions. Inserts rely on the unique constraints: a key written by another
+process first is read back instead of written twice.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import func, select
+from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.orm import Session, sessionmaker
+
+from search_space.base_config import BaseConfig
+from search_space.setting import AccelSetting
+from storage.engine import open_engine
+from storage.models import (
+    SCHEMA_VERSION,
+    Base,
+    BaseConfigRow,
+    BaselineRow,
+    EnvironmentRow,
+    ProtocolRow,
+    SchemaInfo,
+    TrialRow,
+)
+from sweep.errors import StorageError
+
+
+@dataclass(frozen=True)
+class Scope:
+    """Row ids of the (base config, environment, protocol) that a baseline and its trials belong to."""
+
+    base_config_id: int
+    environment_id: int
+    protocol_id: int
+
+
+@dataclass(frozen=True)
+class BaselineRecord:
+    id: int
+    time: float
+    time_spread: float
+    clip_score: float
+    image_digests: tuple[str, ...]
+    n_images: int
+
+
+@dataclass(frozen=True)
+class TrialRecord:
+    setting: AccelSetting
+    status: str
+    worker: str
+    started_at: datetime
+    reason: str | None = None
+    baseline_id: int | None = None
+    time: float | None = None
+    time_spread: float | None = None
+    speedup: float | None = None
+    clip_score: float | None = None
+    score_loss: float | None = None
+    n_images: int | None = None
+    patched_modules: int | None = None
+
+
+@dataclass(frozen=True)
+class UpperBound:
+    """The largest speed-up of one base configuration whose score loss is at most ``max_loss``."""
+
+    base: BaseConfig
+    device: str
+    protocol_id: int
+    scorer: str
+    quality_meaningful: bool
+    max_loss: float
+    speedup: float
+    score_loss: float
+    time: float
+    baseline_time: float
+    settings: dict[str, dict[str, object]]
+    trials: int
+
+    def as_row(self) -> dict[str, object]:
+        return {
+            "pipeline": self.base.pipeline,
+            "scheduler": self.base.scheduler,
+            "steps": self.base.steps,
+            "height": self.base.height,
+            "width": self.base.width,
+            "dtype": self.base.dtype,
+            "batch_size": self.base.batch_size,
+            "model": self.base.model,
+            "weights": self.base.weights,
+            "device": self.device,
+            "scorer": self.scorer,
+            "quality_meaningful": self.quality_meaningful,
+            "max_loss": self.max_loss,
+            "speedup": self.speedup,
+            "score_loss": self.score_loss,
+            "time": self.time,
+            "baseline_time": self.baseline_time,
+            "settings": self.settings,
+            "trials": self.trials,
+        }
+
+
+def _base_from_row(row: BaseConfigRow) -> BaseConfig:
+    return BaseConfig(
+        row.pipeline, row.model, row.weights, row.scheduler, row.steps,  # type: ignore[arg-type]
+        row.height, row.width, row.dtype, row.batch_size,
+    )
+
+
+class Repository:
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.engine = open_engine(url)
+        self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        self._create_schema()
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        """One transaction: committed when the block ends, rolled back on error."""
+        session = self._sessions()
+        try:
+            yield session
+            session.commit()
+        except BaseException:
+            session.rollback()
+            raise
+        finally:
+            session.close()
+
+    def _create_schema(self) -> None:
+        try:
+            Base.metadata.create_all(self.engine)
+        except IntegrityError:
+            pass  # another process created the same tables at the same moment
+        except DBAPIError as exc:
+            raise StorageError(f"cannot create sweep's tables in {self.url}: {exc.orig}") from None
+        with self.session() as s:
+            version = s.scalar(select(func.max(SchemaInfo.version)))
+            if version is None:
+                s.add(SchemaInfo(version=SCHEMA_VERSION))
+            elif version > SCHEMA_VERSION:
+                raise StorageError(
+                    f"{self.url} has sweep schema version {version}, newer than this sweep's {SCHEMA_VERSION}: upgrade sweep"
+                )
+
+    # -- identities -------------------------------------------------------------------------------------
+
+    def _get_or_create(self, table: type[Base], key: str, **fields: object) -> int:
+        with self.session() as s:
+            found = s.scalar(select(table.id).where(table.key == key))  # type: ignore[attr-defined]
+            if found is not None:
+                return int(found)
+        try:
+            with self.session() as s:
+                row = table(key=key, **fields)
+                s.add(row)
+                s.flush()
+                return int(row.id)  # type: ignore[attr-defined]
+        except IntegrityError:  # inserted by another worker in between
+            with self.session() as s:
+                return int(s.scalar(select(table.id).where(table.key == key)))  # type: ignore[attr-defined]
+
+    def ensure_base_config(self, base: BaseConfig) -> int:
+        return self._get_or_create(
+            BaseConfigRow, base.key, pipeline=base.pipeline, model=base.model, weights=base.weights,
+            scheduler=base.scheduler, steps=base.steps, height=base.height, width=base.width, dtype=base.dtype,
+            batch_size=base.batch_size,
+        )
+
+    def ensure_environment(self, key: str, device: str, details: dict[str, str]) -> int:
+        return self._get_or_create(EnvironmentRow, key, device=device, details=details)
+
+    def ensure_protocol(
+        self, key: str, *, prompt_source: str, prompts: list[str], prompts_sha256: str, seed: int,
+        warmup_batches: int, scorer: str, scorer_random: bool,
+    ) -> int:
+        return self._get_or_create(
+            ProtocolRow, key, prompt_source=prompt_source, prompts=prompts, prompts_sha256=prompts_sha256,
+            prompt_count=len(prompts), seed=seed, warmup_batches=warmup_batches, scorer=scorer,
+            scorer_random=scorer_random,
+        )
+
+    # -- baselines and trials ---------------------------------------------------------------------------
+
+    def _scope_filter(self, model: type[BaselineRow] | type[TrialRow], scope: Scope) -> tuple[object, ...]:
+        return (
+            model.base_config_id == scope.base_config_id,
+            model.environment_id == scope.environment_id,
+            model.protocol_id == scope.protocol_id,
+        )
+
+    def baseline(self, scope: Scope) -> BaselineRecord | None:
+        with self.session() as s:
+            row = s.scalar(select(BaselineRow).where(*self._scope_filter(BaselineRow, scope)))
+            if row is None:
+                return None
+            return BaselineRecord(
+                row.id, row.time, row.time_spread, row.clip_score, tuple(row.image_digests), row.n_images
+            )
+
+    def save_baseline(
+        self, scope: Scope, *, time: float, time_spread: float, clip_score: float, image_digests: list[str],
+        worker: str,
+    ) -> BaselineRecord:
+        """Store the baseline; if another worker stored it first, return theirs."""
+        try:
+            with self.session() as s:
+                s.add(BaselineRow(
+                    base_config_id=scope.base_config_id, environment_id=scope.environment_id,
+                    protocol_id=scope.protocol_id, time=time, time_spread=time_spread, clip_score=clip_score,
+                    image_digests=image_digests, n_images=len(image_digests), worker=worker,
+                ))
+        except IntegrityError:
+            pass
+        stored = self.baseline(scope)
+        assert stored is not None
+        return stored
+
+    def stored_setting_keys(self, scope: Scope) -> set[str]:
+        with self.session() as s:
+            return set(s.scalars(select(TrialRow.setting_key).where(*self._scope_filter(TrialRow, scope))))
+
+    def save_trial(self, scope: Scope, trial: TrialRecord) -> bool:
+        """Insert one trial in its own transaction; False if its key was already stored."""
+        try:
+            with self.session() as s:
+                s.add(TrialRow(
+                    base_config_id=scope.base_config_id, environment_id=scope.environment_id,
+                    protocol_id=scope.protocol_id, setting_key=trial.setting.key, settings=trial.setting.as_dict(),
+                    status=trial.status, reason=trial.reason, baseline_id=trial.baseline_id, time=trial.time,
+                    time_spread=trial.time_spread, speedup=trial.speedup, clip_score=trial.clip_score,
+                    score_loss=trial.score_loss, n_images=trial.n_images, patched_modules=trial.patched_modules,
+                    worker=trial.worker, started_at=trial.started_at,
+                ))
+            return True
+        except IntegrityError:
+            return False
+
+    # -- queries ----------------------------------------------------------------------------------------
+
+    def upper_bounds(self, max_loss: float, base_keys: Iterable[str] | None = None) -> list[UpperBound]:
+        """Per (base config, environment, protocol) with a baseline: the fastest done trial with loss ≤ max_loss.
+
+        When no trial qualifies, the baseline itself is the bound (1.0x, empty settings).
+        """
+        keys = None if base_keys is None else set(base_keys)
+        with self.session() as s:
+            baselines = s.scalars(select(BaselineRow).join(BaselineRow.base_config)).all()
+            trials = s.scalars(select(TrialRow).where(TrialRow.status == "done")).all()
+            by_scope: dict[tuple[int, int, int], list[TrialRow]] = defaultdict(list)
+            for t in trials:
+                by_scope[(t.base_config_id, t.environment_id, t.protocol_id)].append(t)
+            bounds: list[UpperBound] = []
+            for b in baselines:
+                if keys is not None and b.base_config.key not in keys:
+                    continue
+                done = by_scope[(b.base_config_id, b.environment_id, b.protocol_id)]
+                eligible = [t for t in done if t.score_loss is not None and t.score_loss <= max_loss]
+                best = max(eligible, key=lambda t: (t.speedup, -(t.score_loss or 0.0)), default=None)
+                base = _base_from_row(b.base_config)
+                bounds.append(UpperBound(
+                    base=base, device=b.environment.device, protocol_id=b.protocol_id, scorer=b.protocol.scorer,
+                    quality_meaningful=base.weights == "pretrained" and not b.protocol.scorer_random,
+                    max_loss=max_loss,
+                    speedup=best.speedup if best else 1.0,  # type: ignore[arg-type]
+                    score_loss=best.score_loss if best else 0.0,  # type: ignore[arg-type]
+                    time=best.time if best else b.time,  # type: ignore[arg-type]
+                    baseline_time=b.time,
+                    settings=json.loads(best.setting_key) if best else {},
+                    trials=len(done),
+                ))
+        bounds.sort(key=lambda u: (u.base.pipeline, u.base.scheduler, u.base.steps, u.base.key, u.device))
+        return bounds
+
+    def status(self) -> dict[str, object]:
+        with self.session() as s:
+            counts = Counter(dict(s.execute(select(TrialRow.status, func.count()).group_by(TrialRow.status)).all()))
+            return {
+                "base_configs": s.scalar(select(func.count()).select_from(BaseConfigRow)) or 0,
+                "baselines": s.scalar(select(func.count()).select_from(BaselineRow)) or 0,
+                "trials": {"done": counts.get("done", 0), "failed": counts.get("failed", 0),
+                           **{k: v for k, v in counts.items() if k not in ("done", "failed")}},
+            }

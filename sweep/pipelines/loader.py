@@ -1,0 +1,122 @@
+"""Build a diffusers pipeline for a BaseConfig: pretrained weights, or random weights from shipped configs.
+
+Random weights give real timings (speed does not depend on weights) but meaningless images; the runner
+marks their quality numbers accordingly.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import sweep._compat  # noqa: F401  (before diffusers/transformers)
+from search_space.base_config import BaseConfig
+from sweep.errors import ModelLoadError, SpaceError
+from sweep.pipelines.registry import PIPELINES, PipelineInfo
+
+if TYPE_CHECKING:
+    import torch
+    from diffusers import DiffusionPipeline
+
+log = logging.getLogger(__name__)
+
+RANDOM_WEIGHTS_SEED = 0
+
+
+def torch_dtype(name: str) -> torch.dtype:
+    import torch
+
+    return {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}[name]
+
+
+def scheduler_names() -> list[str]:
+    import diffusers
+
+    return sorted(n for n in dir(diffusers) if n.endswith("Scheduler") and n != "SchedulerMixin")
+
+
+def _read_json(path: Path) -> dict[str, object]:
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)
+
+
+def _build_component(folder: Path, name: str, library: str, class_name: str) -> object:
+    if library == "diffusers":
+        import diffusers
+
+        cls = getattr(diffusers, class_name)
+        config_file = "scheduler_config.json" if name == "scheduler" else "config.json"
+        return cls.from_config(_read_json(folder / name / config_file))
+    if library == "transformers" and class_name == "CLIPTokenizer":
+        from sweep.pipelines.tokenizer import clip_tokenizer
+
+        return clip_tokenizer()
+    if library == "transformers":
+        import transformers
+
+        config = dict(_read_json(folder / name / "config.json"))
+        model_type = str(config.pop("model_type"))
+        return getattr(transformers, class_name)(transformers.AutoConfig.for_model(model_type, **config))
+    raise ModelLoadError(f"{folder / 'model_index.json'}: component {name!r} from {library!r} cannot be built")
+
+
+def build_random(info: PipelineInfo, device: str, dtype: str) -> DiffusionPipeline:
+    """The architecture of ``info`` with seeded random weights, built directly on ``device``."""
+    import diffusers
+    import torch
+
+    folder = info.config_dir
+    index = _read_json(folder / "model_index.json")
+    components: dict[str, object] = {}
+    torch.manual_seed(RANDOM_WEIGHTS_SEED)
+    with torch.device(device):
+        for name, spec in sorted(index.items()):
+            if name.startswith("_") or not isinstance(spec, list):
+                if not name.startswith("_"):
+                    components[name] = spec
+                continue
+            library, class_name = spec
+            components[name] = None if library is None else _build_component(folder, name, library, class_name)
+    pipe = getattr(diffusers, info.pipeline_class)(**components)
+    return pipe.to(device=device, dtype=torch_dtype(dtype))
+
+
+def _load_pretrained(info: PipelineInfo, reference: str, device: str, dtype: str) -> DiffusionPipeline:
+    import diffusers
+
+    cls = getattr(diffusers, info.pipeline_class)
+    path = Path(reference).expanduser()
+    try:
+        if path.is_file():
+            pipe = cls.from_single_file(str(path), torch_dtype=torch_dtype(dtype))
+        else:
+            pipe = cls.from_pretrained(str(path) if path.is_dir() else reference, torch_dtype=torch_dtype(dtype))
+    except Exception as exc:  # diffusers raises OSError, ValueError, HF hub errors...: all mean "cannot load"
+        raise ModelLoadError(
+            f"cannot load {info.alias} weights from {reference!r} ({type(exc).__name__}: {str(exc).splitlines()[0]}). "
+            "Provide them as a hub id reachable online or already in the Hugging Face cache, a local diffusers "
+            "folder, or a single .safetensors/.ckpt file (set `model` in the space file), or use weights = \"random\" "
+            "for speed-only runs"
+        ) from exc
+    return pipe.to(device)
+
+
+def load_pipeline(config: BaseConfig, device: str) -> DiffusionPipeline:
+    """The pipeline of ``config`` on ``device`` with its scheduler set, progress bars off."""
+    import diffusers
+
+    info = PIPELINES.get(config.pipeline)
+    if info is None:
+        raise SpaceError(f"unknown pipeline {config.pipeline!r}; valid: {', '.join(PIPELINES)}")
+    if config.weights == "random":
+        pipe = build_random(info, device, config.dtype)
+    else:
+        pipe = _load_pretrained(info, config.model, device, config.dtype)
+    scheduler_cls = getattr(diffusers, config.scheduler, None)
+    if scheduler_cls is None:
+        raise SpaceError(f"unknown scheduler {config.scheduler!r}; valid: {', '.join(scheduler_names())}")
+    pipe.scheduler = scheduler_cls.from_config(pipe.scheduler.config)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe

@@ -1,0 +1,54 @@
+"""Protocol: how a measurement is made (prompts, seeds, warm-up, scorer); its key separates incomparable results."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from search_space.keys import canonical_json
+from search_space.spec import ProtocolSpec
+from sweep.prompts import load_prompts, prompts_sha256
+from sweep.scoring.clip_score import RANDOM
+
+# Bump when the way time or score is computed changes, so new numbers never mix with old ones.
+MEASUREMENT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class Protocol:
+    prompt_source: str
+    prompts: tuple[str, ...]
+    seed: int
+    """Image i is generated from seed + i, in baseline and accelerated runs alike."""
+    warmup_batches: int
+    scorer_model: str
+    scorer_pretrained: str
+
+    @classmethod
+    def resolve(cls, spec: ProtocolSpec) -> Protocol:
+        return cls(
+            spec.prompts, tuple(load_prompts(spec.prompts, spec.num_prompts)), spec.seed, spec.warmup_batches,
+            spec.scorer, spec.scorer_pretrained,
+        )
+
+    @property
+    def scorer(self) -> str:
+        return f"open_clip:{self.scorer_model}:{self.scorer_pretrained}"
+
+    @property
+    def scorer_random(self) -> bool:
+        return self.scorer_pretrained == RANDOM
+
+    @property
+    def prompts_sha256(self) -> str:
+        return prompts_sha256(list(self.prompts))
+
+    @property
+    def key(self) -> str:
+        return canonical_json({
+            "measurement": MEASUREMENT_VERSION,
+            "prompts_sha256": self.prompts_sha256,
+            "prompt_count": len(self.prompts),
+            "seed": self.seed,
+            "warmup_batches": self.warmup_batches,
+            "scorer": self.scorer,
+        })

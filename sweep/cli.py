@@ -141,10 +141,13 @@ def upbound(
         columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn())
         with Progress(*columns, console=err, transient=False) as progress:
             summary = Runner(repo, device, _RichProgress(progress)).run(space)
-        overhead = summary.wall_seconds / summary.generation_seconds if summary.generation_seconds else float("nan")
+        overhead = (
+            f" (wall / generation time = {summary.wall_seconds / summary.generation_seconds:.2f})"
+            if summary.generation_seconds else ""
+        )
         err.print(
             f"{space.name}: {summary.new} new, {summary.stored} stored, {summary.failed} failed "
-            f"in {summary.wall_seconds:.1f} s (wall / generation time = {overhead:.2f})", highlight=False,
+            f"in {summary.wall_seconds:.1f} s{overhead}", highlight=False,
         )
     rows = [u.as_row() for u in repo.upper_bounds(max_loss, summary.base_keys)]
     _print_upper_bounds(rows, fmt, max_loss)

@@ -1,0 +1,87 @@
+"""Shared fixtures: small space files, real tiny pipelines, and fresh SQLite / PostgreSQL databases."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+import sweep._compat  # noqa: F401  (before diffusers in any test module)
+
+POSTGRES_ADMIN_URL = os.environ.get("SWEEP_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+
+SMALL_SPACE = """
+name = "small"
+combine = true
+
+[protocol]
+prompts = "bundled"
+num_prompts = 2
+seed = 3
+warmup_batches = 1
+scorer = "sweep-tiny-clip"
+scorer_pretrained = "random"
+
+[[base]]
+pipelines = ["tiny-sd-b"]
+schedulers = ["DDIMScheduler"]
+steps = [4]
+resolutions = [[64, 64]]
+dtype = "float32"
+batch_size = 2
+
+[accelerators.deepcache]
+cache_interval = [1, 2]
+cache_branch_id = [0]
+
+[accelerators.tome]
+ratio = [0.5]
+max_downsample = [1]
+"""
+
+
+@pytest.fixture
+def small_space(tmp_path: Path) -> Path:
+    """One base config; 5 accelerated settings, among them deepcache interval 1, which changes nothing."""
+    path = tmp_path / "small.toml"
+    path.write_text(SMALL_SPACE, encoding="utf-8")
+    return path
+
+
+def write_space(tmp_path: Path, text: str, name: str = "space.toml") -> Path:
+    path = tmp_path / name
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'sweep.db'}"
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    """A fresh PostgreSQL database for one test, dropped afterwards."""
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+
+    name = f"sweep_test_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield make_url(POSTGRES_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as connection:
+            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request: pytest.FixtureRequest) -> str:
+    """Every storage test runs against both engines."""
+    fixture = "sqlite_url" if request.param == "sqlite" else "postgres_url"
+    return request.getfixturevalue(fixture)

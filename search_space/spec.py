@@ -127,10 +127,12 @@ def _accelerator_grids(r: _Reader, data: object) -> dict[str, list[dict[str, Par
 
     grids: dict[str, list[dict[str, ParamValue]]] = {}
     for name, params in r.table(data, "[accelerators]").items():
-        r.where = [f"[accelerators.{name}]"]
-        if name not in ACCELERATORS:
-            raise r.fail(f"unknown accelerator {name!r}; valid: {', '.join(ACCELERATORS)}")
-        cls = ACCELERATORS[name]
+        # "tome@sdxl" is a second grid of accelerator "tome" that [[base]] groups can select by that name.
+        r.where = [f'[accelerators."{name}"]']
+        accelerator = name.split("@", 1)[0]
+        if accelerator not in ACCELERATORS:
+            raise r.fail(f"unknown accelerator {accelerator!r}; valid: {', '.join(ACCELERATORS)}")
+        cls = ACCELERATORS[accelerator]
         table = r.table(params, f"[accelerators.{name}]")
         valid = [p.name for p in cls.params]
         r.keys(table, valid)
@@ -155,14 +157,15 @@ def _settings(
     accelerators: Sequence[str], grids: Mapping[str, list[dict[str, ParamValue]]], combine: bool
 ) -> tuple[AccelSetting, ...]:
     settings = [AccelSetting.baseline()]
+    methods_of = {grid: grid.split("@", 1)[0] for grid in accelerators}
     if combine:
-        options = [[None, *grids[name]] for name in accelerators]
+        options = [[None, *grids[grid]] for grid in accelerators]
         for combo in itertools.product(*options):
-            methods = {name: params for name, params in zip(accelerators, combo, strict=True) if params is not None}
+            methods = {methods_of[g]: params for g, params in zip(accelerators, combo, strict=True) if params is not None}
             if methods:
                 settings.append(AccelSetting.of(methods))
     else:
-        settings.extend(AccelSetting.of({name: params}) for name in accelerators for params in grids[name])
+        settings.extend(AccelSetting.of({methods_of[g]: params}) for g in accelerators for params in grids[g])
     return tuple(dict.fromkeys(settings))
 
 
@@ -170,7 +173,7 @@ def parse_space(data: Mapping[str, object], source: str) -> Space:
     """Validate and expand a parsed space file; ``source`` names it in errors."""
     from sweep.accelerators import ACCELERATORS
     from sweep.pipelines.loader import scheduler_names
-    from sweep.pipelines.registry import PIPELINES
+    from sweep.pipelines.registry import PIPELINES, canonical_alias
 
     r = _Reader(source)
     r.keys(data, TOP_LEVEL_KEYS)
@@ -183,6 +186,7 @@ def parse_space(data: Mapping[str, object], source: str) -> Space:
     overrides: dict[str, Mapping[str, object]] = {}
     for alias, table in r.table(data.get("pipelines", {}), "[pipelines]").items():
         r.where = [f'[pipelines."{alias}"]']
+        alias = canonical_alias(alias)
         r.choice(alias, "pipeline", list(PIPELINES))
         overrides[alias] = r.table(table, f"[pipelines.{alias}]")
         r.keys(overrides[alias], PIPELINE_KEYS)
@@ -199,18 +203,18 @@ def parse_space(data: Mapping[str, object], source: str) -> Space:
         for required in ("pipelines", "schedulers", "steps"):
             if required not in table:
                 raise r.fail(f"missing {required!r}")
-        pipelines = [r.choice(p, "pipeline", list(PIPELINES)) for p in r.as_list(table["pipelines"])]
+        pipelines = [r.choice(canonical_alias(str(p)), "pipeline", list(PIPELINES)) for p in r.as_list(table["pipelines"])]
         schedulers = [r.str_(s, "scheduler") for s in r.as_list(table["schedulers"])]
         for name in schedulers:
             if known_schedulers is None:
                 known_schedulers = scheduler_names()
             r.choice(name, "scheduler", known_schedulers)
         steps = [r.int_(s, "steps", 1) for s in r.as_list(table["steps"])]
-        resolutions_raw = table.get("resolutions", [[512, 512]])
+        resolutions_raw = table.get("resolutions")
         if isinstance(resolutions_raw, list) and resolutions_raw and not isinstance(resolutions_raw[0], list):
             resolutions_raw = [resolutions_raw]
-        resolutions: list[tuple[int, int]] = []
-        for pair in r.as_list(resolutions_raw):
+        resolutions: list[tuple[int, int] | None] = [] if resolutions_raw is not None else [None]
+        for pair in r.as_list(resolutions_raw) if resolutions_raw is not None else []:
             if not (isinstance(pair, list) and len(pair) == 2):
                 raise r.fail(f"resolutions must be [height, width] pairs, got {pair!r}")
             h, w = (r.int_(v, "resolution", 8) for v in pair)
@@ -219,17 +223,22 @@ def parse_space(data: Mapping[str, object], source: str) -> Space:
             resolutions.append((h, w))
         dtype = r.choice(table.get("dtype", "float16"), "dtype", DTYPES)
         batch_size = r.int_(table.get("batch_size", 1), "batch_size", 1)
-        names = [r.choice(a, "accelerator", list(grids)) for a in r.as_list(table.get("accelerators", list(grids)))]
+        default_grids = [g for g in grids if "@" not in g]
+        names = [r.choice(a, "accelerator", list(grids)) for a in r.as_list(table.get("accelerators", default_grids))]
+        if len({n.split("@", 1)[0] for n in names}) != len(names):
+            raise r.fail(f"accelerators {names} name one accelerator twice; choose one grid of each")
 
-        for alias, scheduler, n_steps, (h, w) in itertools.product(pipelines, schedulers, steps, resolutions):
+        for alias, scheduler, n_steps, size in itertools.product(pipelines, schedulers, steps, resolutions):
             info = PIPELINES[alias]
+            h, w = size or info.resolution
             r.where = [f"[[base]] #{index}", alias]
             weights = r.choice(overrides.get(alias, {}).get("weights", info.weights[0]), "weights", info.weights)
             model = r.str_(overrides.get(alias, {}).get("model", info.default_model), "model")
             base = BaseConfig(alias, model, weights, scheduler, n_steps, h, w, dtype, batch_size)  # type: ignore[arg-type]
-            usable = [a for a in names if info.denoiser in ACCELERATORS[a].denoisers]
+            usable = [a for a in names if info.denoiser in ACCELERATORS[a.split("@", 1)[0]].denoisers]
             notes = tuple(
-                f"{a}: not applicable to {alias} ({info.denoiser} denoiser)" for a in names if a not in usable
+                f"{a.split('@', 1)[0]}: not applicable to {alias} ({info.denoiser} denoiser)"
+                for a in names if a not in usable
             )
             settings = _settings(usable, grids, combine)
             previous = entries.get(base.key)

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 import sweep._compat  # noqa: F401  (before diffusers/transformers)
 from search_space.base_config import BaseConfig
 from sweep.errors import ModelLoadError, SpaceError
-from sweep.pipelines.registry import PIPELINES, PipelineInfo
+from sweep.pipelines.registry import PIPELINES, PipelineInfo, canonical_alias
 
 if TYPE_CHECKING:
     import torch
@@ -53,6 +53,10 @@ def _build_component(folder: Path, name: str, library: str, class_name: str) -> 
         from sweep.pipelines.tokenizer import clip_tokenizer
 
         return clip_tokenizer()
+    if library == "transformers" and class_name == "T5Tokenizer":
+        from sweep.pipelines.tokenizer import t5_stand_in_tokenizer
+
+        return t5_stand_in_tokenizer()
     if library == "transformers":
         import transformers
 
@@ -63,7 +67,10 @@ def _build_component(folder: Path, name: str, library: str, class_name: str) -> 
 
 
 def build_random(info: PipelineInfo, device: str, dtype: str) -> DiffusionPipeline:
-    """The architecture of ``info`` with seeded random weights, built directly on ``device``."""
+    """The architecture of ``info`` with seeded random weights, built directly on ``device``.
+
+    On the ``meta`` device nothing is allocated: the pipeline exists with its shapes (for parameter counts).
+    """
     import diffusers
     import torch
 
@@ -71,16 +78,31 @@ def build_random(info: PipelineInfo, device: str, dtype: str) -> DiffusionPipeli
     index = _read_json(folder / "model_index.json")
     components: dict[str, object] = {}
     torch.manual_seed(RANDOM_WEIGHTS_SEED)
-    with torch.device(device):
-        for name, spec in sorted(index.items()):
-            if name.startswith("_") or not isinstance(spec, list):
-                if not name.startswith("_"):
-                    components[name] = spec
-                continue
-            library, class_name = spec
-            components[name] = None if library is None else _build_component(folder, name, library, class_name)
+    for name, spec in sorted(index.items()):
+        if name.startswith("_"):
+            continue
+        if not isinstance(spec, list):
+            components[name] = spec  # a plain option such as requires_safety_checker
+            continue
+        library, class_name = spec
+        if library is None:
+            components[name] = None
+        elif (folder / name / "config.json").exists():  # a module with weights: allocate it on the device
+            with torch.device(device):
+                components[name] = _build_component(folder, name, library, class_name)
+        else:  # schedulers and tokenizers hold no weights and keep their tensors on the CPU
+            components[name] = _build_component(folder, name, library, class_name)
     pipe = getattr(diffusers, info.pipeline_class)(**components)
+    if device == "meta":
+        return pipe
     return pipe.to(device=device, dtype=torch_dtype(dtype))
+
+
+_WAYS = (
+    "provide them as (1) a hub id, online or already in the Hugging Face cache, (2) a local diffusers folder, or "
+    "(3) a single .safetensors/.ckpt file, set as `model` in the space file; or use weights = \"random\" for "
+    "speed-only runs"
+)
 
 
 def _load_pretrained(info: PipelineInfo, reference: str, device: str, dtype: str) -> DiffusionPipeline:
@@ -88,17 +110,18 @@ def _load_pretrained(info: PipelineInfo, reference: str, device: str, dtype: str
 
     cls = getattr(diffusers, info.pipeline_class)
     path = Path(reference).expanduser()
+    looks_local = reference.startswith((".", "/", "~")) or reference.endswith((".safetensors", ".ckpt"))
+    if looks_local and not path.exists():
+        raise ModelLoadError(f"{info.alias}: no such file or folder {reference!r}; {_WAYS}")
     try:
         if path.is_file():
             pipe = cls.from_single_file(str(path), torch_dtype=torch_dtype(dtype))
         else:
             pipe = cls.from_pretrained(str(path) if path.is_dir() else reference, torch_dtype=torch_dtype(dtype))
     except Exception as exc:  # diffusers raises OSError, ValueError, HF hub errors...: all mean "cannot load"
+        first_line = (str(exc).strip().splitlines() or [""])[0]
         raise ModelLoadError(
-            f"cannot load {info.alias} weights from {reference!r} ({type(exc).__name__}: {str(exc).splitlines()[0]}). "
-            "Provide them as a hub id reachable online or already in the Hugging Face cache, a local diffusers "
-            "folder, or a single .safetensors/.ckpt file (set `model` in the space file), or use weights = \"random\" "
-            "for speed-only runs"
+            f"cannot load {info.alias} weights from {reference!r} ({type(exc).__name__}: {first_line}); {_WAYS}"
         ) from exc
     return pipe.to(device)
 
@@ -107,7 +130,7 @@ def load_pipeline(config: BaseConfig, device: str) -> DiffusionPipeline:
     """The pipeline of ``config`` on ``device`` with its scheduler set, progress bars off."""
     import diffusers
 
-    info = PIPELINES.get(config.pipeline)
+    info = PIPELINES.get(canonical_alias(config.pipeline))
     if info is None:
         raise SpaceError(f"unknown pipeline {config.pipeline!r}; valid: {', '.join(PIPELINES)}")
     if config.weights == "random":

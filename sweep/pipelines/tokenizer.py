@@ -22,16 +22,17 @@ if TYPE_CHECKING:
 CLIP_VOCAB_SIZE = 49408
 
 
-def _write_vocab(folder: Path) -> None:
+def _write_vocab(folder: Path, size: int = CLIP_VOCAB_SIZE) -> None:
     from open_clip.tokenizer import bytes_to_unicode, default_bpe
 
     with gzip.open(default_bpe()) as f:
         lines = f.read().decode("utf-8").split("\n")
-    merges = lines[1 : 49152 - 256 - 2 + 1]
+    # Truncating the merge list gives a smaller, still valid BPE: every merge only uses earlier tokens.
+    merges = lines[1 : 1 + size - 512 - 2]
     byte_tokens = list(bytes_to_unicode().values())
     vocab = byte_tokens + [t + "</w>" for t in byte_tokens]
     vocab += ["".join(m.split()) for m in merges] + ["<|startoftext|>", "<|endoftext|>"]
-    assert len(vocab) == CLIP_VOCAB_SIZE, len(vocab)
+    assert len(vocab) == size, len(vocab)
     folder.mkdir(parents=True, exist_ok=True)
     # Write to temporary names and rename, so concurrent workers never read half a file.
     for name, text in (
@@ -44,10 +45,22 @@ def _write_vocab(folder: Path) -> None:
         os.replace(tmp, folder / name)
 
 
-def clip_tokenizer(max_length: int = 77) -> CLIPTokenizer:
+def clip_tokenizer(max_length: int = 77, vocab_size: int = CLIP_VOCAB_SIZE) -> CLIPTokenizer:
+    """CLIP's tokenizer; with a smaller ``vocab_size``, the same BPE cut to its first merges."""
     from transformers import CLIPTokenizer
 
-    cache = Path(os.environ.get("SWEEP_CACHE", Path.home() / ".cache" / "sweep")) / "clip-bpe-tokenizer"
+    root = Path(os.environ.get("SWEEP_CACHE", Path.home() / ".cache" / "sweep"))
+    cache = root / ("clip-bpe-tokenizer" if vocab_size == CLIP_VOCAB_SIZE else f"clip-bpe-tokenizer-{vocab_size}")
     if not (cache / "vocab.json").exists() or not (cache / "merges.txt").exists():
-        _write_vocab(cache)
+        _write_vocab(cache, vocab_size)
     return CLIPTokenizer(str(cache / "vocab.json"), str(cache / "merges.txt"), model_max_length=max_length)
+
+
+T5_STAND_IN_VOCAB = 32100
+
+
+def t5_stand_in_tokenizer(max_length: int = 300) -> CLIPTokenizer:
+    """For random-weight T5 builds only: T5's SentencePiece model cannot be had offline, so prompts are split
+    by CLIP's BPE cut to T5's 32,100 ids. PixArt pads every prompt to ``max_sequence_length`` tokens, so the
+    encoder's work, and the timing, are the same as with the real tokenizer."""
+    return clip_tokenizer(max_length=max_length, vocab_size=T5_STAND_IN_VOCAB)

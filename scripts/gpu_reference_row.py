@@ -1,0 +1,109 @@
+"""Measure one row of the reference study on a GPU with random weights (speed only) and print its table.
+
+Usage: python scripts/gpu_reference_row.py [--pipeline SD1.5 --scheduler DDIMScheduler --steps 50]
+       [--num-prompts 4] [--db sqlite:///row.db] [--out row.md]
+
+The row's base configuration and settings come from the `reference` preset; weights are switched to random
+(no hub here), prompts to the bundled set and the scorer to random ViT-g-14 weights, so its CLIP numbers say
+nothing about quality. Everything else goes through sweep's own runner and storage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import platform
+import sys
+import time
+
+import sweep._compat  # noqa: F401
+from search_space import load_preset
+from storage import Repository
+from storage.models import TrialRow
+from sweep.environment import Environment
+from sweep.output import settings_text
+
+
+class PrintProgress:
+    def __init__(self) -> None:
+        self.done = 0
+        self.total = 0
+        self.started = time.perf_counter()
+
+    def start(self, total: int) -> None:
+        self.total = total
+
+    def describe(self, text: str) -> None:
+        print(f"[{self.done}/{self.total} {time.perf_counter() - self.started:6.1f}s] {text}", flush=True)
+
+    def advance(self) -> None:
+        self.done += 1
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--pipeline", default="SD1.5")
+    parser.add_argument("--scheduler", default="DDIMScheduler")
+    parser.add_argument("--steps", type=int, default=50)
+    parser.add_argument("--num-prompts", type=int, default=4)
+    parser.add_argument("--device", default="cuda")
+    parser.add_argument("--db", default="sqlite:///gpu_reference_row.db")
+    parser.add_argument("--out", default=None, help="also write the table (markdown) here")
+    args = parser.parse_args()
+
+    from sweep.runner import Runner
+
+    reference = load_preset("reference")
+    entries = [
+        e for e in reference.entries
+        if (e.base.pipeline, e.base.scheduler, e.base.steps) == (args.pipeline, args.scheduler, args.steps)
+    ]
+    if not entries:
+        print(f"no reference row {args.pipeline} / {args.scheduler} / {args.steps}", file=sys.stderr)
+        return 2
+    entry = dataclasses.replace(entries[0], base=dataclasses.replace(entries[0].base, weights="random"))
+    protocol = dataclasses.replace(
+        reference.protocol, prompts="bundled", num_prompts=args.num_prompts, scorer_pretrained="random"
+    )
+    space = dataclasses.replace(reference, name="reference-row", protocol=protocol, entries=(entry,))
+
+    repo = Repository(args.db)
+    summary = Runner(repo, args.device, PrintProgress()).run(space)
+    env = Environment.detect(args.device)
+    (bound,) = repo.upper_bounds(0.02, [entry.base.key])
+
+    with repo.session() as s:
+        trials = s.query(TrialRow).filter(TrialRow.status.in_(["done", "failed"])).all()
+        rows = sorted(
+            ((t.speedup or 0.0, t.time, settings_text(t.settings), t.status, t.reason or "") for t in trials),
+            reverse=True,
+        )
+    lines = [
+        f"# {entry.base.label}, {entry.base.height}x{entry.base.width} {entry.base.dtype}, batch {entry.base.batch_size}, "
+        f"random weights (speed only)",
+        f"device: {env.device}; torch {env.libraries['torch']}, diffusers {env.libraries['diffusers']}, "
+        f"python {platform.python_version()}; {args.num_prompts} prompts, 1 warm-up batch, one pass per setting",
+        f"baseline: {bound.baseline_time:.4f} s/image",
+        "",
+        "| setting | s/image | speed-up | status |",
+        "| --- | --- | --- | --- |",
+    ]
+    lines += [
+        f"| {text} | {'' if t is None else f'{t:.4f}'} | {s:.2f}x | {status}{': ' + reason if reason else ''} |"
+        for s, t, text, status, reason in rows
+    ]
+    lines += [
+        "",
+        f"{summary.new} measured in {summary.wall_seconds:.1f} s; wall / generation time = "
+        f"{summary.wall_seconds / max(summary.generation_seconds, 1e-9):.2f}",
+    ]
+    table = "\n".join(lines)
+    print(table)
+    if args.out:
+        with open(args.out, "w", encoding="utf-8") as f:
+            f.write(table + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -128,7 +128,7 @@ def _accelerator_grids(r: _Reader, data: object) -> dict[str, list[dict[str, Par
     grids: dict[str, list[dict[str, ParamValue]]] = {}
     for name, params in r.table(data, "[accelerators]").items():
         # "tome@sdxl" is a second grid of accelerator "tome" that [[base]] groups can select by that name.
-        r.where = [f'[accelerators."{name}"]']
+        r.where = [f"[accelerators.{name}]" if name.isidentifier() else f'[accelerators."{name}"]']
         accelerator = name.split("@", 1)[0]
         if accelerator not in ACCELERATORS:
             raise r.fail(f"unknown accelerator {accelerator!r}; valid: {', '.join(ACCELERATORS)}")

@@ -43,7 +43,7 @@ def test_expansion_is_stable_across_reads(small_space: Path) -> None:
         (("cache_interval = [1, 2]", "cache_intervall = [1, 2]"), r"\[accelerators.deepcache\]: unknown key 'cache_intervall'; valid: cache_interval, cache_branch_id"),
         (("[accelerators.tome]", "[accelerators.tomes]"), r"unknown accelerator 'tomes'; valid: deepcache, tome"),
         (("ratio = [0.5]", "ratio = [0.9]"), r"\[accelerators.tome\]: ratio: 0.9 is not float in \[0, 0.75\]"),
-        (('"tiny-sd-b"', '"tiny-sd-z"'), r"unknown pipeline 'tiny-sd-z'; valid: tiny-sd-a, tiny-sd-b"),
+        (('"tiny-sd-b"', '"tiny-sd-z"'), r"unknown pipeline 'tiny-sd-z'; valid: SD1.5, SD2.1, SDXL, PixArt-α, PixArt-Σ, tiny-sd-a, tiny-sd-b"),
         (("steps = [4]", "steps = [0]"), r"steps must be an integer ≥ 1, got 0"),
         (('dtype = "float32"', 'dtype = "fp8"'), r"unknown dtype 'fp8'; valid: float32, float16, bfloat16"),
         (("[[64, 64]]", "[[64, 60]]"), r"resolution 64x60 must be a multiple of 8"),

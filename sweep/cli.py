@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 import os
@@ -33,6 +34,8 @@ DbOption = Annotated[str, typer.Option("--db", envvar="SWEEP_DB", help="Database
 MaxLossOption = Annotated[float, typer.Option("--max-loss", help="Largest accepted relative CLIP-score loss, in [0, 1).")]
 FormatOption = Annotated[Format, typer.Option("--format", help="Output format.")]
 PresetOption = Annotated[str | None, typer.Option("--preset", help="A space shipped with sweep, e.g. tiny.")]
+SpeedOnlyOption = Annotated[bool, typer.Option(
+    "--speed-only", help="Include configurations measured with random weights (pipeline or scorer).")]
 SpaceArgument = Annotated[Path | None, typer.Argument(help="Space file (TOML).", show_default=False)]
 
 
@@ -92,10 +95,19 @@ UPPER_BOUND_COLUMNS: list[Column] = [
 ]
 
 
-def _print_upper_bounds(rows: list[dict[str, object]], fmt: Format, max_loss: float) -> None:
-    random_rows = any(not r["quality_meaningful"] for r in rows)
+def _print_upper_bounds(rows: list[dict[str, object]], fmt: Format, max_loss: float, speed_only: bool) -> None:
+    """Rows from random weights enter only a table asked for as speed-only; say how many were left out."""
+    shown = rows if speed_only else [r for r in rows if r["quality_meaningful"]]
+    left_out = len(rows) - len(shown)
+    if left_out:
+        err.print(
+            f"{left_out} base configuration(s) measured with random weights left out: their CLIP scores are not "
+            "real quality; add --speed-only to include them", highlight=False,
+        )
+    random_rows = any(not r["quality_meaningful"] for r in shown)
+    kind = "Speed-only upper bound" if random_rows else "Upper-bound speed-up"
     emit(
-        rows, fmt, UPPER_BOUND_COLUMNS, title=f"Upper-bound speed-up with CLIP-score loss ≤ {100 * max_loss:g}%",
+        shown, fmt, UPPER_BOUND_COLUMNS, title=f"{kind} with CLIP-score loss ≤ {100 * max_loss:g}%",
         caption=RANDOM_NOTE if random_rows else "",
     )
 
@@ -125,10 +137,19 @@ def upbound(
     device: Annotated[str | None, typer.Option("--device", help="torch device (default: cuda if available, else cpu).")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or summary: only the result.")] = False,
     fmt: FormatOption = Format.table,
+    prompts: Annotated[str | None, typer.Option(
+        "--prompts", help="Prompt source instead of the space's: bundled, coco[:DATASET], or a .txt/.jsonl/.csv/.parquet file.")] = None,
+    speed_only: SpeedOnlyOption = False,
 ) -> None:
-    """Measure every setting of a space not yet stored, then print the upper bound per base configuration."""
+    """Measure every setting of a space not yet stored, then print the upper bound per base configuration.
+
+    A space whose pipelines or scorer all have random weights (like the tiny preset) prints its speed-only table.
+    """
     _check_loss(max_loss)
     space = _space(space_file, preset)
+    if prompts is not None:
+        space = dataclasses.replace(space, protocol=dataclasses.replace(space.protocol, prompts=prompts))
+    all_random = space.protocol.scorer_pretrained == "random" or all(e.base.weights == "random" for e in space.entries)
     repo = _repository(db)
     _quiet_libraries()
     from sweep.runner import Runner, default_device
@@ -150,7 +171,7 @@ def upbound(
             f"in {summary.wall_seconds:.1f} s{overhead}", highlight=False,
         )
     rows = [u.as_row() for u in repo.upper_bounds(max_loss, summary.base_keys)]
-    _print_upper_bounds(rows, fmt, max_loss)
+    _print_upper_bounds(rows, fmt, max_loss, speed_only or all_random)
 
 
 def _check_device(device: str) -> None:
@@ -168,11 +189,75 @@ def _check_device(device: str) -> None:
 
 @app.command()
 @handles_errors
-def query(db: DbOption = DEFAULT_URL, max_loss: MaxLossOption = 0.02, fmt: FormatOption = Format.table) -> None:
+def query(
+    db: DbOption = DEFAULT_URL, max_loss: MaxLossOption = 0.02, fmt: FormatOption = Format.table,
+    speed_only: SpeedOnlyOption = False,
+) -> None:
     """Print the stored upper bound of every base configuration."""
     _check_loss(max_loss)
     rows = [u.as_row() for u in _repository(db).upper_bounds(max_loss)]
-    _print_upper_bounds(rows, fmt, max_loss)
+    _print_upper_bounds(rows, fmt, max_loss, speed_only)
+
+
+@app.command()
+@handles_errors
+def pipelines(
+    build: Annotated[str | None, typer.Option("--build", help="Construct this alias and print its parameter counts.")] = None,
+    weights: Annotated[str, typer.Option("--weights", help="pretrained or random.")] = "random",
+    model: Annotated[str | None, typer.Option("--model", help="Model reference for pretrained weights (default: the alias's).")] = None,
+    device: Annotated[str, typer.Option(
+        "--device", help="meta builds the architecture without allocating weights; cpu or cuda allocates them.")] = "meta",
+    dtype: Annotated[str, typer.Option("--dtype")] = "float16",
+    fmt: FormatOption = Format.table,
+) -> None:
+    """List the pipeline aliases; with --build, construct one and count each component's parameters."""
+    from search_space.base_config import DTYPES
+    from sweep.pipelines.registry import PIPELINES, canonical_alias
+
+    if build is None:
+        rows = [
+            {"alias": i.alias, "pipeline_class": i.pipeline_class, "default_model": i.default_model,
+             "denoiser": i.denoiser, "resolution": list(i.resolution), "weights": list(i.weights),
+             "description": i.description}
+            for i in PIPELINES.values()
+        ]
+        emit(rows, fmt, [
+            ("alias", lambda r: str(r["alias"])), ("class", lambda r: str(r["pipeline_class"])),
+            ("default model", lambda r: str(r["default_model"])), ("denoiser", lambda r: str(r["denoiser"])),
+            ("resolution", lambda r: "x".join(map(str, r["resolution"]))),  # type: ignore[call-overload]
+            ("weights", lambda r: ", ".join(r["weights"])),  # type: ignore[arg-type]
+        ], title="Pipeline aliases")
+        return
+    alias = canonical_alias(build)
+    if alias not in PIPELINES:
+        raise UsageError(f"unknown pipeline {build!r}; valid: {', '.join(PIPELINES)}")
+    info = PIPELINES[alias]
+    if weights not in info.weights:
+        raise UsageError(f"--weights {weights!r} for {alias}; valid: {', '.join(info.weights)}")
+    if dtype not in DTYPES:
+        raise UsageError(f"--dtype {dtype!r}; valid: {', '.join(DTYPES)}")
+    if weights == "pretrained" and device == "meta":
+        raise UsageError("pretrained weights need a real device: add --device cpu or --device cuda")
+    if device != "meta":
+        _check_device(device)
+    _quiet_libraries()
+    from search_space.base_config import BaseConfig
+    from sweep.pipelines.loader import build_random, load_pipeline
+
+    if weights == "random":
+        pipe = build_random(info, device, dtype)
+    else:
+        base = BaseConfig(alias, model or info.default_model, "pretrained", "DDIMScheduler", 1, *info.resolution, dtype, 1)  # type: ignore[arg-type]
+        pipe = load_pipeline(base, device)
+    rows = [
+        {"component": name, "class": type(module).__name__, "parameters": sum(p.numel() for p in module.parameters())}
+        for name, module in sorted(pipe.components.items()) if hasattr(module, "parameters")
+    ]
+    rows.append({"component": "total", "class": info.pipeline_class, "parameters": sum(int(r["parameters"]) for r in rows)})  # type: ignore[call-overload]
+    emit(rows, fmt, [
+        ("component", lambda r: str(r["component"])), ("class", lambda r: str(r["class"])),
+        ("parameters", lambda r: f"{r['parameters']:,}"),
+    ], title=f"{alias} ({weights} weights, built on {device})")
 
 
 @app.command()

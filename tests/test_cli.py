@@ -47,11 +47,15 @@ def test_upbound_measures_then_skips_everything_stored(small_space: Path, sqlite
 
     status = runner.invoke(app, ["status", "--db", sqlite_url, "--format", "json"])
     assert json.loads(status.stdout) == {"base_configs": 1, "baselines": 1, "trials": {"done": 4, "failed": 1}}
-    query = runner.invoke(app, ["query", "--db", sqlite_url, "--format", "json", "--max-loss", "0.5"])
+    query = runner.invoke(app, ["query", "--db", sqlite_url, "--format", "json", "--max-loss", "0.5", "--speed-only"])
     (loose,) = json.loads(query.stdout)
     assert loose["max_loss"] == 0.5 and loose["speedup"] >= row["speedup"]
-    table = runner.invoke(app, ["query", "--db", sqlite_url])
-    assert "random weights" in table.stdout and "tiny-sd-b *" in table.stdout
+    table = runner.invoke(app, ["query", "--db", sqlite_url, "--speed-only"])
+    assert "random weights" in table.stdout and "tiny-sd-b *" in table.stdout and "Speed-only" in table.stdout
+    # random-weight results never enter a quality-bounded table unless asked for
+    quality = runner.invoke(app, ["query", "--db", sqlite_url, "--format", "json"])
+    assert json.loads(quality.stdout) == []
+    assert "1 base configuration(s) measured with random weights left out" in quality.output
 
 
 def test_space_show_lists_base_configs(small_space: Path) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -114,10 +115,12 @@ def _load_pretrained(info: PipelineInfo, reference: str, device: str, dtype: str
     if looks_local and not path.exists():
         raise ModelLoadError(f"{info.alias}: no such file or folder {reference!r}; {_WAYS}")
     try:
-        if path.is_file():
-            pipe = cls.from_single_file(str(path), torch_dtype=torch_dtype(dtype))
-        else:
-            pipe = cls.from_pretrained(str(path) if path.is_dir() else reference, torch_dtype=torch_dtype(dtype))
+        with warnings.catch_warnings():  # diffusers ≥0.36 renamed torch_dtype; the old name works everywhere
+            warnings.simplefilter("ignore", FutureWarning)
+            if path.is_file():
+                pipe = cls.from_single_file(str(path), torch_dtype=torch_dtype(dtype))
+            else:
+                pipe = cls.from_pretrained(str(path) if path.is_dir() else reference, torch_dtype=torch_dtype(dtype))
     except Exception as exc:  # diffusers raises OSError, ValueError, HF hub errors...: all mean "cannot load"
         first_line = (str(exc).strip().splitlines() or [""])[0]
         raise ModelLoadError(

@@ -17,7 +17,10 @@ from search_space.setting import AccelSetting, ParamValue
 from sweep.errors import SpaceError
 
 TOP_LEVEL_KEYS = ("name", "description", "combine", "protocol", "pipelines", "base", "accelerators")
-PROTOCOL_KEYS = ("prompts", "num_prompts", "seed", "warmup_batches", "scorer", "scorer_pretrained")
+PROTOCOL_KEYS = (
+    "prompts", "num_prompts", "seed", "scorer", "scorer_pretrained",
+    "warmup_tolerance", "warmup_cap", "min_pairs", "max_pairs", "target_half_width",
+)
 BASE_KEYS = ("pipelines", "schedulers", "steps", "resolutions", "dtype", "batch_size", "accelerators")
 PIPELINE_KEYS = ("model", "weights")
 
@@ -29,9 +32,17 @@ class ProtocolSpec:
     prompts: str = "bundled"
     num_prompts: int = 8
     seed: int = 0
-    warmup_batches: int = 1
     scorer: str = "ViT-g-14"
     scorer_pretrained: str = "laion2b_s34b_b88k"
+    warmup_tolerance: float = 0.05
+    """Warm-up ends when two successive runs of a batch differ by at most this fraction..."""
+    warmup_cap: int = 8
+    """... or after this many runs."""
+    min_pairs: int = 6
+    """Fewest interleaved baseline/accelerated pairs per trial (at least one per prompt batch)."""
+    max_pairs: int = 40
+    target_half_width: float = 0.03
+    """Pairs continue until the speed-up's 95% CI half-width is at most this fraction of it."""
 
 
 @dataclass(frozen=True)
@@ -86,6 +97,11 @@ class _Reader:
             raise self.fail(f"{what} must be an integer ≥ {minimum}, got {value!r}")
         return value
 
+    def fraction(self, value: object, what: str) -> float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < 1:
+            raise self.fail(f"{what} must be a number in (0, 1), got {value!r}")
+        return float(value)
+
     def str_(self, value: object, what: str) -> str:
         if not isinstance(value, str) or not value:
             raise self.fail(f"{what} must be a non-empty string, got {value!r}")
@@ -114,10 +130,16 @@ def _protocol(r: _Reader, data: object) -> ProtocolSpec:
         prompts=r.str_(table.get("prompts", defaults.prompts), "prompts"),
         num_prompts=r.int_(table.get("num_prompts", defaults.num_prompts), "num_prompts", 1),
         seed=r.int_(table.get("seed", defaults.seed), "seed"),
-        warmup_batches=r.int_(table.get("warmup_batches", defaults.warmup_batches), "warmup_batches"),
         scorer=r.str_(table.get("scorer", defaults.scorer), "scorer"),
         scorer_pretrained=r.str_(table.get("scorer_pretrained", defaults.scorer_pretrained), "scorer_pretrained"),
+        warmup_tolerance=r.fraction(table.get("warmup_tolerance", defaults.warmup_tolerance), "warmup_tolerance"),
+        warmup_cap=r.int_(table.get("warmup_cap", defaults.warmup_cap), "warmup_cap", 2),
+        min_pairs=r.int_(table.get("min_pairs", defaults.min_pairs), "min_pairs", 1),
+        max_pairs=r.int_(table.get("max_pairs", defaults.max_pairs), "max_pairs", 1),
+        target_half_width=r.fraction(table.get("target_half_width", defaults.target_half_width), "target_half_width"),
     )
+    if spec.max_pairs < spec.min_pairs:
+        raise r.fail(f"max_pairs ({spec.max_pairs}) must be at least min_pairs ({spec.min_pairs})")
     r.where = []
     return spec
 

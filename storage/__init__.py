@@ -1,6 +1,6 @@
 """Storage: SQLAlchemy models, engines and the repository that owns every query."""
 
 from storage.engine import DEFAULT_URL, open_engine
-from storage.repository import BaselineRecord, Repository, Scope, TrialRecord, UpperBound
+from storage.repository import BaselineRecord, Candidate, Repository, Scope, TrialRecord, UpperBound
 
-__all__ = ["DEFAULT_URL", "BaselineRecord", "Repository", "Scope", "TrialRecord", "UpperBound", "open_engine"]
+__all__ = ["DEFAULT_URL", "BaselineRecord", "Candidate", "Repository", "Scope", "TrialRecord", "UpperBound", "open_engine"]

@@ -11,7 +11,7 @@ from datetime import datetime, timezone
 from sqlalchemy import JSON, Boolean, DateTime, Float, ForeignKey, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 
 def utcnow() -> datetime:
@@ -60,7 +60,7 @@ class ProtocolRow(Base):
     prompts_sha256: Mapped[str] = mapped_column(String(64))
     prompt_count: Mapped[int] = mapped_column(Integer)
     seed: Mapped[int] = mapped_column(Integer)
-    warmup_batches: Mapped[int] = mapped_column(Integer)
+    timing: Mapped[dict[str, float]] = mapped_column(JSON)
     scorer: Mapped[str] = mapped_column(Text)
     scorer_random: Mapped[bool] = mapped_column(Boolean)
     prompts: Mapped[list[str]] = mapped_column(JSON)
@@ -77,6 +77,7 @@ class BaselineRow(Base):
     """Mean seconds per image over the measured prompts, warm-up excluded."""
     time_spread: Mapped[float] = mapped_column(Float)
     """Standard deviation of seconds per image across the measured batches."""
+    warmup_runs: Mapped[int] = mapped_column(Integer, default=0)
     clip_score: Mapped[float] = mapped_column(Float)
     image_digests: Mapped[list[str]] = mapped_column(JSON)
     n_images: Mapped[int] = mapped_column(Integer)
@@ -102,8 +103,21 @@ class TrialRow(Base):
     reason: Mapped[str | None] = mapped_column(Text, nullable=True)
     baseline_id: Mapped[int | None] = mapped_column(ForeignKey("baselines.id"), nullable=True)
     time: Mapped[float | None] = mapped_column(Float, nullable=True)
+    """Mean seconds per accelerated image over the paired runs."""
     time_spread: Mapped[float | None] = mapped_column(Float, nullable=True)
+    paired_baseline_time: Mapped[float | None] = mapped_column(Float, nullable=True)
+    """Mean seconds per baseline image over the same pairs (interleaved with the accelerated runs)."""
     speedup: Mapped[float | None] = mapped_column(Float, nullable=True)
+    """First measurement: median of the paired baseline/accelerated ratios."""
+    ci_half_width: Mapped[float | None] = mapped_column(Float, nullable=True)
+    """Half the 95% confidence interval of ``speedup``, relative to it."""
+    repeats: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    warmup_runs: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    confirmed_speedup: Mapped[float | None] = mapped_column(Float, nullable=True)
+    """A fresh paired re-measurement, made before the trial is published as an upper bound."""
+    confirmed_ci_half_width: Mapped[float | None] = mapped_column(Float, nullable=True)
+    confirmed_repeats: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    confirmed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     clip_score: Mapped[float | None] = mapped_column(Float, nullable=True)
     score_loss: Mapped[float | None] = mapped_column(Float, nullable=True)
     n_images: Mapped[int | None] = mapped_column(Integer, nullable=True)

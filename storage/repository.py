@@ -11,7 +11,7 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timezone
 
 from sqlalchemy import func, select
 from sqlalchemy.exc import DBAPIError, IntegrityError
@@ -62,11 +62,25 @@ class TrialRecord:
     baseline_id: int | None = None
     time: float | None = None
     time_spread: float | None = None
+    paired_baseline_time: float | None = None
     speedup: float | None = None
+    ci_half_width: float | None = None
+    repeats: int | None = None
+    warmup_runs: int | None = None
     clip_score: float | None = None
     score_loss: float | None = None
     n_images: int | None = None
     patched_modules: int | None = None
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A done trial within the loss threshold, as ranked for confirmation."""
+
+    trial_id: int
+    setting: AccelSetting
+    speedup: float
+    confirmed_speedup: float | None
 
 
 @dataclass(frozen=True)
@@ -80,6 +94,10 @@ class UpperBound:
     quality_meaningful: bool
     max_loss: float
     speedup: float
+    """The published value: the confirmed re-measurement where one exists, else the first measurement."""
+    first_speedup: float
+    confirmed: bool
+    ci_half_width: float | None
     score_loss: float
     time: float
     baseline_time: float
@@ -102,12 +120,19 @@ class UpperBound:
             "quality_meaningful": self.quality_meaningful,
             "max_loss": self.max_loss,
             "speedup": self.speedup,
+            "first_speedup": self.first_speedup,
+            "confirmed": self.confirmed,
+            "ci_half_width": self.ci_half_width,
             "score_loss": self.score_loss,
             "time": self.time,
             "baseline_time": self.baseline_time,
             "settings": self.settings,
             "trials": self.trials,
         }
+
+
+def _published(trial: TrialRow) -> float:
+    return trial.confirmed_speedup if trial.confirmed_speedup is not None else trial.speedup  # type: ignore[return-value]
 
 
 def _base_from_row(row: BaseConfigRow) -> BaseConfig:
@@ -155,6 +180,11 @@ class Repository:
                 raise StorageError(
                     f"{self.url} has sweep schema version {version}, newer than this sweep's {SCHEMA_VERSION}: upgrade sweep"
                 )
+            elif version < SCHEMA_VERSION:
+                raise StorageError(
+                    f"{self.url} has sweep schema version {version}, older than this sweep's {SCHEMA_VERSION}, and "
+                    "migrations do not exist yet: use a new database file (its timings predate paired measurement)"
+                )
 
     # -- identities -------------------------------------------------------------------------------------
 
@@ -185,11 +215,11 @@ class Repository:
 
     def ensure_protocol(
         self, key: str, *, prompt_source: str, prompts: list[str], prompts_sha256: str, seed: int,
-        warmup_batches: int, scorer: str, scorer_random: bool,
+        timing: dict[str, float], scorer: str, scorer_random: bool,
     ) -> int:
         return self._get_or_create(
             ProtocolRow, key, prompt_source=prompt_source, prompts=prompts, prompts_sha256=prompts_sha256,
-            prompt_count=len(prompts), seed=seed, warmup_batches=warmup_batches, scorer=scorer,
+            prompt_count=len(prompts), seed=seed, timing=timing, scorer=scorer,
             scorer_random=scorer_random,
         )
 
@@ -213,7 +243,7 @@ class Repository:
 
     def save_baseline(
         self, scope: Scope, *, time: float, time_spread: float, clip_score: float, image_digests: list[str],
-        worker: str,
+        worker: str, warmup_runs: int = 0,
     ) -> BaselineRecord:
         """Store the baseline; if another worker stored it first, return theirs."""
         try:
@@ -221,7 +251,7 @@ class Repository:
                 s.add(BaselineRow(
                     base_config_id=scope.base_config_id, environment_id=scope.environment_id,
                     protocol_id=scope.protocol_id, time=time, time_spread=time_spread, clip_score=clip_score,
-                    image_digests=image_digests, n_images=len(image_digests), worker=worker,
+                    image_digests=image_digests, n_images=len(image_digests), worker=worker, warmup_runs=warmup_runs,
                 ))
         except IntegrityError:
             pass
@@ -241,13 +271,35 @@ class Repository:
                     base_config_id=scope.base_config_id, environment_id=scope.environment_id,
                     protocol_id=scope.protocol_id, setting_key=trial.setting.key, settings=trial.setting.as_dict(),
                     status=trial.status, reason=trial.reason, baseline_id=trial.baseline_id, time=trial.time,
-                    time_spread=trial.time_spread, speedup=trial.speedup, clip_score=trial.clip_score,
+                    time_spread=trial.time_spread, paired_baseline_time=trial.paired_baseline_time,
+                    speedup=trial.speedup, ci_half_width=trial.ci_half_width, repeats=trial.repeats,
+                    warmup_runs=trial.warmup_runs, clip_score=trial.clip_score,
                     score_loss=trial.score_loss, n_images=trial.n_images, patched_modules=trial.patched_modules,
                     worker=trial.worker, started_at=trial.started_at,
                 ))
             return True
         except IntegrityError:
             return False
+
+    # -- confirmation -----------------------------------------------------------------------------------
+
+    def candidates(self, scope: Scope, max_loss: float) -> list[Candidate]:
+        """Done trials with loss ≤ max_loss, fastest first by their published value."""
+        with self.session() as s:
+            rows = s.scalars(select(TrialRow).where(
+                *self._scope_filter(TrialRow, scope), TrialRow.status == "done", TrialRow.score_loss <= max_loss
+            )).all()
+            ranked = sorted(rows, key=_published, reverse=True)
+            return [Candidate(t.id, AccelSetting.from_key(t.setting_key), t.speedup, t.confirmed_speedup) for t in ranked]  # type: ignore[arg-type]
+
+    def save_confirmation(self, trial_id: int, *, speedup: float, ci_half_width: float, repeats: int) -> None:
+        with self.session() as s:
+            trial = s.get(TrialRow, trial_id)
+            assert trial is not None
+            trial.confirmed_speedup = speedup
+            trial.confirmed_ci_half_width = ci_half_width
+            trial.confirmed_repeats = repeats
+            trial.confirmed_at = datetime.now(timezone.utc)
 
     # -- queries ----------------------------------------------------------------------------------------
 
@@ -269,13 +321,17 @@ class Repository:
                     continue
                 done = by_scope[(b.base_config_id, b.environment_id, b.protocol_id)]
                 eligible = [t for t in done if t.score_loss is not None and t.score_loss <= max_loss]
-                best = max(eligible, key=lambda t: (t.speedup, -(t.score_loss or 0.0)), default=None)
+                best = max(eligible, key=lambda t: (_published(t), -(t.score_loss or 0.0)), default=None)
                 base = _base_from_row(b.base_config)
                 bounds.append(UpperBound(
                     base=base, device=b.environment.device, protocol_id=b.protocol_id, scorer=b.protocol.scorer,
                     quality_meaningful=base.weights == "pretrained" and not b.protocol.scorer_random,
                     max_loss=max_loss,
-                    speedup=best.speedup if best else 1.0,  # type: ignore[arg-type]
+                    speedup=_published(best) if best else 1.0,
+                    first_speedup=best.speedup if best else 1.0,  # type: ignore[arg-type]
+                    confirmed=best is not None and best.confirmed_speedup is not None,
+                    ci_half_width=(best.confirmed_ci_half_width if best.confirmed_speedup is not None
+                                   else best.ci_half_width) if best else None,
                     score_loss=best.score_loss if best else 0.0,  # type: ignore[arg-type]
                     time=best.time if best else b.time,  # type: ignore[arg-type]
                     baseline_time=b.time,

@@ -85,7 +85,9 @@ UPPER_BOUND_COLUMNS: list[Column] = [
     ("pipeline", lambda r: str(r["pipeline"]) + ("" if r["quality_meaningful"] else " *")),
     ("scheduler", lambda r: str(r["scheduler"])),
     ("steps", lambda r: str(r["steps"])),
-    ("speed-up", lambda r: f"{r['speedup']:.2f}x"),
+    ("speed-up", lambda r: f"{r['speedup']:.2f}x" + (f" ±{100 * r['ci_half_width']:.1f}%" if r["ci_half_width"] is not None else "")),
+    ("confirmed", lambda r: "yes" if r["confirmed"] else ("-" if not r["settings"] else "no")),
+    ("first measured", lambda r: f"{r['first_speedup']:.2f}x"),
     ("score loss", lambda r: f"{100 * r['score_loss']:.2f}%"),  # type: ignore[operator]
     ("s/image", lambda r: f"{r['time']:.4f}"),
     ("baseline s/image", lambda r: f"{r['baseline_time']:.4f}"),
@@ -140,6 +142,8 @@ def upbound(
     prompts: Annotated[str | None, typer.Option(
         "--prompts", help="Prompt source instead of the space's: bundled, coco[:DATASET], or a .txt/.jsonl/.csv/.parquet file.")] = None,
     speed_only: SpeedOnlyOption = False,
+    confirm_top: Annotated[int, typer.Option(
+        "--confirm-top", min=0, help="Re-measure up to N leading candidates per base configuration before publishing (0: off).")] = 3,
 ) -> None:
     """Measure every setting of a space not yet stored, then print the upper bound per base configuration.
 
@@ -157,18 +161,20 @@ def upbound(
     device = device or default_device()
     _check_device(device)
     if quiet:
-        summary = Runner(repo, device).run(space)
+        summary = Runner(repo, device).run(space, confirm_for=max_loss if confirm_top else None, confirm_top=confirm_top)
     else:
         columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn())
         with Progress(*columns, console=err, transient=False) as progress:
-            summary = Runner(repo, device, _RichProgress(progress)).run(space)
+            summary = Runner(repo, device, _RichProgress(progress)).run(
+                space, confirm_for=max_loss if confirm_top else None, confirm_top=confirm_top
+            )
         overhead = (
             f" (wall / generation time = {summary.wall_seconds / summary.generation_seconds:.2f})"
             if summary.generation_seconds else ""
         )
         err.print(
-            f"{space.name}: {summary.new} new, {summary.stored} stored, {summary.failed} failed "
-            f"in {summary.wall_seconds:.1f} s{overhead}", highlight=False,
+            f"{space.name}: {summary.new} new, {summary.stored} stored, {summary.failed} failed, "
+            f"{summary.confirmed} confirmed in {summary.wall_seconds:.1f} s{overhead}", highlight=False,
         )
     rows = [u.as_row() for u in repo.upper_bounds(max_loss, summary.base_keys)]
     _print_upper_bounds(rows, fmt, max_loss, speed_only or all_random)

@@ -1,6 +1,6 @@
-"""Generate a protocol's images with one pipeline and time the generation alone.
+"""Generate a protocol's images and time generation alone, baseline and accelerated runs interleaved.
 
-Time is wall-clock seconds around each batch (synchronised on CUDA), warm-up batches excluded; scoring and
+Timing uses CUDA events on a GPU (wall clock on a CPU) around each batch; loading, patching, scoring and
 storage happen outside the timed region.
 """
 
@@ -9,74 +9,141 @@ from __future__ import annotations
 import hashlib
 import statistics
 import time
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from search_space.base_config import BaseConfig
 from sweep.protocol import Protocol
+from sweep.stats import Paired, TimingPolicy, measure_paired, warm_up
 
 if TYPE_CHECKING:
     from diffusers import DiffusionPipeline
     from PIL.Image import Image
 
 
+def digest(image: Image) -> str:
+    """SHA-256 of an image's pixels: equal digests mean the accelerator changed nothing."""
+    return hashlib.sha256(np.asarray(image).tobytes()).hexdigest()
+
+
+@dataclass
+class Generator:
+    """Runs one prompt batch of the protocol through a pipeline and times it."""
+
+    pipe: DiffusionPipeline
+    base: BaseConfig
+    protocol: Protocol
+    device: str
+    generation_seconds: float = 0.0
+    """Every timed generation so far, warm-up included: the denominator of the overhead ratio."""
+    batches: list[tuple[list[str], list[int]]] = field(init=False)
+
+    def __post_init__(self) -> None:
+        prompts = list(self.protocol.prompts)
+        seeds = [self.protocol.seed + i for i in range(len(prompts))]
+        size = self.base.batch_size
+        self.batches = [(prompts[i : i + size], seeds[i : i + size]) for i in range(0, len(prompts), size)]
+
+    def run(self, batch: int) -> tuple[float, list[Image]]:
+        import torch
+
+        prompts, seeds = self.batches[batch]
+        # Image i always starts from seed + i; accelerators that draw random numbers (tomesd's token
+        # matching forks the global RNG) get the same stream for the same batch in every run.
+        torch.manual_seed(seeds[0])
+        generators = [torch.Generator(device=self.device).manual_seed(seed) for seed in seeds]
+        cuda = torch.device(self.device).type == "cuda"
+        if cuda:
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            torch.cuda.synchronize(self.device)
+            start.record()
+        else:
+            began = time.perf_counter()
+        images = self.pipe(
+            prompts, num_inference_steps=self.base.steps, height=self.base.height, width=self.base.width,
+            generator=generators, output_type="pil",
+        ).images
+        if cuda:
+            end.record()
+            end.synchronize()
+            seconds = start.elapsed_time(end) / 1000
+        else:
+            seconds = time.perf_counter() - began
+        self.generation_seconds += seconds
+        return seconds, images
+
+    def per_image(self, batch: int, seconds: float) -> float:
+        return seconds / len(self.batches[batch][0])
+
+
 @dataclass(frozen=True)
-class Generation:
+class BaselineRun:
+    seconds_per_image: float
+    spread: float
     images: list[Image]
     digests: list[str]
-    """SHA-256 of each image's pixels: equal digests mean the accelerator changed nothing."""
-    batch_seconds: list[float]
-    batch_sizes: list[int]
+    warmup_runs: int
+
+
+def measure_baseline(gen: Generator, policy: TimingPolicy) -> BaselineRun:
+    """Warm up until stable, then one pass over every batch: the images and time of the baseline."""
+    warm = warm_up(lambda: gen.run(0)[0], policy.warmup_tolerance, policy.warmup_cap)
+    per_image: list[float] = []
+    images: list[Image] = []
+    for batch in range(len(gen.batches)):
+        seconds, batch_images = gen.run(batch)
+        per_image.append(gen.per_image(batch, seconds))
+        images.extend(batch_images)
+    spread = statistics.stdev(per_image) if len(per_image) > 1 else 0.0
+    return BaselineRun(statistics.fmean(per_image), spread, images, [digest(i) for i in images], len(warm.seconds))
+
+
+@dataclass(frozen=True)
+class PairedRun:
+    paired: Paired
+    """Per-image seconds of the baseline (A) and accelerated (B) runs, pair by pair."""
+    images: list[Image]
+    """The accelerated images of every prompt, from the first pass."""
+    digests: list[str]
+    warmup_runs: int
 
     @property
     def seconds_per_image(self) -> float:
-        return sum(self.batch_seconds) / sum(self.batch_sizes)
+        return statistics.fmean(self.paired.accelerated_seconds)
 
     @property
-    def spread(self) -> float:
-        """Standard deviation of seconds per image across batches (0 with a single batch)."""
-        per_image = [s / n for s, n in zip(self.batch_seconds, self.batch_sizes, strict=True)]
-        return statistics.stdev(per_image) if len(per_image) > 1 else 0.0
+    def baseline_seconds_per_image(self) -> float:
+        return statistics.fmean(self.paired.baseline_seconds)
 
 
-def _synchronize(device: str) -> None:
-    import torch
+def measure_against_baseline(
+    gen: Generator, accelerate: Callable[[], None], restore: Callable[[], None], policy: TimingPolicy
+) -> PairedRun:
+    """Warm up the accelerated pipeline, then time baseline and accelerated runs of each batch back to back.
 
-    if torch.device(device).type == "cuda":
-        torch.cuda.synchronize(device)
+    ``accelerate`` and ``restore`` switch the pipeline between the two; they run outside the timed region.
+    Returns with the pipeline restored.
+    """
+    images: dict[int, list[Image]] = {}
 
+    def baseline(batch: int) -> float:
+        restore()
+        return gen.per_image(batch, gen.run(batch)[0])
 
-def _run_batch(
-    pipe: DiffusionPipeline, base: BaseConfig, prompts: list[str], seeds: list[int], device: str
-) -> list[Image]:
-    import torch
+    def accelerated(batch: int) -> float:
+        accelerate()
+        seconds, batch_images = gen.run(batch)
+        images.setdefault(batch, batch_images)
+        return gen.per_image(batch, seconds)
 
-    generators = [torch.Generator(device=device).manual_seed(seed) for seed in seeds]
-    return pipe(
-        prompts, num_inference_steps=base.steps, height=base.height, width=base.width, generator=generators,
-        output_type="pil",
-    ).images
-
-
-def generate(pipe: DiffusionPipeline, base: BaseConfig, protocol: Protocol, device: str) -> Generation:
-    import torch
-
-    prompts = list(protocol.prompts)
-    seeds = [protocol.seed + i for i in range(len(prompts))]
-    batches = [(prompts[i : i + base.batch_size], seeds[i : i + base.batch_size]) for i in range(0, len(prompts), base.batch_size)]
-    # Accelerators that draw random numbers (tomesd's token matching) fork the global RNG on first use.
-    torch.manual_seed(protocol.seed)
-    for _ in range(protocol.warmup_batches):
-        _run_batch(pipe, base, *batches[0], device)
-    images: list[Image] = []
-    seconds: list[float] = []
-    for batch_prompts, batch_seeds in batches:
-        _synchronize(device)
-        start = time.perf_counter()
-        images.extend(_run_batch(pipe, base, batch_prompts, batch_seeds, device))
-        _synchronize(device)
-        seconds.append(time.perf_counter() - start)
-    digests = [hashlib.sha256(np.asarray(image).tobytes()).hexdigest() for image in images]
-    return Generation(images, digests, seconds, [len(p) for p, _ in batches])
+    try:
+        accelerate()
+        warm = warm_up(lambda: gen.run(0)[0], policy.warmup_tolerance, policy.warmup_cap)
+        paired = measure_paired(baseline, accelerated, len(gen.batches), policy)
+    finally:
+        restore()
+    ordered = [image for batch in range(len(gen.batches)) for image in images[batch]]
+    return PairedRun(paired, ordered, [digest(i) for i in ordered], len(warm.seconds))

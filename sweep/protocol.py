@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 from search_space.keys import canonical_json
 from search_space.spec import ProtocolSpec
 from sweep.prompts import load_prompts, prompts_sha256
 from sweep.scoring.clip_score import RANDOM
+from sweep.stats import TimingPolicy
 
 # Bump when the way time or score is computed changes, so new numbers never mix with old ones.
-MEASUREMENT_VERSION = 1
+MEASUREMENT_VERSION = 2  # 2: warm-up until stable, baseline and accelerated runs paired
 
 
 @dataclass(frozen=True)
@@ -19,14 +21,15 @@ class Protocol:
     prompts: tuple[str, ...]
     seed: int
     """Image i is generated from seed + i, in baseline and accelerated runs alike."""
-    warmup_batches: int
+    timing: TimingPolicy
     scorer_model: str
     scorer_pretrained: str
 
     @classmethod
     def resolve(cls, spec: ProtocolSpec) -> Protocol:
         return cls(
-            spec.prompts, tuple(load_prompts(spec.prompts, spec.num_prompts)), spec.seed, spec.warmup_batches,
+            spec.prompts, tuple(load_prompts(spec.prompts, spec.num_prompts)), spec.seed,
+            TimingPolicy(spec.warmup_tolerance, spec.warmup_cap, spec.min_pairs, spec.max_pairs, spec.target_half_width),
             spec.scorer, spec.scorer_pretrained,
         )
 
@@ -49,6 +52,6 @@ class Protocol:
             "prompts_sha256": self.prompts_sha256,
             "prompt_count": len(self.prompts),
             "seed": self.seed,
-            "warmup_batches": self.warmup_batches,
+            "timing": dataclasses.asdict(self.timing),
             "scorer": self.scorer,
         })

@@ -21,9 +21,11 @@ combine = true
 prompts = "bundled"
 num_prompts = 2
 seed = 3
-warmup_batches = 1
 scorer = "sweep-tiny-clip"
 scorer_pretrained = "random"
+warmup_cap = 2
+min_pairs = 1
+max_pairs = 2
 
 [[base]]
 pipelines = ["tiny-sd-b"]

@@ -30,6 +30,8 @@ def test_upbound_measures_then_skips_everything_stored(small_space: Path, sqlite
     assert row["max_loss"] == 0.02 and row["trials"] == 4 and row["quality_meaningful"] is False
     assert row["speedup"] >= 1.0 and row["score_loss"] <= 0.02
     assert row["time"] > 0 and row["baseline_time"] > 0 and isinstance(row["settings"], dict)
+    if row["settings"]:  # an accelerated bound is published only once re-measured in a fresh paired run
+        assert row["confirmed"] is True and row["first_speedup"] > 0 and row["ci_half_width"] is not None
 
     repo = Repository(sqlite_url)
     with repo.session() as s:
@@ -43,7 +45,7 @@ def test_upbound_measures_then_skips_everything_stored(small_space: Path, sqlite
 
     second = runner.invoke(app, ["upbound", str(small_space), "--db", sqlite_url, "--device", "cpu"])
     assert second.exit_code == 0, second.output
-    assert "small: 0 new, 6 stored, 0 failed" in second.output
+    assert "small: 0 new, 6 stored, 0 failed, 0 confirmed" in second.output
 
     status = runner.invoke(app, ["status", "--db", sqlite_url, "--format", "json"])
     assert json.loads(status.stdout) == {"base_configs": 1, "baselines": 1, "trials": {"done": 4, "failed": 1}}

@@ -27,7 +27,7 @@ def _scope(repo: Repository, steps: int) -> Scope:
     base = BaseConfig("SD1.5", "ref", "pretrained", "DDIMScheduler", steps, 512, 512, "float16", 1)
     env = repo.ensure_environment('{"device":"gpu"}', "gpu", {"torch": "x"})
     proto = repo.ensure_protocol("p", prompt_source="bundled", prompts=["a"], prompts_sha256="0" * 64, seed=0,
-                                 warmup_batches=1, scorer="open_clip:ViT-g-14:laion2b_s34b_b88k", scorer_random=False)
+                                 timing={"min_pairs": 6}, scorer="open_clip:ViT-g-14:laion2b_s34b_b88k", scorer_random=False)
     return Scope(repo.ensure_base_config(base), env, proto)
 
 
@@ -77,3 +77,21 @@ def test_bounds_are_per_base_config(db_url: str) -> None:
     assert [(b.base.steps, b.speedup) for b in bounds] == [(20, 1.5), (50, 3.0)]
     only_50 = repo.upper_bounds(0.02, [bounds[1].base.key])
     assert [b.base.steps for b in only_50] == [50]
+
+
+def test_published_bound_is_the_confirmed_value(db_url: str) -> None:
+    repo = Repository(db_url)
+    scope = _scope(repo, 25)
+    repo.save_baseline(scope, time=2.0, time_spread=0.0, clip_score=30.0, image_digests=["d"], worker="t")
+    for t in (_trial(_setting(5), 3.0, 0.01), _trial(_setting(3), 2.5, 0.01), _trial(_setting(2), 1.5, 0.01)):
+        repo.save_trial(scope, t)
+    top, second, _ = repo.candidates(scope, 0.02)
+    assert (top.speedup, second.speedup) == (3.0, 2.5)
+    # the leader was lucky: re-measured, it is slower than the runner-up's first measurement
+    repo.save_confirmation(top.trial_id, speedup=2.2, ci_half_width=0.02, repeats=12)
+    (bound,) = repo.upper_bounds(0.02)
+    assert (bound.speedup, bound.confirmed, bound.settings) == (2.5, False, _setting(3).as_dict())
+    repo.save_confirmation(second.trial_id, speedup=2.4, ci_half_width=0.01, repeats=9)
+    (bound,) = repo.upper_bounds(0.02)
+    assert (bound.speedup, bound.first_speedup, bound.confirmed, bound.ci_half_width) == (2.4, 2.5, True, 0.01)
+    assert [c.speedup for c in repo.candidates(scope, 0.02)] == [2.5, 3.0, 1.5]  # ranked by published value

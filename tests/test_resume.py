@@ -23,6 +23,9 @@ prompts = "bundled"
 num_prompts = 2
 scorer = "sweep-tiny-clip"
 scorer_pretrained = "random"
+warmup_cap = 2
+min_pairs = 1
+max_pairs = 2
 
 [[base]]
 pipelines = ["tiny-sd-b"]

@@ -7,6 +7,7 @@ mean over its images. Higher means the image matches its prompt better.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Sequence
 from importlib import resources
@@ -55,9 +56,11 @@ class ClipScorer(Scorer):
         if self.random_weights:
             open_clip_log.setLevel(logging.ERROR)
         try:
-            self._model, _, self._preprocess = open_clip.create_model_and_transforms(
-                model, pretrained=None if self.random_weights else pretrained, device=device
-            )
+            # Random weights are initialised on the device itself (seconds for ViT-g-14 on a GPU, not minutes).
+            with torch.device(device) if self.random_weights else contextlib.nullcontext():
+                self._model, _, self._preprocess = open_clip.create_model_and_transforms(
+                    model, pretrained=None if self.random_weights else pretrained, device=device
+                )
         except Exception as exc:  # open_clip raises RuntimeError/OSError/HF hub errors for missing weights
             raise ModelLoadError(
                 f"cannot load CLIP scorer {model}/{pretrained} ({type(exc).__name__}: {str(exc).splitlines()[0]}). "

@@ -11,7 +11,7 @@ from datetime import datetime, timezone
 from sqlalchemy import JSON, Boolean, DateTime, Float, ForeignKey, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 
 def utcnow() -> datetime:
@@ -78,6 +78,8 @@ class BaselineRow(Base):
     time_spread: Mapped[float] = mapped_column(Float)
     """Standard deviation of seconds per image across the measured batches."""
     warmup_runs: Mapped[int] = mapped_column(Integer, default=0)
+    repeat_max_pixel_diff: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    """Same batch generated twice: 0 = bit-identical (deterministic backend), else the largest pixel difference."""
     clip_score: Mapped[float] = mapped_column(Float)
     image_digests: Mapped[list[str]] = mapped_column(JSON)
     n_images: Mapped[int] = mapped_column(Integer)

@@ -103,6 +103,12 @@ class UpperBound:
     baseline_time: float
     settings: dict[str, dict[str, object]]
     trials: int
+    repeat_max_pixel_diff: int | None = None
+    """How far two generations of the same baseline batch differed (0: bit-identical; None: not checked)."""
+
+    @property
+    def deterministic(self) -> bool | None:
+        return None if self.repeat_max_pixel_diff is None else self.repeat_max_pixel_diff == 0
 
     def as_row(self) -> dict[str, object]:
         return {
@@ -128,6 +134,8 @@ class UpperBound:
             "baseline_time": self.baseline_time,
             "settings": self.settings,
             "trials": self.trials,
+            "deterministic": self.deterministic,
+            "repeat_max_pixel_diff": self.repeat_max_pixel_diff,
         }
 
 
@@ -243,7 +251,7 @@ class Repository:
 
     def save_baseline(
         self, scope: Scope, *, time: float, time_spread: float, clip_score: float, image_digests: list[str],
-        worker: str, warmup_runs: int = 0,
+        worker: str, warmup_runs: int = 0, repeat_max_pixel_diff: int | None = None,
     ) -> BaselineRecord:
         """Store the baseline; if another worker stored it first, return theirs."""
         try:
@@ -252,6 +260,7 @@ class Repository:
                     base_config_id=scope.base_config_id, environment_id=scope.environment_id,
                     protocol_id=scope.protocol_id, time=time, time_spread=time_spread, clip_score=clip_score,
                     image_digests=image_digests, n_images=len(image_digests), worker=worker, warmup_runs=warmup_runs,
+                    repeat_max_pixel_diff=repeat_max_pixel_diff,
                 ))
         except IntegrityError:
             pass
@@ -337,6 +346,7 @@ class Repository:
                     baseline_time=b.time,
                     settings=json.loads(best.setting_key) if best else {},
                     trials=len(done),
+                    repeat_max_pixel_diff=b.repeat_max_pixel_diff,
                 ))
         bounds.sort(key=lambda u: (u.base.pipeline, u.base.scheduler, u.base.steps, u.base.key, u.device))
         return bounds

@@ -108,9 +108,17 @@ def _print_upper_bounds(rows: list[dict[str, object]], fmt: Format, max_loss: fl
         )
     random_rows = any(not r["quality_meaningful"] for r in shown)
     kind = "Speed-only upper bound" if random_rows else "Upper-bound speed-up"
+    notes = [RANDOM_NOTE] if random_rows else []
+    jitter = [r for r in shown if r.get("deterministic") is False]
+    if jitter:
+        worst = max(int(r["repeat_max_pixel_diff"]) for r in jitter)  # type: ignore[call-overload]
+        notes.append(
+            f"{len(jitter)} baseline(s) not bit-reproducible on their device (same prompts and seeds, pixels "
+            f"differed by up to {worst}/255): their score losses include that noise"
+        )
     emit(
         shown, fmt, UPPER_BOUND_COLUMNS, title=f"{kind} with CLIP-score loss ≤ {100 * max_loss:g}%",
-        caption=RANDOM_NOTE if random_rows else "",
+        caption="\n".join(notes),
     )
 
 

@@ -79,6 +79,13 @@ class Generator:
         return seconds / len(self.batches[batch][0])
 
 
+def max_pixel_difference(first: list[Image], second: list[Image]) -> int:
+    """Largest absolute difference of any pixel channel between two runs' images (0 to 255)."""
+    return max(
+        int(np.abs(np.asarray(a, dtype=np.int16) - np.asarray(b, dtype=np.int16)).max()) for a, b in zip(first, second, strict=True)
+    )
+
+
 @dataclass(frozen=True)
 class BaselineRun:
     seconds_per_image: float
@@ -86,11 +93,25 @@ class BaselineRun:
     images: list[Image]
     digests: list[str]
     warmup_runs: int
+    repeat_max_pixel_diff: int
+    """The same batch, prompts and seeds generated twice (last warm-up run and the measured pass): 0 when the
+    backend generates bit-identical images, else how far apart they came out."""
+
+    @property
+    def deterministic(self) -> bool:
+        return self.repeat_max_pixel_diff == 0
 
 
 def measure_baseline(gen: Generator, policy: TimingPolicy) -> BaselineRun:
     """Warm up until stable, then one pass over every batch: the images and time of the baseline."""
-    warm = warm_up(lambda: gen.run(0)[0], policy.warmup_tolerance, policy.warmup_cap)
+    warm_images: list[Image] = []
+
+    def warm_run() -> float:
+        seconds, images = gen.run(0)
+        warm_images[:] = images
+        return seconds
+
+    warm = warm_up(warm_run, policy.warmup_tolerance, policy.warmup_cap)
     per_image: list[float] = []
     images: list[Image] = []
     for batch in range(len(gen.batches)):
@@ -98,7 +119,10 @@ def measure_baseline(gen: Generator, policy: TimingPolicy) -> BaselineRun:
         per_image.append(gen.per_image(batch, seconds))
         images.extend(batch_images)
     spread = statistics.stdev(per_image) if len(per_image) > 1 else 0.0
-    return BaselineRun(statistics.fmean(per_image), spread, images, [digest(i) for i in images], len(warm.seconds))
+    repeat_diff = max_pixel_difference(warm_images, images[: len(warm_images)])
+    return BaselineRun(
+        statistics.fmean(per_image), spread, images, [digest(i) for i in images], len(warm.seconds), repeat_diff
+    )
 
 
 @dataclass(frozen=True)

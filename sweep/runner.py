@@ -159,6 +159,7 @@ class Runner:
             baseline = self.repo.save_baseline(
                 item.scope, time=run.seconds_per_image, time_spread=run.spread, clip_score=sum(scores) / len(scores),
                 image_digests=run.digests, worker=self.worker, warmup_runs=run.warmup_runs,
+                repeat_max_pixel_diff=run.repeat_max_pixel_diff,
             )
             summary.new += 1
             self.progress.advance()

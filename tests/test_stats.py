@@ -7,6 +7,7 @@ import statistics
 
 import pytest
 
+from sweep.measure import max_pixel_difference
 from sweep.stats import Paired, TimingPolicy, measure_paired, median_interval, warm_up
 
 
@@ -78,3 +79,13 @@ def test_repeats_until_the_interval_is_narrow_or_capped() -> None:
     assert not Paired(paired.baseline_seconds[:-1], paired.accelerated_seconds[:-1]).half_width <= 0.03 or paired.pairs == 6
     capped = measure_paired(lambda _b: 2.0 * (1 + rng.gauss(0, 0.5)), steady, 1, TimingPolicy(min_pairs=6, max_pairs=12))
     assert capped.pairs == 12 and capped.half_width > 0.03
+
+
+def test_max_pixel_difference_between_two_runs() -> None:
+    from PIL import Image
+
+    a = Image.new("RGB", (4, 4), (10, 20, 30))
+    b = a.copy()
+    assert max_pixel_difference([a, a], [b, b]) == 0
+    b.putpixel((3, 1), (10, 27, 0))
+    assert max_pixel_difference([a, a], [a, b]) == 30

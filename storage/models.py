@@ -29,7 +29,7 @@ class SchemaInfo(Base):
 
 
 class BaseConfigRow(Base):
-    __tablename__ = "base_configs"
+    __tablename__ = "sweep_base_configs"
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     key: Mapped[str] = mapped_column(Text, unique=True)
     pipeline: Mapped[str] = mapped_column(String(64))
@@ -45,7 +45,7 @@ class BaseConfigRow(Base):
 
 
 class EnvironmentRow(Base):
-    __tablename__ = "environments"
+    __tablename__ = "sweep_environments"
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     key: Mapped[str] = mapped_column(Text, unique=True)
     device: Mapped[str] = mapped_column(Text)
@@ -53,7 +53,7 @@ class EnvironmentRow(Base):
 
 
 class ProtocolRow(Base):
-    __tablename__ = "protocols"
+    __tablename__ = "sweep_protocols"
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     key: Mapped[str] = mapped_column(Text, unique=True)
     prompt_source: Mapped[str] = mapped_column(Text)
@@ -67,12 +67,12 @@ class ProtocolRow(Base):
 
 
 class BaselineRow(Base):
-    __tablename__ = "baselines"
+    __tablename__ = "sweep_baselines"
     __table_args__ = (UniqueConstraint("base_config_id", "environment_id", "protocol_id"),)
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    base_config_id: Mapped[int] = mapped_column(ForeignKey("base_configs.id"))
-    environment_id: Mapped[int] = mapped_column(ForeignKey("environments.id"))
-    protocol_id: Mapped[int] = mapped_column(ForeignKey("protocols.id"))
+    base_config_id: Mapped[int] = mapped_column(ForeignKey("sweep_base_configs.id"))
+    environment_id: Mapped[int] = mapped_column(ForeignKey("sweep_environments.id"))
+    protocol_id: Mapped[int] = mapped_column(ForeignKey("sweep_protocols.id"))
     time: Mapped[float] = mapped_column(Float)
     """Mean seconds per image over the measured prompts, warm-up excluded."""
     time_spread: Mapped[float] = mapped_column(Float)
@@ -92,18 +92,18 @@ class BaselineRow(Base):
 
 
 class TrialRow(Base):
-    __tablename__ = "trials"
+    __tablename__ = "sweep_trials"
     __table_args__ = (UniqueConstraint("base_config_id", "environment_id", "protocol_id", "setting_key"),)
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    base_config_id: Mapped[int] = mapped_column(ForeignKey("base_configs.id"))
-    environment_id: Mapped[int] = mapped_column(ForeignKey("environments.id"))
-    protocol_id: Mapped[int] = mapped_column(ForeignKey("protocols.id"))
+    base_config_id: Mapped[int] = mapped_column(ForeignKey("sweep_base_configs.id"))
+    environment_id: Mapped[int] = mapped_column(ForeignKey("sweep_environments.id"))
+    protocol_id: Mapped[int] = mapped_column(ForeignKey("sweep_protocols.id"))
     setting_key: Mapped[str] = mapped_column(Text)
     settings: Mapped[dict[str, dict[str, object]]] = mapped_column(JSON)
     status: Mapped[str] = mapped_column(String(16))
     """``done`` or ``failed``."""
     reason: Mapped[str | None] = mapped_column(Text, nullable=True)
-    baseline_id: Mapped[int | None] = mapped_column(ForeignKey("baselines.id"), nullable=True)
+    baseline_id: Mapped[int | None] = mapped_column(ForeignKey("sweep_baselines.id"), nullable=True)
     time: Mapped[float | None] = mapped_column(Float, nullable=True)
     """Mean seconds per accelerated image over the paired runs."""
     time_spread: Mapped[float | None] = mapped_column(Float, nullable=True)

@@ -122,6 +122,8 @@ class TrialRow(Base):
     confirmed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     clip_score: Mapped[float | None] = mapped_column(Float, nullable=True)
     score_loss: Mapped[float | None] = mapped_column(Float, nullable=True)
+    image_deviation: Mapped[float | None] = mapped_column(Float, nullable=True)
+    """Mean |accelerated − baseline| pixel difference (0 to 1), same prompts and seeds, same paired run."""
     n_images: Mapped[int | None] = mapped_column(Integer, nullable=True)
     patched_modules: Mapped[int | None] = mapped_column(Integer, nullable=True)
     worker: Mapped[str] = mapped_column(Text)
@@ -132,3 +134,25 @@ class TrialRow(Base):
     environment: Mapped[EnvironmentRow] = relationship()
     protocol: Mapped[ProtocolRow] = relationship()
     baseline: Mapped[BaselineRow | None] = relationship()
+
+
+class SearchRow(Base):
+    """How a strategy searched one (base config, environment, protocol) for a threshold, and how it decided."""
+
+    __tablename__ = "sweep_searches"
+    __table_args__ = (UniqueConstraint("base_config_id", "environment_id", "protocol_id", "strategy", "max_loss"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    base_config_id: Mapped[int] = mapped_column(ForeignKey("sweep_base_configs.id"))
+    environment_id: Mapped[int] = mapped_column(ForeignKey("sweep_environments.id"))
+    protocol_id: Mapped[int] = mapped_column(ForeignKey("sweep_protocols.id"))
+    strategy: Mapped[str] = mapped_column(String(32))
+    max_loss: Mapped[float] = mapped_column(Float)
+    seed: Mapped[int] = mapped_column(Integer)
+    evaluated: Mapped[int] = mapped_column(Integer)
+    """Distinct settings the strategy looked at (measured by it or read back)."""
+    space_size: Mapped[int] = mapped_column(Integer)
+    stop: Mapped[str] = mapped_column(Text)
+    best_setting_key: Mapped[str | None] = mapped_column(Text, nullable=True)
+    study_name: Mapped[str | None] = mapped_column(Text, nullable=True)
+    log: Mapped[list[str]] = mapped_column(JSON)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)

@@ -28,6 +28,7 @@ from storage.models import (
     EnvironmentRow,
     ProtocolRow,
     SchemaInfo,
+    SearchRow,
     TrialRow,
 )
 from sweep.errors import StorageError
@@ -69,6 +70,7 @@ class TrialRecord:
     warmup_runs: int | None = None
     clip_score: float | None = None
     score_loss: float | None = None
+    image_deviation: float | None = None
     n_images: int | None = None
     patched_modules: int | None = None
 
@@ -233,7 +235,7 @@ class Repository:
 
     # -- baselines and trials ---------------------------------------------------------------------------
 
-    def _scope_filter(self, model: type[BaselineRow] | type[TrialRow], scope: Scope) -> tuple[object, ...]:
+    def _scope_filter(self, model: type[BaselineRow] | type[TrialRow] | type[SearchRow], scope: Scope) -> tuple[object, ...]:
         return (
             model.base_config_id == scope.base_config_id,
             model.environment_id == scope.environment_id,
@@ -283,12 +285,50 @@ class Repository:
                     time_spread=trial.time_spread, paired_baseline_time=trial.paired_baseline_time,
                     speedup=trial.speedup, ci_half_width=trial.ci_half_width, repeats=trial.repeats,
                     warmup_runs=trial.warmup_runs, clip_score=trial.clip_score,
-                    score_loss=trial.score_loss, n_images=trial.n_images, patched_modules=trial.patched_modules,
+                    score_loss=trial.score_loss, image_deviation=trial.image_deviation, n_images=trial.n_images, patched_modules=trial.patched_modules,
                     worker=trial.worker, started_at=trial.started_at,
                 ))
             return True
         except IntegrityError:
             return False
+
+    def stored_outcomes(self, scope: Scope) -> dict[str, tuple[str, float | None, float | None]]:
+        """setting key → (status, first-measured speed-up, score loss) of every stored trial in ``scope``."""
+        with self.session() as s:
+            rows = s.execute(select(TrialRow.setting_key, TrialRow.status, TrialRow.speedup, TrialRow.score_loss).where(
+                *self._scope_filter(TrialRow, scope))).all()
+            return {key: (status, speedup, loss) for key, status, speedup, loss in rows}
+
+    def save_search(
+        self, scope: Scope, *, strategy: str, max_loss: float, seed: int, evaluated: int, space_size: int, stop: str,
+        best_setting_key: str | None, study_name: str | None, log: list[str],
+    ) -> None:
+        """Record (or update) how a strategy searched this scope for this threshold."""
+        fields = dict(seed=seed, evaluated=evaluated, space_size=space_size, stop=stop, best_setting_key=best_setting_key,
+                      study_name=study_name, log=log, updated_at=datetime.now(timezone.utc))
+        where = (*self._scope_filter(SearchRow, scope), SearchRow.strategy == strategy, SearchRow.max_loss == max_loss)  # type: ignore[arg-type]
+        for _ in range(2):
+            try:
+                with self.session() as s:
+                    row = s.scalar(select(SearchRow).where(*where))
+                    if row is None:
+                        s.add(SearchRow(base_config_id=scope.base_config_id, environment_id=scope.environment_id,
+                                        protocol_id=scope.protocol_id, strategy=strategy, max_loss=max_loss, **fields))
+                    else:
+                        for k, v in fields.items():
+                            setattr(row, k, v)
+                return
+            except IntegrityError:  # another worker inserted it first: update theirs
+                continue
+
+    def searches(self) -> list[dict[str, object]]:
+        with self.session() as s:
+            rows = s.scalars(select(SearchRow).join(BaseConfigRow, BaseConfigRow.id == SearchRow.base_config_id)).all()
+            return [{
+                "base_config": _base_from_row(s.get(BaseConfigRow, r.base_config_id)).label,  # type: ignore[arg-type]
+                "strategy": r.strategy, "max_loss": r.max_loss, "seed": r.seed, "evaluated": r.evaluated,
+                "space_size": r.space_size, "stop": r.stop, "study_name": r.study_name, "log": r.log,
+            } for r in rows]
 
     # -- confirmation -----------------------------------------------------------------------------------
 

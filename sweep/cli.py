@@ -6,8 +6,10 @@ import dataclasses
 import functools
 import logging
 import os
+import re
 import sys
 from collections.abc import Callable
+from enum import Enum
 from pathlib import Path
 from typing import Annotated, TypeVar
 
@@ -133,8 +135,35 @@ class _RichProgress:
     def describe(self, text: str) -> None:
         self._progress.update(self._task, description=text)
 
+    def retotal(self, total: int) -> None:
+        self._progress.update(self._task, total=total)
+
     def advance(self) -> None:
         self._progress.advance(self._task)
+
+
+class Strategy(str, Enum):
+    grid = "grid"
+    frontier = "frontier"
+    optuna = "optuna"
+
+
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_duration(text: str) -> float:
+    """``90``, ``90s``, ``30m``, ``1h30m``, ``2h`` → seconds; a clear error otherwise."""
+    value = text.strip().lower()
+    if re.fullmatch(r"\d+(\.\d+)?", value):
+        seconds = float(value)
+    else:
+        parts = re.findall(r"(\d+(?:\.\d+)?)([smhd])", value)
+        if not parts or "".join(n + u for n, u in parts) != value:
+            raise UsageError(f"--time-budget {text!r} is not a duration: use e.g. 90s, 30m, 1h30m, 2h")
+        seconds = sum(float(n) * _UNITS[u] for n, u in parts)
+    if seconds <= 0:
+        raise UsageError(f"--time-budget {text!r} must be longer than zero")
+    return seconds
 
 
 @app.command()
@@ -152,30 +181,47 @@ def upbound(
     speed_only: SpeedOnlyOption = False,
     confirm_top: Annotated[int, typer.Option(
         "--confirm-top", min=0, help="Re-measure up to N leading candidates per base configuration before publishing (0: off).")] = 3,
+    strategy: Annotated[Strategy, typer.Option(
+        "--strategy", help="grid: every setting; frontier: boundary search along each method's axis; optuna: a TPE study.")] = Strategy.grid,
+    max_trials: Annotated[int | None, typer.Option(
+        "--max-trials", min=1, help="Per base configuration: settings the strategy may evaluate (stored ones count).")] = None,
+    time_budget: Annotated[str | None, typer.Option(
+        "--time-budget", help="Wall time for the run (90s, 30m, 1h30m): no new measurement starts after it.")] = None,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the optuna sampler.")] = 0,
+    patience: Annotated[int, typer.Option(
+        "--patience", min=1, help="optuna: stop after N new trials without a better setting within max-loss.")] = 15,
 ) -> None:
     """Measure every setting of a space not yet stored, then print the upper bound per base configuration.
 
     A space whose pipelines or scorer all have random weights (like the tiny preset) prints its speed-only table.
     """
     _check_loss(max_loss)
+    budget = parse_duration(time_budget) if time_budget is not None else None
     space = _space(space_file, preset)
     if prompts is not None:
         space = dataclasses.replace(space, protocol=dataclasses.replace(space.protocol, prompts=prompts))
     all_random = space.protocol.scorer_pretrained == "random" or all(e.base.weights == "random" for e in space.entries)
     repo = _repository(db)
     _quiet_libraries()
-    from sweep.runner import Runner, default_device
+    from sweep.runner import Runner, SearchOptions, default_device
 
     device = device or default_device()
     _check_device(device)
+    search = SearchOptions(strategy.value, max_loss, max_trials, budget, seed, patience)
+    confirm_for = max_loss if confirm_top else None
     if quiet:
-        summary = Runner(repo, device).run(space, confirm_for=max_loss if confirm_top else None, confirm_top=confirm_top)
+        summary = Runner(repo, device).run(space, confirm_for=confirm_for, confirm_top=confirm_top, search=search)
     else:
         columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn())
         with Progress(*columns, console=err, transient=False) as progress:
             summary = Runner(repo, device, _RichProgress(progress)).run(
-                space, confirm_for=max_loss if confirm_top else None, confirm_top=confirm_top
+                space, confirm_for=confirm_for, confirm_top=confirm_top, search=search
             )
+        if strategy is not Strategy.grid:
+            for label, result in summary.searches:
+                err.print(f"[bold]{label}[/bold] ({result.strategy}: {result.evaluated} evaluated, {result.stop})")
+                for line in result.log:
+                    err.print(f"  {line}", highlight=False, markup=False)
         overhead = (
             f" (wall / generation time = {summary.wall_seconds / summary.generation_seconds:.2f})"
             if summary.generation_seconds else ""
@@ -184,6 +230,8 @@ def upbound(
             f"{space.name}: {summary.new} new, {summary.stored} stored, {summary.failed} failed, "
             f"{summary.confirmed} confirmed in {summary.wall_seconds:.1f} s{overhead}", highlight=False,
         )
+        if summary.budget_stop:
+            err.print(f"stopped early: {summary.budget_stop}", highlight=False)
     rows = [u.as_row() for u in repo.upper_bounds(max_loss, summary.base_keys)]
     _print_upper_bounds(rows, fmt, max_loss, speed_only or all_random)
 

@@ -79,6 +79,13 @@ class Generator:
         return seconds / len(self.batches[batch][0])
 
 
+def mean_abs_deviation(first: list[Image], second: list[Image]) -> float:
+    """Mean absolute pixel difference between two runs' images, as a fraction of the 0-255 range."""
+    total = sum(float(np.abs(np.asarray(a, dtype=np.float32) - np.asarray(b, dtype=np.float32)).mean())
+                for a, b in zip(first, second, strict=True))
+    return total / len(first) / 255.0
+
+
 def max_pixel_difference(first: list[Image], second: list[Image]) -> int:
     """Largest absolute difference of any pixel channel between two runs' images (0 to 255)."""
     return max(
@@ -133,6 +140,13 @@ class PairedRun:
     """The accelerated images of every prompt, from the first pass."""
     digests: list[str]
     warmup_runs: int
+    baseline_images: list[Image]
+    """The baseline's images of every prompt, generated in this same paired run."""
+
+    @property
+    def image_deviation(self) -> float:
+        """How far acceleration moved the images: mean |accelerated - baseline| pixel difference (0 to 1)."""
+        return mean_abs_deviation(self.images, self.baseline_images)
 
     @property
     def seconds_per_image(self) -> float:
@@ -152,10 +166,13 @@ def measure_against_baseline(
     Returns with the pipeline restored.
     """
     images: dict[int, list[Image]] = {}
+    baseline_images: dict[int, list[Image]] = {}
 
     def baseline(batch: int) -> float:
         restore()
-        return gen.per_image(batch, gen.run(batch)[0])
+        seconds, batch_images = gen.run(batch)
+        baseline_images.setdefault(batch, batch_images)
+        return gen.per_image(batch, seconds)
 
     def accelerated(batch: int) -> float:
         accelerate()
@@ -170,4 +187,5 @@ def measure_against_baseline(
     finally:
         restore()
     ordered = [image for batch in range(len(gen.batches)) for image in images[batch]]
-    return PairedRun(paired, ordered, [digest(i) for i in ordered], len(warm.seconds))
+    base_ordered = [image for batch in range(len(gen.batches)) for image in baseline_images[batch]]
+    return PairedRun(paired, ordered, [digest(i) for i in ordered], len(warm.seconds), base_ordered)

@@ -29,6 +29,7 @@ from sweep.measure import Generator, measure_against_baseline, measure_baseline
 from sweep.pipelines.loader import load_pipeline
 from sweep.protocol import Protocol
 from sweep.scoring.clip_score import ClipScorer
+from sweep.strategies import STRATEGIES, Evaluations, Frontier, Grid, OptunaSearch, Outcome, Problem, SearchResult, Strategy
 
 if TYPE_CHECKING:
     from diffusers import DiffusionPipeline
@@ -38,12 +39,16 @@ log = logging.getLogger(__name__)
 
 class ProgressSink(TypingProtocol):
     def start(self, total: int) -> None: ...
+    def retotal(self, total: int) -> None: ...
     def describe(self, text: str) -> None: ...
     def advance(self) -> None: ...
 
 
 class _NoProgress:
     def start(self, total: int) -> None:
+        pass
+
+    def retotal(self, total: int) -> None:
         pass
 
     def describe(self, text: str) -> None:
@@ -67,6 +72,25 @@ class RunSummary:
     confirmed: int = 0
     """Upper-bound candidates re-measured in a fresh paired run."""
     base_keys: list[str] = field(default_factory=list)
+    searches: list[tuple[str, SearchResult]] = field(default_factory=list)
+    """(base configuration label, how its search went), for each base configuration searched."""
+    budget_stop: str | None = None
+    """Set when a trial or time budget ended the run before every base configuration was searched."""
+
+
+@dataclass(frozen=True)
+class SearchOptions:
+    """How to choose which settings to measure: the strategy, its threshold and its budgets."""
+
+    strategy: str = "grid"
+    max_loss: float = 0.02
+    max_trials: int | None = None
+    """Per base configuration: distinct settings the strategy may evaluate (stored ones included)."""
+    time_budget: float | None = None
+    """Seconds for the whole run; no new measurement starts after it (stored ones are still read)."""
+    seed: int = 0
+    patience: int = 15
+    """optuna: stop after this many new trials without a better feasible setting."""
 
 
 @dataclass
@@ -95,6 +119,7 @@ class Runner:
         self.worker = worker_name()
         self._scorer: ClipScorer | None = None
         self._protocol: Protocol | None = None
+        self._optuna_storage: object = None
 
     def _scorer_for(self, protocol: Protocol) -> ClipScorer:
         if self._scorer is None:
@@ -119,22 +144,135 @@ class Runner:
             work.append(_Work(entry, scope, baseline, missing))
         return work, stored
 
-    def run(self, space: Space, *, confirm_for: float | None = None, confirm_top: int = 3) -> RunSummary:
-        """Measure what is missing; then, with ``confirm_for`` (a max loss), confirm each upper bound."""
+    def run(
+        self, space: Space, *, confirm_for: float | None = None, confirm_top: int = 3, search: SearchOptions | None = None,
+    ) -> RunSummary:
+        """Search every base configuration (by default: measure every setting not stored); then, with
+        ``confirm_for`` (a max loss), confirm each upper bound."""
+        search = search or SearchOptions(max_loss=confirm_for if confirm_for is not None else 0.02)
+        if search.strategy not in STRATEGIES:
+            raise ValueError(f"unknown strategy {search.strategy!r}; valid: {', '.join(STRATEGIES)}")
         started = time.perf_counter()
+        deadline = time.monotonic() + search.time_budget if search.time_budget is not None else None
         protocol = Protocol.resolve(space.protocol)
         environment = Environment.detect(self.device)
         work, stored = self.plan(space, protocol, environment)
         summary = RunSummary(stored=stored, base_keys=[w.entry.base.key for w in work])
-        self.progress.start(sum(len(w.missing) + (w.baseline is None) for w in work))
-        for item in work:
-            if item.missing or item.baseline is None:
-                self._with_pipeline(item, protocol, summary, lambda gen, item=item: self._measure(gen, item, protocol, summary))
+        estimates = [self._estimate(w, search) for w in work]
+        self.progress.start(sum(estimates))
+        for index, item in enumerate(work):
+            if deadline is not None and time.monotonic() >= deadline and (item.missing or item.baseline is None):
+                summary.budget_stop = f"time budget reached before {len(work) - index} base configuration(s)"
+                break
+            done_before = summary.new
+            self._search(item, protocol, summary, search, deadline)
+            # the bar counted this item's estimate; a search that stopped early hands the rest back
+            estimates[index] = summary.new - done_before
+            self.progress.retotal(sum(estimates))
         if confirm_for is not None:
-            for item in work:
-                self._confirm(item, protocol, summary, confirm_for, confirm_top)
+            if summary.budget_stop is not None or (deadline is not None and time.monotonic() >= deadline):
+                summary.budget_stop = (summary.budget_stop or "time budget reached") + ": upper bounds not confirmed"
+            else:
+                for item in work:
+                    self._confirm(item, protocol, summary, confirm_for, confirm_top)
         summary.wall_seconds = time.perf_counter() - started
         return summary
+
+    @staticmethod
+    def _estimate(item: _Work, search: SearchOptions) -> int:
+        """Upper estimate of the measurements this item needs (the progress bar's share)."""
+        missing = len(item.missing)
+        if search.max_trials is not None:
+            missing = min(missing, search.max_trials)
+        return missing + (item.baseline is None)
+
+    def _strategy(self, item: _Work, search: SearchOptions) -> tuple[Strategy, str | None]:
+        if search.strategy == "grid":
+            return Grid(), None
+        if search.strategy == "frontier":
+            return Frontier(), None
+        import optuna
+
+        scope = item.scope
+        name = (f"sweep:{item.entry.base.label}:bc{scope.base_config_id}-env{scope.environment_id}"
+                f"-proto{scope.protocol_id}:loss={search.max_loss:g}")
+        if self._optuna_storage is None:
+            self._optuna_storage = optuna.storages.RDBStorage(self.repo.url)
+        return OptunaSearch(storage=self._optuna_storage, study_name=name, patience=search.patience), name
+
+    def _search(
+        self, item: _Work, protocol: Protocol, summary: RunSummary, search: SearchOptions, deadline: float | None,
+    ) -> None:
+        """Run the strategy over one base configuration; its pipeline is loaded only if something must be measured."""
+        base = item.entry.base
+        outcomes = self.repo.stored_outcomes(item.scope)
+        problem = Problem(base.label, tuple(s for s in item.entry.settings if not s.is_baseline), search.max_loss, search.seed)
+        loaded: list[Generator] = []
+
+        def generator() -> Generator:
+            if not loaded:
+                self.progress.describe(f"{base.label}: loading")
+                loaded.append(Generator(load_pipeline(base, self.device), base, protocol, self.device))
+            return loaded[0]
+
+        def ensure_baseline() -> BaselineRecord:
+            if item.baseline is None:
+                gen = generator()
+                self.progress.describe(f"{base.label}: baseline")
+                scorer = self._scorer_for(protocol)
+                run = measure_baseline(gen, protocol.timing)
+                scores = scorer.score(run.images, list(protocol.prompts))
+                item.baseline = self.repo.save_baseline(
+                    item.scope, time=run.seconds_per_image, time_spread=run.spread, clip_score=sum(scores) / len(scores),
+                    image_digests=run.digests, worker=self.worker, warmup_runs=run.warmup_runs,
+                    repeat_max_pixel_diff=run.repeat_max_pixel_diff,
+                )
+                summary.new += 1
+                self.progress.advance()
+            return item.baseline
+
+        def evaluate(setting: AccelSetting) -> Outcome:
+            if setting.key in outcomes:
+                status, speedup, loss = outcomes[setting.key]
+                return Outcome(setting, status, speedup, loss, stored=True)
+            baseline = ensure_baseline()
+            gen = generator()
+            self.progress.describe(f"{base.label}: {setting.describe()}")
+            trial = self._trial(gen, baseline, setting, protocol, self._scorer_for(protocol))
+            if self.repo.save_trial(item.scope, trial):
+                summary.new += 1
+                summary.failed += trial.status == "failed"
+                outcome = Outcome(setting, trial.status, trial.speedup, trial.score_loss)
+            else:  # stored by another worker meanwhile: theirs is the measurement
+                status, speedup, loss = self.repo.stored_outcomes(item.scope)[setting.key]
+                outcome = Outcome(setting, status, speedup, loss, stored=True)
+            outcomes[setting.key] = (outcome.status, outcome.speedup, outcome.score_loss)
+            self.progress.advance()
+            return outcome
+
+        strategy, study_name = self._strategy(item, search)
+        evals = Evaluations(
+            problem, evaluate, max_trials=search.max_trials, deadline=deadline, is_stored=lambda s: s.key in outcomes,
+        )
+        try:
+            if item.baseline is None and (deadline is None or time.monotonic() < deadline):
+                ensure_baseline()
+            result = strategy.search(evals)
+        finally:
+            if loaded:
+                summary.generation_seconds += loaded.pop().generation_seconds
+                gc.collect()
+                _empty_cuda_cache()
+        if problem.settings:
+            self.repo.save_search(
+                item.scope, strategy=result.strategy, max_loss=search.max_loss, seed=search.seed,
+                evaluated=result.evaluated, space_size=len(problem.settings), stop=result.stop,
+                best_setting_key=result.best.setting.key if result.best else None, study_name=study_name,
+                log=list(result.log),
+            )
+            summary.searches.append((base.label, result))
+        if result.stop == "time budget reached":
+            summary.budget_stop = "time budget reached"
 
     def _with_pipeline(self, item: _Work, protocol: Protocol, summary: RunSummary, body: Callable[[Generator], None]) -> None:
         base = item.entry.base
@@ -147,29 +285,6 @@ class Runner:
             del gen
             gc.collect()
             _empty_cuda_cache()
-
-    def _measure(self, gen: Generator, item: _Work, protocol: Protocol, summary: RunSummary) -> None:
-        base = item.entry.base
-        scorer = self._scorer_for(protocol)
-        baseline = item.baseline
-        if baseline is None:
-            self.progress.describe(f"{base.label}: baseline")
-            run = measure_baseline(gen, protocol.timing)
-            scores = scorer.score(run.images, list(protocol.prompts))
-            baseline = self.repo.save_baseline(
-                item.scope, time=run.seconds_per_image, time_spread=run.spread, clip_score=sum(scores) / len(scores),
-                image_digests=run.digests, worker=self.worker, warmup_runs=run.warmup_runs,
-                repeat_max_pixel_diff=run.repeat_max_pixel_diff,
-            )
-            summary.new += 1
-            self.progress.advance()
-        for setting in item.missing:
-            self.progress.describe(f"{base.label}: {setting.describe()}")
-            trial = self._trial(gen, baseline, setting, protocol, scorer)
-            if self.repo.save_trial(item.scope, trial):
-                summary.new += 1
-                summary.failed += trial.status == "failed"
-            self.progress.advance()
 
     def _confirm(self, item: _Work, protocol: Protocol, summary: RunSummary, max_loss: float, top: int) -> None:
         """Re-measure the fastest candidates until the published upper bound is a confirmed measurement.
@@ -242,7 +357,8 @@ class Runner:
             time=run.seconds_per_image, time_spread=statistics.stdev(paired.accelerated_seconds) if paired.pairs > 1 else 0.0,
             paired_baseline_time=run.baseline_seconds_per_image, speedup=paired.speedup,
             ci_half_width=paired.half_width, repeats=paired.pairs, warmup_runs=run.warmup_runs,
-            clip_score=clip, score_loss=loss, n_images=len(run.images), patched_modules=patched,
+            clip_score=clip, score_loss=loss, image_deviation=run.image_deviation, n_images=len(run.images),
+            patched_modules=patched,
         )
 
 

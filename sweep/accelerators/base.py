@@ -29,6 +29,9 @@ class ParamSpec:
     help: str = ""
     primary: bool = False
     """Shown in short descriptions of a setting even at its default value."""
+    aggressive: int = 0
+    """+1: larger values are more aggressive (faster, further from the baseline's images); -1: smaller values
+    are; 0: not ordered. The frontier strategy and the dominance order of settings rely on it."""
 
     def describe_valid(self) -> str:
         if self.choices is not None:

@@ -51,9 +51,10 @@ class DeepCache(Accelerator):
     name: ClassVar[str] = "deepcache"
     denoisers: ClassVar[frozenset[str]] = frozenset({"unet"})
     params: ClassVar[tuple[ParamSpec, ...]] = (
-        ParamSpec("cache_interval", int, 3, minimum=1, maximum=1000, help="full UNet step every N steps", primary=True),
+        ParamSpec("cache_interval", int, 3, minimum=1, maximum=1000, help="full UNet step every N steps", primary=True,
+                  aggressive=+1),
         ParamSpec("cache_branch_id", int, 0, minimum=0, maximum=99, help="shallow branch kept live (3·block + layer)",
-                  primary=True),
+                  primary=True, aggressive=-1),  # a deeper live branch recomputes more of the UNet
     )
 
     def supports(self, pipe: DiffusionPipeline) -> str | None:

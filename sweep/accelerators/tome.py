@@ -65,15 +65,16 @@ class ToMe(Accelerator):
     name: ClassVar[str] = "tome"
     denoisers: ClassVar[frozenset[str]] = frozenset({"unet"})
     params: ClassVar[tuple[ParamSpec, ...]] = (
-        ParamSpec("ratio", float, 0.5, minimum=0.0, maximum=0.75, help="fraction of tokens merged", primary=True),
+        ParamSpec("ratio", float, 0.5, minimum=0.0, maximum=0.75, help="fraction of tokens merged", primary=True,
+                  aggressive=+1),
         ParamSpec("max_downsample", int, 1, choices=(1, 2, 4, 8), help="deepest level merged (1 = full resolution)",
-                  primary=True),
+                  primary=True, aggressive=+1),
         ParamSpec("sx", int, 2, minimum=1, maximum=8),
         ParamSpec("sy", int, 2, minimum=1, maximum=8),
         ParamSpec("use_rand", bool, True),
-        ParamSpec("merge_attn", bool, True),
-        ParamSpec("merge_crossattn", bool, False),
-        ParamSpec("merge_mlp", bool, False),
+        ParamSpec("merge_attn", bool, True, aggressive=+1),
+        ParamSpec("merge_crossattn", bool, False, aggressive=+1),
+        ParamSpec("merge_mlp", bool, False, aggressive=+1),
     )
 
     def supports(self, pipe: DiffusionPipeline) -> str | None:

@@ -1,0 +1,142 @@
+"""Replay a strategy on a saved landscape: lookups instead of generation.
+
+A landscape is one base configuration measured once as a full grid (``scripts/export_landscape.py`` writes
+it from a database). Replaying runs a strategy with an ``evaluate`` that reads the landscape, so a strategy's
+cost (how many trials until it finds the grid's upper bound) is measured in trials, deterministically for a
+seed, in milliseconds.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from search_space.setting import AccelSetting
+from sweep.strategies.base import Evaluations, Outcome, Problem, SearchResult, Strategy
+
+
+@dataclass(frozen=True)
+class Point:
+    setting: AccelSetting
+    status: str
+    speedup: float | None
+    losses: dict[str, float | None]
+    ci_half_width: float | None
+
+
+@dataclass(frozen=True)
+class Landscape:
+    label: str
+    points: tuple[Point, ...]
+    meta: dict[str, object]
+
+    @classmethod
+    def load(cls, path: str | Path) -> Landscape:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+        points = tuple(
+            Point(AccelSetting.of(t["settings"]), t["status"], t.get("speedup"),
+                  {k: t.get(k) for k in ("score_loss", "image_deviation")}, t.get("ci_half_width"))
+            for t in data["trials"]
+        )
+        return cls(str(data["label"]), points, {k: v for k, v in data.items() if k != "trials"})
+
+    def loss(self, point: Point, metric: str) -> float | None:
+        return point.losses.get(metric)
+
+    def feasible(self, point: Point, max_loss: float, metric: str) -> bool:
+        loss = self.loss(point, metric)
+        return point.status == "done" and point.speedup is not None and loss is not None and loss <= max_loss
+
+    def upper_bound(self, max_loss: float, metric: str = "score_loss") -> float:
+        """The grid's upper bound: the largest speed-up within the threshold (1.0 if none)."""
+        return max((p.speedup for p in self.points if self.feasible(p, max_loss, metric)), default=1.0)  # type: ignore[type-var,return-value]
+
+    def problem(self, max_loss: float, seed: int) -> Problem:
+        return Problem(self.label, tuple(p.setting for p in self.points), max_loss, seed)
+
+
+@dataclass(frozen=True)
+class Replay:
+    result: SearchResult
+    order: tuple[Outcome, ...]
+    bound: float
+
+    def trials_to_find(self, landscape: Landscape, max_loss: float, metric: str, tolerance: float = 0.01) -> int | None:
+        """1-based position of the first evaluated setting that is truly within the threshold and within
+        ``tolerance`` of the grid's upper bound; None if the strategy never evaluated one."""
+        truth = {p.setting.key: p for p in landscape.points}
+        for i, o in enumerate(self.order, 1):
+            p = truth[o.setting.key]
+            if landscape.feasible(p, max_loss, metric) and p.speedup >= (1 - tolerance) * self.bound:  # type: ignore[operator]
+                return i
+        return None
+
+
+def replay(
+    make: Callable[[], Strategy], landscape: Landscape, *, max_loss: float, seed: int, metric: str = "score_loss",
+    noise: float = 0.0, max_trials: int | None = None,
+) -> Replay:
+    """Run a fresh strategy against the landscape. ``noise`` > 0 perturbs each looked-up speed-up by a normal
+    draw with that many times its measured 95% half-width (seeded), as a re-measurement would."""
+    truth = {p.setting.key: p for p in landscape.points}
+    rng = random.Random(seed)
+
+    def evaluate(setting: AccelSetting) -> Outcome:
+        p = truth[setting.key]
+        speedup = p.speedup
+        if noise and speedup is not None and p.ci_half_width:
+            speedup *= 1 + rng.gauss(0.0, noise * p.ci_half_width / 1.96)
+        return Outcome(setting, p.status, speedup, landscape.loss(p, metric), stored=False)
+
+    evals = Evaluations(landscape.problem(max_loss, seed), evaluate, max_trials=max_trials)
+    result = make().search(evals)
+    return Replay(result, tuple(evals.order), landscape.upper_bound(max_loss, metric))
+
+
+def export_landscape(url: str, out: str | Path, *, description: str = "") -> list[Path]:
+    """Write one landscape file per measured (base config, environment, protocol) of a database.
+
+    With one scope in the database, ``out`` is the file; with several, ``out`` is a folder.
+    """
+    from sqlalchemy import select
+
+    from storage import Repository
+    from storage.models import BaselineRow, TrialRow
+
+    repo = Repository(url)
+    written: list[Path] = []
+    with repo.session() as s:
+        baselines = s.scalars(select(BaselineRow)).all()
+        for b in baselines:
+            trials = s.scalars(select(TrialRow).where(
+                TrialRow.base_config_id == b.base_config_id, TrialRow.environment_id == b.environment_id,
+                TrialRow.protocol_id == b.protocol_id)).all()
+            base = b.base_config
+            label = f"{base.pipeline} / {base.scheduler} / {base.steps} steps"
+            data = {
+                "label": label,
+                "description": description,
+                "device": b.environment.device,
+                "libraries": b.environment.details,
+                "base": {"pipeline": base.pipeline, "scheduler": base.scheduler, "steps": base.steps,
+                         "height": base.height, "width": base.width, "dtype": base.dtype, "weights": base.weights},
+                "scorer": b.protocol.scorer,
+                "quality_meaningful": base.weights == "pretrained" and not b.protocol.scorer_random,
+                "baseline_time": b.time,
+                "trials": [{
+                    "settings": t.settings, "status": t.status, "speedup": t.speedup, "ci_half_width": t.ci_half_width,
+                    "score_loss": t.score_loss, "image_deviation": t.image_deviation, "time": t.time,
+                    "reason": t.reason,
+                } for t in sorted(trials, key=lambda t: t.setting_key)],
+            }
+            target = Path(out)
+            if len(baselines) > 1:
+                target.mkdir(parents=True, exist_ok=True)
+                target = target / f"{base.pipeline}-{base.scheduler}-{base.steps}-{b.id}.json".replace("/", "_")
+            target.write_text(json.dumps(data, indent=1) + "\n", encoding="utf-8")
+            written.append(target)
+    repo.close()
+    return written

@@ -6,8 +6,10 @@ The study lives in the same database URL as sweep's tables, so ``optuna-dashboar
 command line read it. Settings already stored (by a grid, another strategy or an earlier run) are *told*
 to the study as trials with those parameters instead of being measured again.
 
-Search space: per accelerator, ``<name>`` (on/off, when the space has both) and ``<name>.<param>`` for each
-parameter with more than one value in the space, as categorical choices of the grid's values. A space that
+Search space: per accelerator, ``<name>`` (on/off, when the space has both) and, for each parameter with
+more than one value in the space, ``<name>.<param>#`` (an ordered parameter: the index of its value in the
+grid's values, so TPE models neighbours) or ``<name>.<param>`` (categorical). Each trial's user attributes
+``setting`` and ``setting_key`` name the accelerated setting in full. A space that
 never combines accelerators gets one ``method`` choice instead of on/off switches.
 """
 
@@ -53,7 +55,10 @@ class _Space:
         for a in self.accels:
             params = dict(self.fixed[a])
             for k, choices in self.varying[a].items():
-                params[k] = trial.suggest_categorical(f"{a}.{k}", choices)
+                if self._ordered(a, k):  # an index along the aggressiveness order, so TPE sees neighbours
+                    params[k] = choices[trial.suggest_int(f"{a}.{k}#", 0, len(choices) - 1)]
+                else:
+                    params[k] = trial.suggest_categorical(f"{a}.{k}", choices)
             if a in on:
                 parts[a] = params
         return AccelSetting.of(parts)
@@ -67,8 +72,18 @@ class _Space:
         else:
             out["method"] = next(iter(methods))
         for a, params in methods.items():
-            out.update({f"{a}.{k}": params[k] for k in self.varying[a]})
+            for k, choices in self.varying[a].items():
+                if self._ordered(a, k):
+                    out[f"{a}.{k}#"] = choices.index(params[k])
+                else:
+                    out[f"{a}.{k}"] = params[k]
         return out
+
+    @staticmethod
+    def _ordered(accel: str, param: str) -> bool:
+        from sweep.accelerators import ACCELERATORS
+
+        return ACCELERATORS[accel].param(param).aggressive != 0 and ACCELERATORS[accel].param(param).kind is not bool
 
 
 class OptunaSearch(Strategy):
@@ -89,10 +104,7 @@ class OptunaSearch(Strategy):
         max_loss = evals.problem.max_loss
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            sampler = optuna.samplers.TPESampler(
-                seed=evals.problem.seed, n_startup_trials=self.startup, multivariate=True,
-                warn_independent_sampling=False,
-            )
+            sampler = optuna.samplers.TPESampler(seed=evals.problem.seed, n_startup_trials=self.startup, multivariate=True)
         study = optuna.create_study(
             storage=self.storage, sampler=sampler, study_name=self.study_name, direction="maximize",
             load_if_exists=True,

@@ -8,11 +8,8 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
-from sqlalchemy import JSON, Boolean, DateTime, Float, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy import JSON, Boolean, DateTime, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
-
-SCHEMA_VERSION = 3
-
 
 def utcnow() -> datetime:
     return datetime.now(timezone.utc)
@@ -20,12 +17,6 @@ def utcnow() -> datetime:
 
 class Base(DeclarativeBase):
     pass
-
-
-class SchemaInfo(Base):
-    __tablename__ = "sweep_schema"
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    version: Mapped[int] = mapped_column(Integer)
 
 
 class BaseConfigRow(Base):
@@ -155,4 +146,34 @@ class SearchRow(Base):
     best_setting_key: Mapped[str | None] = mapped_column(Text, nullable=True)
     study_name: Mapped[str | None] = mapped_column(Text, nullable=True)
     log: Mapped[list[str]] = mapped_column(JSON)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
+
+
+class TaskRow(Base):
+    """A unit of work in the shared queue: the baseline or one setting of a (base config, environment, protocol).
+
+    Workers claim a pending task (or one whose lease expired) under a lease they renew while measuring; the
+    result is written in the same transaction that marks the task done, guarded by the lease owner.
+    """
+
+    __tablename__ = "sweep_tasks"
+    __table_args__ = (
+        UniqueConstraint("base_config_id", "environment_id", "protocol_id", "setting_key"),
+        Index("ix_sweep_tasks_claim", "environment_id", "status"),
+    )
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    base_config_id: Mapped[int] = mapped_column(ForeignKey("sweep_base_configs.id"))
+    environment_id: Mapped[int] = mapped_column(ForeignKey("sweep_environments.id"))
+    protocol_id: Mapped[int] = mapped_column(ForeignKey("sweep_protocols.id"))
+    setting_key: Mapped[str] = mapped_column(Text)
+    """``{}`` for the baseline."""
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    """pending → running (leased) → done, or failed once ``max_attempts`` leases expired or errored."""
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    max_attempts: Mapped[int] = mapped_column(Integer, default=3)
+    lease_owner: Mapped[str | None] = mapped_column(Text, nullable=True)
+    lease_expires_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    """Unix time (the worker's clock) after which another worker may take the task."""
+    last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)

@@ -21,13 +21,11 @@ from search_space.base_config import BaseConfig
 from search_space.setting import AccelSetting
 from storage.engine import open_engine
 from storage.models import (
-    SCHEMA_VERSION,
     Base,
     BaseConfigRow,
     BaselineRow,
     EnvironmentRow,
     ProtocolRow,
-    SchemaInfo,
     SearchRow,
     TrialRow,
 )
@@ -176,25 +174,12 @@ class Repository:
             session.close()
 
     def _create_schema(self) -> None:
+        from storage.schema import ensure
+
         try:
-            Base.metadata.create_all(self.engine)
-        except IntegrityError:
-            pass  # another process created the same tables at the same moment
+            ensure(self.engine, self.url)
         except DBAPIError as exc:
             raise StorageError(f"cannot create sweep's tables in {self.url}: {exc.orig}") from None
-        with self.session() as s:
-            version = s.scalar(select(func.max(SchemaInfo.version)))
-            if version is None:
-                s.add(SchemaInfo(version=SCHEMA_VERSION))
-            elif version > SCHEMA_VERSION:
-                raise StorageError(
-                    f"{self.url} has sweep schema version {version}, newer than this sweep's {SCHEMA_VERSION}: upgrade sweep"
-                )
-            elif version < SCHEMA_VERSION:
-                raise StorageError(
-                    f"{self.url} has sweep schema version {version}, older than this sweep's {SCHEMA_VERSION}, and "
-                    "migrations do not exist yet: use a new database file (its timings predate paired measurement)"
-                )
 
     # -- identities -------------------------------------------------------------------------------------
 
@@ -242,6 +227,19 @@ class Repository:
             model.protocol_id == scope.protocol_id,
         )
 
+    def base_config(self, base_config_id: int) -> BaseConfig:
+        with self.session() as s:
+            row = s.get(BaseConfigRow, base_config_id)
+            assert row is not None
+            return _base_from_row(row)
+
+    def protocol_row(self, protocol_id: int) -> dict[str, object]:
+        with self.session() as s:
+            row = s.get(ProtocolRow, protocol_id)
+            assert row is not None
+            return {"key": row.key, "prompt_source": row.prompt_source, "prompts": list(row.prompts), "seed": row.seed,
+                    "timing": dict(row.timing), "scorer": row.scorer}
+
     def baseline(self, scope: Scope) -> BaselineRecord | None:
         with self.session() as s:
             row = s.scalar(select(BaselineRow).where(*self._scope_filter(BaselineRow, scope)))
@@ -251,19 +249,23 @@ class Repository:
                 row.id, row.time, row.time_spread, row.clip_score, tuple(row.image_digests), row.n_images
             )
 
-    def save_baseline(
-        self, scope: Scope, *, time: float, time_spread: float, clip_score: float, image_digests: list[str],
+    @staticmethod
+    def baseline_row(
+        scope: Scope, *, time: float, time_spread: float, clip_score: float, image_digests: list[str],
         worker: str, warmup_runs: int = 0, repeat_max_pixel_diff: int | None = None,
-    ) -> BaselineRecord:
+    ) -> BaselineRow:
+        return BaselineRow(
+            base_config_id=scope.base_config_id, environment_id=scope.environment_id,
+            protocol_id=scope.protocol_id, time=time, time_spread=time_spread, clip_score=clip_score,
+            image_digests=image_digests, n_images=len(image_digests), worker=worker, warmup_runs=warmup_runs,
+            repeat_max_pixel_diff=repeat_max_pixel_diff,
+        )
+
+    def save_baseline(self, scope: Scope, **fields: object) -> BaselineRecord:
         """Store the baseline; if another worker stored it first, return theirs."""
         try:
             with self.session() as s:
-                s.add(BaselineRow(
-                    base_config_id=scope.base_config_id, environment_id=scope.environment_id,
-                    protocol_id=scope.protocol_id, time=time, time_spread=time_spread, clip_score=clip_score,
-                    image_digests=image_digests, n_images=len(image_digests), worker=worker, warmup_runs=warmup_runs,
-                    repeat_max_pixel_diff=repeat_max_pixel_diff,
-                ))
+                s.add(self.baseline_row(scope, **fields))  # type: ignore[arg-type]
         except IntegrityError:
             pass
         stored = self.baseline(scope)
@@ -274,20 +276,24 @@ class Repository:
         with self.session() as s:
             return set(s.scalars(select(TrialRow.setting_key).where(*self._scope_filter(TrialRow, scope))))
 
+    @staticmethod
+    def trial_row(scope: Scope, trial: TrialRecord) -> TrialRow:
+        return TrialRow(
+            base_config_id=scope.base_config_id, environment_id=scope.environment_id,
+            protocol_id=scope.protocol_id, setting_key=trial.setting.key, settings=trial.setting.as_dict(),
+            status=trial.status, reason=trial.reason, baseline_id=trial.baseline_id, time=trial.time,
+            time_spread=trial.time_spread, paired_baseline_time=trial.paired_baseline_time,
+            speedup=trial.speedup, ci_half_width=trial.ci_half_width, repeats=trial.repeats,
+            warmup_runs=trial.warmup_runs, clip_score=trial.clip_score, score_loss=trial.score_loss,
+            image_deviation=trial.image_deviation, n_images=trial.n_images, patched_modules=trial.patched_modules,
+            worker=trial.worker, started_at=trial.started_at,
+        )
+
     def save_trial(self, scope: Scope, trial: TrialRecord) -> bool:
         """Insert one trial in its own transaction; False if its key was already stored."""
         try:
             with self.session() as s:
-                s.add(TrialRow(
-                    base_config_id=scope.base_config_id, environment_id=scope.environment_id,
-                    protocol_id=scope.protocol_id, setting_key=trial.setting.key, settings=trial.setting.as_dict(),
-                    status=trial.status, reason=trial.reason, baseline_id=trial.baseline_id, time=trial.time,
-                    time_spread=trial.time_spread, paired_baseline_time=trial.paired_baseline_time,
-                    speedup=trial.speedup, ci_half_width=trial.ci_half_width, repeats=trial.repeats,
-                    warmup_runs=trial.warmup_runs, clip_score=trial.clip_score,
-                    score_loss=trial.score_loss, image_deviation=trial.image_deviation, n_images=trial.n_images, patched_modules=trial.patched_modules,
-                    worker=trial.worker, started_at=trial.started_at,
-                ))
+                s.add(self.trial_row(scope, trial))
             return True
         except IntegrityError:
             return False

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import json
 import logging
 import os
 import re
@@ -26,6 +27,8 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
                   help="Upper-bound speed-ups of training-free accelerations for diffusion pipelines.")
 space_app = typer.Typer(no_args_is_help=True, help="Inspect search spaces.")
 app.add_typer(space_app, name="space")
+db_app = typer.Typer(no_args_is_help=True, help="The database schema (Alembic migrations).")
+app.add_typer(db_app, name="db")
 
 err = Console(stderr=True)
 F = TypeVar("F", bound=Callable[..., object])
@@ -166,6 +169,88 @@ def parse_duration(text: str) -> float:
     return seconds
 
 
+def _devices(devices: str | None, workers: int, device: str) -> list[str]:
+    if devices:
+        found = [d.strip() for d in devices.split(",") if d.strip()]
+        for d in found:
+            _check_device(d)
+        return found
+    return [device] * workers
+
+
+def _run_workers(repo, url: str, space: Space, devices: list[str], lease: float, quiet: bool) -> None:  # type: ignore[no-untyped-def]
+    """Queue the space, run one worker process per device, and follow the queue until they are done."""
+    import time
+
+    from storage.queue import WorkQueue
+    from sweep.worker import enqueue_space, spawn_workers
+
+    env_id, added = enqueue_space(repo, space, devices[0])
+    queue = WorkQueue(repo)
+    if not quiet:
+        err.print(f"{space.name}: {added} task(s) queued; starting {len(devices)} worker(s) on {', '.join(devices)}", highlight=False)
+    processes = spawn_workers(url, devices, lease)
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn())
+    with Progress(*columns, console=err, transient=False, disable=quiet) as progress:
+        bar = progress.add_task("queue", total=None)
+        while any(p.poll() is None for p in processes):
+            counts = queue.counts(env_id)
+            total = sum(counts.values())
+            progress.update(bar, total=total, completed=counts.get("done", 0) + counts.get("failed", 0),
+                            description=f"queue: {counts.get('running', 0)} running, {counts.get('pending', 0)} pending")
+            time.sleep(1)
+    codes = [p.returncode for p in processes]
+    if any(codes):
+        err.print(f"worker exit codes: {codes}; unfinished tasks stay queued for the next `sweep worker`", highlight=False)
+
+
+@app.command()
+@handles_errors
+def worker(
+    db: DbOption = DEFAULT_URL,
+    device: Annotated[str | None, typer.Option("--device", help="torch device (default: cuda if available, else cpu).")] = None,
+    lease: Annotated[float, typer.Option("--lease", min=5, help="Seconds a claimed task is held without renewal.")] = 60.0,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
+) -> None:
+    """Take queued tasks of this machine's environment from the database until none is left anywhere."""
+    repo = _repository(db)
+    _quiet_libraries()
+    from sweep.runner import default_device
+    from sweep.worker import Worker
+
+    device = device or default_device()
+    _check_device(device)
+    summary = Worker(repo, device, lease_seconds=lease).run()
+    if not quiet:
+        err.print(
+            f"worker {device}: {summary.measured} measured, {summary.failed} failed, {summary.retried} retried, "
+            f"{summary.lost} lost lease, {summary.wall_seconds:.1f} s", highlight=False,
+        )
+
+
+@db_app.command("upgrade")
+@handles_errors
+def db_upgrade(db: DbOption = DEFAULT_URL) -> None:
+    """Apply the schema migrations this sweep has and the database lacks (stop the workers first)."""
+    from storage.engine import open_engine
+    from storage.schema import current, head, upgrade
+
+    engine = open_engine(db)
+    before = current(engine)
+    upgrade(engine)
+    err.print(f"{db}: schema {before or 'empty'} → {head()}", highlight=False)
+
+
+@db_app.command("current")
+@handles_errors
+def db_current(db: DbOption = DEFAULT_URL) -> None:
+    """Print the database's schema revision and this sweep's newest."""
+    from storage.engine import open_engine
+    from storage.schema import current, head
+
+    print(json.dumps({"database": current(open_engine(db)), "sweep": head()}))
+
+
 @app.command()
 @handles_errors
 def upbound(
@@ -190,6 +275,11 @@ def upbound(
     seed: Annotated[int, typer.Option("--seed", help="Seed of the optuna sampler.")] = 0,
     patience: Annotated[int, typer.Option(
         "--patience", min=1, help="optuna: stop after N new trials without a better setting within max-loss.")] = 15,
+    workers: Annotated[int, typer.Option(
+        "--workers", min=0, help="Queue the work in the database and run N local worker processes (grid only).")] = 0,
+    devices: Annotated[str | None, typer.Option(
+        "--devices", help="Comma-separated devices, one worker each (e.g. cuda:0,cuda:1); implies the queue.")] = None,
+    lease: Annotated[float, typer.Option("--lease", min=5, help="Seconds a claimed task is held without renewal.")] = 60.0,
 ) -> None:
     """Measure every setting of a space not yet stored, then print the upper bound per base configuration.
 
@@ -209,6 +299,12 @@ def upbound(
     _check_device(device)
     search = SearchOptions(strategy.value, max_loss, max_trials, budget, seed, patience)
     confirm_for = max_loss if confirm_top else None
+    device_list = _devices(devices, workers, device)
+    if device_list:
+        if strategy is not Strategy.grid or max_trials is not None or budget is not None:
+            raise UsageError("--workers/--devices run the grid through the shared queue; --strategy, --max-trials and "
+                             "--time-budget apply to a single process")
+        _run_workers(repo, db, space, device_list, lease, quiet)
     if quiet:
         summary = Runner(repo, device).run(space, confirm_for=confirm_for, confirm_top=confirm_top, search=search)
     else:

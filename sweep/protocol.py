@@ -33,6 +33,18 @@ class Protocol:
             spec.scorer, spec.scorer_pretrained,
         )
 
+    @classmethod
+    def from_row(cls, row: dict[str, object]) -> Protocol:
+        """Rebuild a stored protocol (a worker gets its work from the database, not from a space file)."""
+        _, model, pretrained = str(row["scorer"]).split(":", 2)
+        protocol = cls(
+            str(row["prompt_source"]), tuple(row["prompts"]), int(row["seed"]),  # type: ignore[arg-type,call-overload]
+            TimingPolicy(**row["timing"]), model, pretrained,  # type: ignore[arg-type]
+        )
+        if protocol.key != row["key"]:
+            raise ValueError("stored protocol does not match its key: written by a different sweep version")
+        return protocol
+
     @property
     def scorer(self) -> str:
         return f"open_clip:{self.scorer_model}:{self.scorer_pretrained}"

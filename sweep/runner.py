@@ -117,14 +117,29 @@ class Runner:
         self.device = device
         self.progress = progress or _NoProgress()
         self.worker = worker_name()
-        self._scorer: ClipScorer | None = None
-        self._protocol: Protocol | None = None
+        self._scorers: dict[str, ClipScorer] = {}
         self._optuna_storage: object = None
 
     def _scorer_for(self, protocol: Protocol) -> ClipScorer:
-        if self._scorer is None:
-            self._scorer = ClipScorer(protocol.scorer_model, protocol.scorer_pretrained, self.device)
-        return self._scorer
+        if protocol.scorer not in self._scorers:
+            self._scorers[protocol.scorer] = ClipScorer(protocol.scorer_model, protocol.scorer_pretrained, self.device)
+        return self._scorers[protocol.scorer]
+
+    def baseline_fields(self, gen: Generator, protocol: Protocol) -> dict[str, object]:
+        """Measure the baseline (warm-up, one timed pass, CLIP score): the fields of its row."""
+        run = measure_baseline(gen, protocol.timing)
+        scores = self._scorer_for(protocol).score(run.images, list(protocol.prompts))
+        return dict(
+            time=run.seconds_per_image, time_spread=run.spread, clip_score=sum(scores) / len(scores),
+            image_digests=run.digests, worker=self.worker, warmup_runs=run.warmup_runs,
+            repeat_max_pixel_diff=run.repeat_max_pixel_diff,
+        )
+
+    def measure_trial(
+        self, gen: Generator, baseline: BaselineRecord, setting: AccelSetting, protocol: Protocol, *, catch_errors: bool = True,
+    ) -> TrialRecord:
+        """One paired trial. With ``catch_errors`` false, a library error propagates (a queue retries it)."""
+        return self._trial(gen, baseline, setting, protocol, self._scorer_for(protocol), catch_errors=catch_errors)
 
     def plan(self, space: Space, protocol: Protocol, environment: Environment) -> tuple[list[_Work], int]:
         env_id = self.repo.ensure_environment(environment.key, environment.device, environment.libraries)
@@ -219,14 +234,7 @@ class Runner:
             if item.baseline is None:
                 gen = generator()
                 self.progress.describe(f"{base.label}: baseline")
-                scorer = self._scorer_for(protocol)
-                run = measure_baseline(gen, protocol.timing)
-                scores = scorer.score(run.images, list(protocol.prompts))
-                item.baseline = self.repo.save_baseline(
-                    item.scope, time=run.seconds_per_image, time_spread=run.spread, clip_score=sum(scores) / len(scores),
-                    image_digests=run.digests, worker=self.worker, warmup_runs=run.warmup_runs,
-                    repeat_max_pixel_diff=run.repeat_max_pixel_diff,
-                )
+                item.baseline = self.repo.save_baseline(item.scope, **self.baseline_fields(gen, protocol))
                 summary.new += 1
                 self.progress.advance()
             return item.baseline
@@ -238,7 +246,7 @@ class Runner:
             baseline = ensure_baseline()
             gen = generator()
             self.progress.describe(f"{base.label}: {setting.describe()}")
-            trial = self._trial(gen, baseline, setting, protocol, self._scorer_for(protocol))
+            trial = self.measure_trial(gen, baseline, setting, protocol)
             if self.repo.save_trial(item.scope, trial):
                 summary.new += 1
                 summary.failed += trial.status == "failed"
@@ -323,7 +331,8 @@ class Runner:
                 applied.append(ACCELERATORS[name]().apply(pipe, params))
 
     def _trial(
-        self, gen: Generator, baseline: BaselineRecord, setting: AccelSetting, protocol: Protocol, scorer: ClipScorer
+        self, gen: Generator, baseline: BaselineRecord, setting: AccelSetting, protocol: Protocol, scorer: ClipScorer,
+        *, catch_errors: bool = True,
     ) -> TrialRecord:
         started_at = datetime.now(timezone.utc)
 
@@ -343,6 +352,8 @@ class Runner:
         except AcceleratorError as exc:
             return failed(str(exc))
         except Exception as exc:  # a library failing on one setting must not end the sweep
+            if not catch_errors:
+                raise
             log.warning("%s / %s failed", gen.base.label, setting.describe(), exc_info=True)
             return failed(f"{type(exc).__name__}: {exc}")
         if run.digests == list(baseline.image_digests):

@@ -183,8 +183,12 @@ def _run_workers(repo, url: str, space: Space, devices: list[str], lease: float,
     import time
 
     from storage.queue import WorkQueue
-    from sweep.worker import enqueue_space, spawn_workers
+    from sweep.worker import THREADS_VARIABLE, apply_cpu_threads, cpu_threads, enqueue_space, spawn_workers
 
+    threads = cpu_threads(devices)
+    if threads is not None:  # the environment (and its key) is the workers': same thread count here
+        os.environ[THREADS_VARIABLE] = str(threads)
+        apply_cpu_threads()
     env_id, added = enqueue_space(repo, space, devices[0])
     queue = WorkQueue(repo)
     if not quiet:
@@ -216,8 +220,9 @@ def worker(
     repo = _repository(db)
     _quiet_libraries()
     from sweep.runner import default_device
-    from sweep.worker import Worker
+    from sweep.worker import Worker, apply_cpu_threads
 
+    apply_cpu_threads()
     device = device or default_device()
     _check_device(device)
     summary = Worker(repo, device, lease_seconds=lease).run()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gc
 import logging
+import os
 import subprocess
 import sys
 import threading
@@ -166,10 +167,34 @@ def enqueue_space(repo: Repository, space: Space, device: str, max_attempts: int
     return env_id, added
 
 
+THREADS_VARIABLE = "SWEEP_CPU_THREADS"
+
+
+def cpu_threads(devices: list[str]) -> int | None:
+    """Torch threads per CPU worker so that the CPU workers share the cores instead of oversubscribing them."""
+    cpu_workers = sum(1 for d in devices if d.split(":")[0] == "cpu")
+    if not cpu_workers:
+        return None
+    return max(1, (os.cpu_count() or 1) // cpu_workers)
+
+
+def apply_cpu_threads() -> None:
+    """In a worker process: take the thread count its coordinator chose (part of the environment's key)."""
+    threads = os.environ.get(THREADS_VARIABLE)
+    if threads:
+        import torch
+
+        torch.set_num_threads(int(threads))
+
+
 def spawn_workers(url: str, devices: list[str], lease_seconds: float) -> list[subprocess.Popen[bytes]]:
     """One ``sweep worker`` process per device, on this machine."""
+    env = dict(os.environ)
+    threads = cpu_threads(devices)
+    if threads is not None:
+        env[THREADS_VARIABLE] = str(threads)
     return [
         subprocess.Popen([sys.executable, "-m", "sweep.cli", "worker", "--db", url, "--device", device, "--quiet",
-                          "--lease", str(lease_seconds)])
+                          "--lease", str(lease_seconds)], env=env)
         for device in devices
     ]

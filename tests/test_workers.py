@@ -1,0 +1,211 @@
+"""Many workers, one database: the queue's leases on real SQLite and PostgreSQL, worker processes killed with
+SIGKILL, and schema migrations."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select, text
+from typer.testing import CliRunner
+
+from search_space.setting import AccelSetting
+from search_space.spec import load_preset
+from storage import Repository
+from storage.engine import open_engine
+from storage.models import BaselineRow, TaskRow, TrialRow
+from storage.queue import BASELINE_KEY, WorkQueue
+from storage.repository import Scope
+from storage.schema import head, upgrade
+from sweep.cli import app
+from sweep.runner import Runner
+from sweep.worker import cpu_threads
+from tests.conftest import write_space
+
+MINI_SPACE = """
+name = "mini"
+[protocol]
+prompts = "bundled"
+num_prompts = 2
+scorer = "sweep-tiny-clip"
+scorer_pretrained = "random"
+warmup_cap = 2
+min_pairs = 2
+max_pairs = 2
+[[base]]
+pipelines = ["tiny-sd-a"]
+schedulers = ["DDIMScheduler"]
+steps = [6]
+resolutions = [[64, 64]]
+dtype = "float32"
+batch_size = 1
+[accelerators.deepcache]
+cache_interval = [2, 3]
+[accelerators.tome]
+ratio = [0.3, 0.6]
+"""
+
+
+def _scope(repo: Repository) -> Scope:
+    from search_space.base_config import BaseConfig
+
+    base = BaseConfig("tiny-sd-a", "configs/tiny-sd-a", "random", "DDIMScheduler", 6, 64, 64, "float32", 1)
+    return Scope(
+        repo.ensure_base_config(base), repo.ensure_environment("env", "cpu", {}),
+        repo.ensure_protocol("p", prompt_source="bundled", prompts=["a"], prompts_sha256="0" * 64, seed=0, timing={},
+                             scorer="open_clip:x:random", scorer_random=True),
+    )
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request: pytest.FixtureRequest, sqlite_url: str) -> str:
+    return sqlite_url if request.param == "sqlite" else request.getfixturevalue("postgres_url")
+
+
+def test_lease_expiry_hands_the_task_to_another_worker(db_url: str) -> None:
+    repo = Repository(db_url)
+    scope = _scope(repo)
+    queue = WorkQueue(repo, lease_seconds=0.5)
+    setting = AccelSetting.of({"deepcache": {"cache_interval": 2, "cache_branch_id": 0}})
+    assert queue.enqueue(scope, [BASELINE_KEY, setting.key]) == 2
+    assert queue.enqueue(scope, [BASELINE_KEY, setting.key]) == 0  # queued once
+
+    first = queue.claim(scope.environment_id, "A")
+    assert first is not None and first.is_baseline  # trials wait for their baseline
+    assert queue.claim(scope.environment_id, "B") is None  # the trial is not claimable yet, the baseline is held
+    time.sleep(0.7)  # A stops renewing (killed): its lease expires
+    second = queue.claim(scope.environment_id, "B")
+    assert second is not None and second.task_id == first.task_id and second.attempt == 2
+    row = Repository.baseline_row(scope, time=1.0, time_spread=0.0, clip_score=20.0, image_digests=["d"], worker="A")
+    assert not queue.complete(first, "A", lambda s: s.add(row))  # A lost its lease: its result is refused
+    row = Repository.baseline_row(scope, time=1.0, time_spread=0.0, clip_score=20.0, image_digests=["d"], worker="B")
+    assert queue.complete(second, "B", lambda s: s.add(row))
+    with repo.session() as s:
+        assert [b.worker for b in s.scalars(select(BaselineRow))] == ["B"]
+
+    trial = queue.claim(scope.environment_id, "A")
+    assert trial is not None and trial.setting_key == setting.key
+    assert queue.release(trial, "A", "RuntimeError: CUDA out of memory") == "retry"
+    for attempt in (2, 3):
+        again = queue.claim(scope.environment_id, "A")
+        assert again is not None and again.attempt == attempt
+        outcome = queue.release(again, "A", "RuntimeError: CUDA out of memory")
+    assert outcome == "failed" and queue.claim(scope.environment_id, "A") is None
+    with repo.session() as s:
+        (failed,) = s.scalars(select(TrialRow)).all()
+        assert failed.status == "failed" and "gave up after 3 attempts" in failed.reason and "out of memory" in failed.reason
+    assert queue.counts(scope.environment_id) == {"done": 1, "failed": 1}
+
+
+def _worker_pids(url: str) -> dict[int, int]:
+    """pid → running tasks, from the lease owners (host:pid)."""
+    repo = Repository(url)
+    with repo.session() as s:
+        owners = s.scalars(select(TaskRow.lease_owner).where(TaskRow.status == "running")).all()
+    repo.close()
+    pids: dict[int, int] = {}
+    for owner in owners:
+        if owner:
+            pid = int(owner.rsplit(":", 1)[1])
+            pids[pid] = pids.get(pid, 0) + 1
+    return pids
+
+
+def test_four_workers_on_postgres_one_killed_mid_trial(postgres_url: str) -> None:
+    coordinator = subprocess.Popen(
+        [sys.executable, "-m", "sweep.cli", "upbound", "--preset", "tiny", "--db", postgres_url, "--workers", "4",
+         "--device", "cpu", "--lease", "6", "--confirm-top", "0", "--quiet", "--format", "json"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )
+    killed = None
+    deadline = time.monotonic() + 600
+    while killed is None and time.monotonic() < deadline and coordinator.poll() is None:
+        time.sleep(0.5)
+        repo = Repository(postgres_url)
+        with repo.session() as s:
+            trials = s.scalar(text("SELECT count(*) FROM sweep_trials"))
+            running = s.scalars(select(TaskRow).where(TaskRow.status == "running", TaskRow.setting_key != BASELINE_KEY)).all()
+            victim = running[0] if trials >= 4 and running else None
+            task_id = victim.id if victim else None
+            owner = victim.lease_owner if victim else None
+        repo.close()
+        if owner:
+            os.kill(int(owner.rsplit(":", 1)[1]), signal.SIGKILL)
+            killed = task_id
+    assert killed is not None, "no trial was running to kill"
+    out, err = coordinator.communicate(timeout=900)
+    assert coordinator.returncode == 0, err.decode()
+    rows = json.loads(out)
+
+    space = load_preset("tiny")
+    expected = sum(len(e.settings) for e in space.entries)  # baselines + settings
+    repo = Repository(postgres_url)
+    with repo.session() as s:
+        keys = s.execute(select(TrialRow.base_config_id, TrialRow.setting_key)).all()
+        baselines = s.scalar(text("SELECT count(*) FROM sweep_baselines"))
+        task = s.get(TaskRow, killed)
+        statuses = set(s.scalars(select(TaskRow.status)))
+    assert len(keys) == len(set(keys)) == expected - len(space.entries)  # every key once, none lost
+    assert baselines == len(space.entries)
+    assert task.status == "done" and task.attempts == 2  # the killed worker's trial was taken over
+    assert statuses == {"done"}
+
+    # a single-worker run over the same stored trials measures nothing and publishes the same bounds; it runs
+    # in the workers' environment (their share of the cores is part of the environment's key)
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(cpu_threads(["cpu"] * 4))  # type: ignore[arg-type]
+    try:
+        summary = Runner(repo, "cpu").run(space)
+    finally:
+        torch.set_num_threads(threads)
+    assert summary.new == 0
+    single = [u.as_row() for u in repo.upper_bounds(0.02, summary.base_keys)]
+    assert [(r["pipeline"], r["scheduler"], r["steps"], r["speedup"], r["settings"]) for r in rows] == \
+           [(r["pipeline"], r["scheduler"], r["steps"], r["speedup"], r["settings"]) for r in single]
+
+
+def test_two_workers_share_one_sqlite_file(tmp_path: Path, sqlite_url: str) -> None:
+    result = CliRunner().invoke(app, [
+        "upbound", str(write_space(tmp_path, MINI_SPACE)), "--db", sqlite_url, "--workers", "2", "--device", "cpu",
+        "--confirm-top", "0", "--quiet", "--format", "json",
+    ])
+    assert result.exit_code == 0, result.output
+    repo = Repository(sqlite_url)
+    with repo.session() as s:
+        keys = s.scalars(select(TrialRow.setting_key)).all()
+        workers = set(s.scalars(select(TrialRow.worker)))
+    assert len(keys) == len(set(keys)) == 8
+    assert len(workers) == 2  # both processes measured
+    assert cpu_threads(["cpu", "cpu"]) == max(1, (os.cpu_count() or 1) // 2)
+
+
+def test_schema_is_created_checked_and_upgraded(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    engine = open_engine(url)
+    upgrade(engine, "0001")  # a database written before the work queue existed
+    with engine.begin() as connection:
+        connection.execute(text("INSERT INTO sweep_environments (key, device, details) VALUES ('k', 'cpu', '{}')"))
+    from sweep.errors import StorageError
+
+    with pytest.raises(StorageError, match="sweep db upgrade"):
+        Repository(url)
+    result = CliRunner().invoke(app, ["db", "upgrade", "--db", url])
+    assert result.exit_code == 0, result.output
+    current = CliRunner().invoke(app, ["db", "current", "--db", url])
+    assert json.loads(current.stdout) == {"database": head(), "sweep": head()}
+    repo = Repository(url)
+    with repo.session() as s:
+        assert s.scalar(text("SELECT device FROM sweep_environments WHERE key = 'k'")) == "cpu"  # data kept
+        assert s.scalar(text("SELECT count(*) FROM sweep_tasks")) == 0
+    with engine.begin() as connection:
+        connection.execute(text("UPDATE sweep_alembic_version SET version_num = '9999'"))
+    with pytest.raises(StorageError, match="upgrade sweep"):
+        Repository(url)

@@ -27,6 +27,7 @@ from storage.models import (
     EnvironmentRow,
     ProtocolRow,
     SearchRow,
+    TaskRow,
     TrialRow,
 )
 from sweep.errors import StorageError
@@ -405,4 +406,5 @@ class Repository:
                 "baselines": s.scalar(select(func.count()).select_from(BaselineRow)) or 0,
                 "trials": {"done": counts.get("done", 0), "failed": counts.get("failed", 0),
                            **{k: v for k, v in counts.items() if k not in ("done", "failed")}},
+                "tasks": dict(s.execute(select(TaskRow.status, func.count()).group_by(TaskRow.status)).all()),
             }

@@ -435,7 +435,8 @@ def status(db: DbOption = DEFAULT_URL, fmt: FormatOption = Format.table) -> None
     assert isinstance(trials, dict)
     Console().print(
         f"base configurations: {counts['base_configs']}\nbaselines: {counts['baselines']}\n"
-        + "\n".join(f"trials {k}: {v}" for k, v in trials.items()),
+        + "\n".join(f"trials {k}: {v}" for k, v in trials.items())
+        + "".join(f"\nqueued tasks {k}: {v}" for k, v in dict(counts.get("tasks") or {}).items()),  # type: ignore[call-overload]
         highlight=False,
     )
 

@@ -50,7 +50,7 @@ def test_upbound_measures_then_skips_everything_stored(small_space: Path, sqlite
     assert "small: 0 new, 6 stored, 0 failed, 0 confirmed" in second.output
 
     status = runner.invoke(app, ["status", "--db", sqlite_url, "--format", "json"])
-    assert json.loads(status.stdout) == {"base_configs": 1, "baselines": 1, "trials": {"done": 4, "failed": 1}}
+    assert json.loads(status.stdout) == {"base_configs": 1, "baselines": 1, "trials": {"done": 4, "failed": 1}, "tasks": {}}
     query = runner.invoke(app, ["query", "--db", sqlite_url, "--format", "json", "--max-loss", "0.5", "--speed-only"])
     (loose,) = json.loads(query.stdout)
     assert loose["max_loss"] == 0.5 and loose["speedup"] >= row["speedup"]

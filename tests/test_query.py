@@ -64,7 +64,7 @@ def test_upper_bound_is_the_fastest_trial_within_the_loss(db_url: str) -> None:
     (strict,) = repo.upper_bounds(0.001)
     assert (strict.speedup, strict.settings, strict.score_loss) == (1.0, {}, 0.0)
     assert baseline.clip_score == 30.0
-    assert repo.status() == {"base_configs": 1, "baselines": 1, "trials": {"done": 4, "failed": 1}}
+    assert repo.status() == {"base_configs": 1, "baselines": 1, "trials": {"done": 4, "failed": 1}, "tasks": {}}
 
 
 def test_bounds_are_per_base_config(db_url: str) -> None:

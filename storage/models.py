@@ -177,3 +177,24 @@ class TaskRow(Base):
     last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
+
+
+class TargetRow(Base):
+    """A task's target speed-up, stored with the upper bound it came from (a changed bound makes it stale)."""
+
+    __tablename__ = "sweep_targets"
+    __table_args__ = (UniqueConstraint("base_config_id", "environment_id", "protocol_id", "max_loss", "difficulty"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    base_config_id: Mapped[int] = mapped_column(ForeignKey("sweep_base_configs.id"))
+    environment_id: Mapped[int] = mapped_column(ForeignKey("sweep_environments.id"))
+    protocol_id: Mapped[int] = mapped_column(ForeignKey("sweep_protocols.id"))
+    max_loss: Mapped[float] = mapped_column(Float)
+    difficulty: Mapped[str] = mapped_column(String(64))
+    factor: Mapped[float | None] = mapped_column(Float, nullable=True)
+    target: Mapped[float] = mapped_column(Float)
+    upper_bound: Mapped[float | None] = mapped_column(Float, nullable=True)
+    """The published upper bound the target was computed from."""
+    trial_id: Mapped[int | None] = mapped_column(ForeignKey("sweep_trials.id"), nullable=True)
+    """A measured setting that reaches the target (least score loss when chosen), if any."""
+    origin: Mapped[str] = mapped_column(Text, default="sweep")
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

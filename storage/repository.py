@@ -27,6 +27,7 @@ from storage.models import (
     EnvironmentRow,
     ProtocolRow,
     SearchRow,
+    TargetRow,
     TaskRow,
     TrialRow,
 )
@@ -106,6 +107,8 @@ class UpperBound:
     trials: int
     repeat_max_pixel_diff: int | None = None
     """How far two generations of the same baseline batch differed (0: bit-identical; None: not checked)."""
+    scope: Scope | None = None
+    trial_id: int | None = None
 
     @property
     def deterministic(self) -> bool | None:
@@ -394,6 +397,7 @@ class Repository:
                     settings=json.loads(best.setting_key) if best else {},
                     trials=len(done),
                     repeat_max_pixel_diff=b.repeat_max_pixel_diff,
+                    scope=Scope(b.base_config_id, b.environment_id, b.protocol_id), trial_id=best.id if best else None,
                 ))
         bounds.sort(key=lambda u: (u.base.pipeline, u.base.scheduler, u.base.steps, u.base.key, u.device))
         return bounds
@@ -408,3 +412,96 @@ class Repository:
                            **{k: v for k, v in counts.items() if k not in ("done", "failed")}},
                 "tasks": dict(s.execute(select(TaskRow.status, func.count()).group_by(TaskRow.status)).all()),
             }
+
+
+def _reaching(trials: Iterable[TrialRow], target: float, max_loss: float) -> TrialRow | None:
+    """The trial with the least score loss among those within ``max_loss`` whose speed-up reaches ``target``."""
+    ok = [t for t in trials if t.status == "done" and t.score_loss is not None and t.score_loss <= max_loss
+          and _published(t) >= target]
+    return min(ok, key=lambda t: (t.score_loss, -_published(t)), default=None)  # type: ignore[arg-type,return-value]
+
+
+class TargetStore:
+    """Targets for tasks and queries by target speed-up, over a Repository's tables."""
+
+    def __init__(self, repo: Repository) -> None:
+        self.repo = repo
+
+    def _trials(self, s: Session, scope: Scope) -> list[TrialRow]:
+        return list(s.scalars(select(TrialRow).where(*self.repo._scope_filter(TrialRow, scope))))
+
+    def by_target(self, target: float, max_loss: float) -> list[dict[str, object]]:
+        """Per base configuration: the least-loss setting reaching ``target``, or the best there is."""
+        rows = []
+        for bound in self.repo.upper_bounds(max_loss):
+            assert bound.scope is not None
+            with self.repo.session() as s:
+                hit = _reaching(self._trials(s, bound.scope), target, max_loss)
+                row = {**bound.as_row(), "target": target, "reachable": hit is not None}
+                if hit is not None:
+                    row.update(speedup=_published(hit), score_loss=hit.score_loss, time=hit.time,
+                               settings=json.loads(hit.setting_key), confirmed=hit.confirmed_speedup is not None)
+            rows.append(row)
+        return rows
+
+    def set_targets(
+        self, factors: dict[str, float], max_loss: float, *, refresh: bool = False, include_random: bool = False,
+    ) -> list[dict[str, object]]:
+        """Create the targets of every confirmed upper bound that has none; with ``refresh``, recompute stale ones."""
+        from sweep.targets import target_for
+
+        for bound in self.repo.upper_bounds(max_loss):
+            if not bound.confirmed or (not bound.quality_meaningful and not include_random):
+                continue
+            assert bound.scope is not None
+            with self.repo.session() as s:
+                trials = self._trials(s, bound.scope)
+                for difficulty, factor in factors.items():
+                    row = s.scalar(select(TargetRow).where(
+                        *self.repo._scope_filter(TargetRow, bound.scope), TargetRow.max_loss == max_loss,  # type: ignore[arg-type]
+                        TargetRow.difficulty == difficulty))
+                    if row is not None and not (refresh and row.upper_bound != bound.speedup):
+                        continue
+                    target = target_for(bound.speedup, factor)
+                    hit = _reaching(trials, target, max_loss)
+                    if row is None:
+                        row = TargetRow(base_config_id=bound.scope.base_config_id, environment_id=bound.scope.environment_id,
+                                        protocol_id=bound.scope.protocol_id, max_loss=max_loss, difficulty=difficulty)
+                        s.add(row)
+                    row.factor, row.target, row.upper_bound = factor, target, bound.speedup
+                    row.trial_id, row.origin = (hit.id if hit else None), "sweep"
+        return self.targets(max_loss)
+
+    def targets(self, max_loss: float | None = None) -> list[dict[str, object]]:
+        """Every stored target with the bound it came from, the current bound, and whether it is stale."""
+        from sweep.targets import scheduler_name, task_sentence
+
+        current: dict[tuple[Scope, float], UpperBound] = {}
+        out = []
+        with self.repo.session() as s:
+            query = select(TargetRow).order_by(TargetRow.id)
+            if max_loss is not None:
+                query = query.where(TargetRow.max_loss == max_loss)
+            for t in s.scalars(query):
+                scope = Scope(t.base_config_id, t.environment_id, t.protocol_id)
+                if (scope, t.max_loss) not in current:
+                    for bound in self.repo.upper_bounds(t.max_loss):
+                        current[(bound.scope, t.max_loss)] = bound  # type: ignore[index]
+                bound = current.get((scope, t.max_loss))
+                base = _base_from_row(s.get(BaseConfigRow, t.base_config_id))  # type: ignore[arg-type]
+                trial = s.get(TrialRow, t.trial_id) if t.trial_id else None
+                now = bound.speedup if bound else None
+                out.append({
+                    "task_id": f"{base.pipeline}-{scheduler_name(base.scheduler)}-{base.steps}-{t.difficulty}-e{t.environment_id}",
+                    "pipeline": base.pipeline, "scheduler": base.scheduler, "steps": base.steps,
+                    "difficulty": t.difficulty, "factor": t.factor, "target": t.target, "max_loss": t.max_loss,
+                    "sentence": task_sentence(base.pipeline, base.scheduler, base.steps, t.target),
+                    "upper_bound": t.upper_bound, "current_upper_bound": now,
+                    "stale": t.upper_bound is not None and now is not None and now != t.upper_bound,
+                    "settings": json.loads(trial.setting_key) if trial else None,
+                    "setting_speedup": _published(trial) if trial else None,
+                    "setting_time": trial.time if trial else None,
+                    "setting_score_loss": trial.score_loss if trial else None,
+                    "quality_meaningful": bound.quality_meaningful if bound else None, "origin": t.origin,
+                })
+        return out

@@ -355,11 +355,119 @@ def _check_device(device: str) -> None:
 def query(
     db: DbOption = DEFAULT_URL, max_loss: MaxLossOption = 0.02, fmt: FormatOption = Format.table,
     speed_only: SpeedOnlyOption = False,
+    target: Annotated[float | None, typer.Option(
+        "--target", min=0.0, help="Per base configuration: the setting reaching this speed-up with the least loss.")] = None,
 ) -> None:
-    """Print the stored upper bound of every base configuration."""
+    """Print the stored upper bound of every base configuration (or, with --target, who reaches a target)."""
     _check_loss(max_loss)
-    rows = [u.as_row() for u in _repository(db).upper_bounds(max_loss)]
-    _print_upper_bounds(rows, fmt, max_loss, speed_only)
+    repo = _repository(db)
+    if target is None:
+        _print_upper_bounds([u.as_row() for u in repo.upper_bounds(max_loss)], fmt, max_loss, speed_only)
+        return
+    from storage.repository import TargetStore
+
+    rows = TargetStore(repo).by_target(target, max_loss)
+    shown = rows if speed_only else [r for r in rows if r["quality_meaningful"]]
+    if len(shown) < len(rows):
+        err.print(f"{len(rows) - len(shown)} base configuration(s) measured with random weights left out; "
+                  "add --speed-only to include them", highlight=False)
+    columns: list[Column] = [
+        ("pipeline", lambda r: str(r["pipeline"]) + ("" if r["quality_meaningful"] else " *")),
+        ("scheduler", lambda r: str(r["scheduler"])),
+        ("steps", lambda r: str(r["steps"])),
+        ("reaches", lambda r: "yes" if r["reachable"] else f"not reachable under max-loss (best {r['speedup']:.2f}x)"),
+        ("speed-up", lambda r: f"{r['speedup']:.2f}x"),
+        ("score loss", lambda r: f"{100 * r['score_loss']:.2f}%"),  # type: ignore[operator]
+        ("settings", lambda r: settings_text(r["settings"])),
+    ]
+    random_rows = any(not r["quality_meaningful"] for r in shown)
+    emit(shown, fmt, columns, title=f"Settings reaching {target:g}x with CLIP-score loss ≤ {100 * max_loss:g}%",
+         caption=RANDOM_NOTE if random_rows else "")
+
+
+@app.command()
+@handles_errors
+def targets(
+    db: DbOption = DEFAULT_URL, max_loss: MaxLossOption = 0.02, fmt: FormatOption = Format.table,
+    factors: Annotated[str, typer.Option("--factors", help="difficulty=factor pairs; target = floor(u × factor × 10) / 10.")] =
+        "easy=0.8,medium=1.0,hard=1.2",
+    refresh: Annotated[bool, typer.Option("--refresh", help="Recompute targets whose upper bound changed (stale).")] = False,
+    speed_only: SpeedOnlyOption = False,
+    out: Annotated[Path | None, typer.Option("--out", help="Export one row per task to a .json or .csv file.")] = None,
+) -> None:
+    """Set target speed-ups for tasks from the confirmed upper bounds, and list every stored target."""
+    _check_loss(max_loss)
+    from storage.repository import TargetStore
+    from sweep.targets import parse_factors
+
+    parsed = parse_factors(factors)
+    if out is not None and out.suffix.lower() not in (".json", ".csv"):
+        raise UsageError(f"--out {out}: the export is .json or .csv")
+    rows = TargetStore(_repository(db)).set_targets(parsed, max_loss, refresh=refresh, include_random=speed_only)
+    stale = sum(1 for r in rows if r["stale"])
+    if stale:
+        err.print(f"{stale} target(s) are stale: their upper bound changed since they were set (--refresh recomputes)",
+                  highlight=False)
+    if out is not None:
+        _write_tasks(out, rows)
+        err.print(f"{len(rows)} task(s) written to {out}", highlight=False)
+    columns: list[Column] = [
+        ("task", lambda r: str(r["task_id"])),
+        ("target", lambda r: f"{r['target']:g}x"),
+        ("from bound", lambda r: f"{r['upper_bound']:.2f}x" + (" (stale)" if r["stale"] else "") if r["upper_bound"] else "-"),
+        ("sentence", lambda r: str(r["sentence"])),
+        ("reached by", lambda r: settings_text(r["settings"]) if r["settings"] else "-"),
+    ]
+    emit(rows, fmt, columns, title=f"Targets (CLIP-score loss ≤ {100 * max_loss:g}%)",
+         caption=RANDOM_NOTE if any(r["quality_meaningful"] is False for r in rows) else "")
+
+
+def _write_tasks(out: Path, rows: list[dict[str, object]]) -> None:
+    fields = ["task_id", "pipeline", "scheduler", "steps", "difficulty", "target", "sentence", "max_loss",
+              "upper_bound", "stale", "settings"]
+    if out.suffix.lower() == ".json":
+        out.write_text(json.dumps([{k: r[k] for k in fields} for r in rows], indent=2) + "\n", encoding="utf-8")
+        return
+    import csv
+
+    with out.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=fields)
+        writer.writeheader()
+        for r in rows:
+            writer.writerow({**{k: r[k] for k in fields}, "settings": json.dumps(r["settings"]) if r["settings"] else ""})
+
+
+@app.command("export")
+@handles_errors
+def export(
+    legacy: Annotated[Path, typer.Option("--legacy", help="Write the former search_params.json format here.")],
+    db: DbOption = DEFAULT_URL,
+    max_loss: Annotated[list[float] | None, typer.Option("--max-loss", help="Thresholds of the upper-bound entries (repeatable).")] = None,
+    speed_only: SpeedOnlyOption = False,
+) -> None:
+    """Export upper bounds and targets in the legacy search_params.json format."""
+    from sweep.targets import export_legacy
+
+    losses = max_loss or [0.02]
+    for loss in losses:
+        _check_loss(loss)
+    n = export_legacy(_repository(db), legacy, losses, include_random=speed_only)
+    err.print(f"{n} entries written to {legacy}", highlight=False)
+
+
+@app.command("import")
+@handles_errors
+def import_(
+    legacy: Annotated[Path, typer.Option("--legacy", help="A search_params.json file of the former scripts.")],
+    db: DbOption = DEFAULT_URL,
+) -> None:
+    """Read a legacy search_params.json into the database as imported results, marked with their origin."""
+    from sweep.targets import import_legacy
+
+    if not legacy.is_file():
+        raise UsageError(f"--legacy {legacy}: no such file")
+    trials, targets_added = import_legacy(_repository(db), legacy)
+    err.print(f"{legacy}: {trials} trial(s) and {targets_added} target(s) imported", highlight=False)
 
 
 @app.command()

@@ -1,0 +1,115 @@
+"""Targets for tasks, queries by target, and the legacy search_params.json exchange, on real SQLite and
+PostgreSQL through the command line."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from storage import Repository
+from sweep.cli import app
+from sweep.targets import parse_factors, target_for, task_sentence
+from tests.test_query import _scope, _setting, _trial
+
+runner = CliRunner()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request: pytest.FixtureRequest, sqlite_url: str) -> str:
+    return sqlite_url if request.param == "sqlite" else request.getfixturevalue("postgres_url")
+
+
+def _study(url: str) -> tuple[Repository, int]:
+    """SD1.5 / DDIM / 50: a confirmed 12.0x bound within 2%, and slower settings with less loss."""
+    repo = Repository(url)
+    scope = _scope(repo, 50)
+    repo.save_baseline(scope, time=2.0, time_spread=0.0, clip_score=30.0, image_digests=["d"], worker="t")
+    for t in (_trial(_setting(10, 0.5), 12.5, 0.019), _trial(_setting(10), 10.0, 0.012), _trial(_setting(5), 9.7, 0.004),
+              _trial(_setting(3), 8.0, 0.002), _trial(_setting(20), 15.0, 0.05)):
+        repo.save_trial(scope, t)
+    (top, *_) = repo.candidates(scope, 0.02)
+    repo.save_confirmation(top.trial_id, speedup=12.0, ci_half_width=0.02, repeats=10)
+    return repo, top.trial_id
+
+
+def test_target_arithmetic_and_sentence() -> None:
+    assert target_for(12.0, 0.8) == 9.6 and target_for(12.0, 1.2) == 14.4 and target_for(9.99, 1.0) == 9.9
+    assert parse_factors("easy=0.8,hard=1.2") == {"easy": 0.8, "hard": 1.2}
+    assert task_sentence("SD1.5", "DDIMScheduler", 50, 9.6) == \
+        "Take an SD1.5 pipeline (DDIM, 50 steps) as the baseline, and achieve a 9.6x speedup"
+
+
+def test_targets_are_stored_with_their_bound_and_go_stale(db_url: str, tmp_path: Path) -> None:
+    repo, top = _study(db_url)
+    out = tmp_path / "tasks.json"
+    result = runner.invoke(app, ["targets", "--db", db_url, "--out", str(out), "--format", "json"])
+    assert result.exit_code == 0, result.output
+    tasks = {t["difficulty"]: t for t in json.loads(out.read_text())}
+    assert {d: t["target"] for d, t in tasks.items()} == {"easy": 9.6, "medium": 12.0, "hard": 14.4}
+    assert tasks["easy"]["sentence"] == "Take an SD1.5 pipeline (DDIM, 50 steps) as the baseline, and achieve a 9.6x speedup"
+    assert tasks["easy"]["settings"] == _setting(5).as_dict()  # reaches 9.7x with the least loss
+    assert tasks["medium"]["settings"] == _setting(10, 0.5).as_dict()  # only the bound itself reaches 12.0x
+    assert tasks["hard"]["settings"] is None and tasks["hard"]["upper_bound"] == 12.0
+
+    repo.save_confirmation(top, speedup=11.0, ci_half_width=0.02, repeats=10)  # the bound changes
+    listed = runner.invoke(app, ["targets", "--db", db_url, "--format", "json"])
+    assert "stale" in listed.output
+    rows = json.loads(listed.stdout)
+    assert all(r["stale"] and r["upper_bound"] == 12.0 and r["current_upper_bound"] == 11.0 for r in rows)
+    refreshed = json.loads(runner.invoke(app, ["targets", "--db", db_url, "--refresh", "--format", "json"]).stdout)
+    assert {r["difficulty"]: r["target"] for r in refreshed} == {"easy": 8.8, "medium": 11.0, "hard": 13.2}
+    assert not any(r["stale"] for r in refreshed)
+
+    csv_out = tmp_path / "tasks.csv"
+    assert runner.invoke(app, ["targets", "--db", db_url, "--out", str(csv_out)]).exit_code == 0
+    assert len(list(csv.DictReader(csv_out.open()))) == 3
+    bad = runner.invoke(app, ["targets", "--db", db_url, "--factors", "easy:0.8"])
+    assert bad.exit_code != 0 and "name=positive number" in bad.output
+
+
+def test_query_by_target(db_url: str) -> None:
+    _study(db_url)
+    reach = json.loads(runner.invoke(app, ["query", "--db", db_url, "--target", "8.5", "--format", "json"]).stdout)
+    assert [(r["reachable"], r["speedup"], r["settings"]) for r in reach] == [(True, 9.7, _setting(5).as_dict())]
+    far = runner.invoke(app, ["query", "--db", db_url, "--target", "14", "--format", "table"])
+    assert "not reachable under max-loss (best 12.00x)" in far.output
+    loose = json.loads(runner.invoke(app, ["query", "--db", db_url, "--target", "14", "--max-loss", "0.06",
+                                           "--format", "json"]).stdout)
+    assert loose[0]["reachable"] and loose[0]["settings"] == _setting(20).as_dict()
+
+
+LEGACY = {
+    "('SD1.5', 'DDIMScheduler', 50, 'upbound_speedup', 0.02)":
+        {"cache_interval": 10, "cache_branch_id": 0, "ratio": 0.5, "max_downsample": 1, "time": 0.16, "speedup": 12.0,
+         "score_loss": 0.019},
+    "('SD1.5', 'DDIMScheduler', 50, 9.6, 0.02)":
+        {"cache_interval": 5, "cache_branch_id": 0, "time": 0.2, "speedup": 9.7, "score_loss": 0.004},
+    "('SDXL', 'DPMSolverMultistepScheduler', 25, 'upbound_speedup', 0.02)":
+        {"cache_interval": 3, "cache_branch_id": 1, "time": 1.1, "speedup": 2.7, "score_loss": 0.012},
+}
+
+
+def test_legacy_round_trip_loses_nothing(db_url: str, tmp_path: Path) -> None:
+    original = tmp_path / "search_params.json"
+    original.write_text(json.dumps(LEGACY, indent=2))
+    imported = runner.invoke(app, ["import", "--legacy", str(original), "--db", db_url])
+    assert imported.exit_code == 0, imported.output
+    assert "3 trial(s) and 1 target(s) imported" in imported.output
+    exported = tmp_path / "again.json"
+    result = runner.invoke(app, ["export", "--legacy", str(exported), "--db", db_url])
+    assert result.exit_code == 0, result.output
+    assert json.loads(exported.read_text()) == LEGACY
+    rows = json.loads(runner.invoke(app, ["query", "--db", db_url, "--format", "json"]).stdout)
+    assert {r["device"] for r in rows} == {"imported from search_params.json"}  # marked with their origin
+    again = runner.invoke(app, ["import", "--legacy", str(original), "--db", db_url])
+    assert "0 trial(s) and 0 target(s) imported" in again.output
+
+    broken = tmp_path / "broken.json"
+    broken.write_text(json.dumps({"('SD1.5', 'DDIMScheduler', 50, 'upbound_speedup', 0.02)": {"interval": 3, "time": 1,
+                                                                                             "speedup": 2, "score_loss": 0}}))
+    bad = runner.invoke(app, ["import", "--legacy", str(broken), "--db", db_url])
+    assert bad.exit_code != 0 and "unknown parameter 'interval'" in bad.output

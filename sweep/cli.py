@@ -233,6 +233,29 @@ def worker(
         )
 
 
+@app.command()
+@handles_errors
+def serve(
+    db: DbOption = DEFAULT_URL,
+    host: Annotated[str, typer.Option("--host")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", min=0, max=65535)] = 8000,
+) -> None:
+    """Serve the queries read-only over HTTP as JSON: /upper-bounds, /query?target=, /targets, /status."""
+    from sweep.serve import make_server
+
+    try:
+        server = make_server(_repository(db), host, port)
+    except OSError as exc:
+        raise UsageError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+    err.print(f"serving {db} on http://{host}:{server.server_port} (read-only; Ctrl-C stops)", highlight=False)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+
+
 @db_app.command("upgrade")
 @handles_errors
 def db_upgrade(db: DbOption = DEFAULT_URL) -> None:

@@ -113,3 +113,38 @@ def test_legacy_round_trip_loses_nothing(db_url: str, tmp_path: Path) -> None:
                                                                                              "speedup": 2, "score_loss": 0}}))
     bad = runner.invoke(app, ["import", "--legacy", str(broken), "--db", db_url])
     assert bad.exit_code != 0 and "unknown parameter 'interval'" in bad.output
+
+
+def test_serve_answers_the_queries_over_a_socket(sqlite_url: str) -> None:
+    import threading
+    import urllib.error
+    import urllib.request
+
+    from sweep.serve import make_server
+
+    repo, _ = _study(sqlite_url)
+    runner.invoke(app, ["targets", "--db", sqlite_url])
+    server = make_server(repo, "127.0.0.1", 0)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{server.server_port}"
+
+    def get(path: str) -> tuple[int, object]:
+        try:
+            with urllib.request.urlopen(base + path, timeout=10) as response:
+                return response.status, json.load(response)
+        except urllib.error.HTTPError as exc:
+            return exc.code, json.load(exc)
+
+    try:
+        status, bounds = get("/upper-bounds?max_loss=0.02")
+        assert status == 200 and [(b["speedup"], b["confirmed"]) for b in bounds] == [(12.0, True)]
+        status, reach = get("/query?target=8.5")
+        assert status == 200 and reach[0]["settings"] == _setting(5).as_dict()
+        status, targets = get("/targets")
+        assert status == 200 and sorted(t["target"] for t in targets) == [9.6, 12.0, 14.4]
+        assert get("/status")[1]["trials"]["done"] == 5
+        assert get("/query")[0] == 400 and get("/upper-bounds?max_loss=2")[0] == 400
+        assert get("/nothing")[0] == 404
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -1,0 +1,80 @@
+"""A read-only HTTP JSON API over sweep's queries, for other tools.
+
+GET /upper-bounds?max_loss=0.02[&speed_only=1]   upper bound per base configuration (as `sweep query --format json`)
+GET /query?target=8.5[&max_loss=0.02]             who reaches a target (as `sweep query --target`)
+GET /targets[?max_loss=0.02]                      stored targets with their bound and staleness
+GET /status                                       counts (as `sweep status --format json`)
+Anything else is 404; a bad parameter is 400 with {"error": "..."}; only GET is served.
+"""
+
+from __future__ import annotations
+
+import json
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, urlparse
+
+from storage.repository import Repository, TargetStore
+
+
+class _BadRequest(Exception):
+    pass
+
+
+def _float(params: dict[str, list[str]], name: str, default: float | None, low: float = 0.0, high: float = 1e9) -> float | None:
+    if name not in params:
+        return default
+    try:
+        value = float(params[name][0])
+    except ValueError:
+        raise _BadRequest(f"{name} must be a number") from None
+    if not low <= value < high:
+        raise _BadRequest(f"{name} must be in [{low:g}, {high:g})")
+    return value
+
+
+def make_server(repo: Repository, host: str, port: int) -> ThreadingHTTPServer:
+    store = TargetStore(repo)
+
+    def upper_bounds(params: dict[str, list[str]]) -> object:
+        max_loss = _float(params, "max_loss", 0.02, high=1.0)
+        rows = [u.as_row() for u in repo.upper_bounds(max_loss)]  # type: ignore[arg-type]
+        return rows if params.get("speed_only", ["0"])[0] in ("1", "true") else [r for r in rows if r["quality_meaningful"]]
+
+    def query(params: dict[str, list[str]]) -> object:
+        target = _float(params, "target", None)
+        if target is None:
+            raise _BadRequest("target is required, e.g. /query?target=8.5")
+        return store.by_target(target, _float(params, "max_loss", 0.02, high=1.0))  # type: ignore[arg-type]
+
+    routes = {
+        "/upper-bounds": upper_bounds,
+        "/query": query,
+        "/targets": lambda params: store.targets(_float(params, "max_loss", None, high=1.0)),
+        "/status": lambda params: repo.status(),
+    }
+
+    class Handler(BaseHTTPRequestHandler):
+        def _send(self, status: HTTPStatus, body: object) -> None:
+            data = json.dumps(body, default=str).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+            url = urlparse(self.path)
+            route = routes.get(url.path.rstrip("/") or "/")
+            if route is None:
+                self._send(HTTPStatus.NOT_FOUND, {"error": f"no such endpoint {url.path}", "endpoints": sorted(routes)})
+                return
+            try:
+                self._send(HTTPStatus.OK, route(parse_qs(url.query)))
+            except _BadRequest as exc:
+                self._send(HTTPStatus.BAD_REQUEST, {"error": str(exc)})
+
+        def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+            pass
+
+    return ThreadingHTTPServer((host, port), Handler)

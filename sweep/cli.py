@@ -235,6 +235,23 @@ def worker(
 
 @app.command()
 @handles_errors
+def report(
+    out_dir: Annotated[Path, typer.Argument(help="Folder for index.html and its images.")],
+    db: DbOption = DEFAULT_URL,
+    max_loss: MaxLossOption = 0.02,
+) -> None:
+    """Write scatter plots with Pareto fronts, a heat map of upper bounds and an index.html with the tables."""
+    _check_loss(max_loss)
+    from sweep.report import write_report
+
+    if out_dir.exists() and not out_dir.is_dir():
+        raise UsageError(f"{out_dir} exists and is not a folder")
+    index = write_report(_repository(db), out_dir, max_loss)
+    err.print(f"report written to {index}", highlight=False)
+
+
+@app.command()
+@handles_errors
 def serve(
     db: DbOption = DEFAULT_URL,
     host: Annotated[str, typer.Option("--host")] = "127.0.0.1",

@@ -45,6 +45,36 @@ max_downsample = [1]
 """
 
 
+TINY_A_SPACE = """
+name = "tiny-a"
+combine = true
+
+[protocol]
+prompts = "bundled"
+num_prompts = 2
+scorer = "sweep-tiny-clip"
+scorer_pretrained = "random"
+warmup_cap = 2
+min_pairs = 2
+max_pairs = 2
+
+[[base]]
+pipelines = ["tiny-sd-a"]
+schedulers = ["DDIMScheduler"]
+steps = [6]
+resolutions = [[64, 64]]
+dtype = "float32"
+batch_size = 1
+
+[accelerators.deepcache]
+cache_interval = [2, 3]
+
+[accelerators.tome]
+ratio = [0.3, 0.6]
+"""
+"""One tiny-sd-a base configuration, batch 1, DeepCache × ToMe: 8 accelerated settings (strategy and worker tests)."""
+
+
 @pytest.fixture
 def small_space(tmp_path: Path) -> Path:
     """One base config; 5 accelerated settings, among them deepcache interval 1, which changes nothing."""

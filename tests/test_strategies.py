@@ -20,38 +20,12 @@ from sweep.runner import Runner, SearchOptions
 from sweep.strategies import Frontier, OptunaSearch
 from sweep.strategies.order import leq, lines_of
 from sweep.strategies.replay import Landscape, replay
-from tests.conftest import write_space
+from tests.conftest import TINY_A_SPACE, write_space
 
 LANDSCAPE = Path(__file__).parent / "data" / "landscape-h100-sd15.json"
 METRIC = "image_deviation"  # random weights: CLIP scores are undefined there, image deviation is measured
 
-STRATEGY_SPACE = """
-name = "strategies"
-combine = true
-
-[protocol]
-prompts = "bundled"
-num_prompts = 2
-scorer = "sweep-tiny-clip"
-scorer_pretrained = "random"
-warmup_cap = 2
-min_pairs = 2
-max_pairs = 2
-
-[[base]]
-pipelines = ["tiny-sd-a"]
-schedulers = ["DDIMScheduler"]
-steps = [6]
-resolutions = [[64, 64]]
-dtype = "float32"
-batch_size = 1
-
-[accelerators.deepcache]
-cache_interval = [2, 3, 4]
-
-[accelerators.tome]
-ratio = [0.3, 0.6]
-"""
+STRATEGY_SPACE = TINY_A_SPACE.replace("cache_interval = [2, 3]", "cache_interval = [2, 3, 4]")  # 11 settings
 
 
 @pytest.fixture(scope="module")

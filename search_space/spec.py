@@ -15,6 +15,9 @@ from pathlib import Path
 from search_space.base_config import DTYPES, BaseConfig
 from search_space.setting import AccelSetting, ParamValue
 from sweep.errors import SpaceError
+from sweep.stats import TimingPolicy
+
+_TIMING = TimingPolicy()
 
 TOP_LEVEL_KEYS = ("name", "description", "combine", "protocol", "pipelines", "base", "accelerators")
 PROTOCOL_KEYS = (
@@ -34,15 +37,12 @@ class ProtocolSpec:
     seed: int = 0
     scorer: str = "ViT-g-14"
     scorer_pretrained: str = "laion2b_s34b_b88k"
-    warmup_tolerance: float = 0.05
-    """Warm-up ends when two successive runs of a batch differ by at most this fraction..."""
-    warmup_cap: int = 8
-    """... or after this many runs."""
-    min_pairs: int = 6
-    """Fewest interleaved baseline/accelerated pairs per trial (at least one per prompt batch)."""
-    max_pairs: int = 40
-    target_half_width: float = 0.03
-    """Pairs continue until the speed-up's 95% CI half-width is at most this fraction of it."""
+    # timing: the defaults are TimingPolicy's (sweep/stats.py), where each is explained
+    warmup_tolerance: float = _TIMING.warmup_tolerance
+    warmup_cap: int = _TIMING.warmup_cap
+    min_pairs: int = _TIMING.min_pairs
+    max_pairs: int = _TIMING.max_pairs
+    target_half_width: float = _TIMING.target_half_width
 
 
 @dataclass(frozen=True)

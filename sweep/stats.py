@@ -16,8 +16,9 @@ from dataclasses import dataclass
 @dataclass(frozen=True)
 class TimingPolicy:
     warmup_tolerance: float = 0.05
-    """Warm-up ends when two successive runs differ by at most this fraction."""
+    """Warm-up ends when two successive runs differ by at most this fraction..."""
     warmup_cap: int = 8
+    """... or after this many runs."""
     min_pairs: int = 6
     """Fewest A/B pairs; at least one pass over every prompt batch is made regardless."""
     max_pairs: int = 40

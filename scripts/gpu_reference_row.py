@@ -36,6 +36,9 @@ class PrintProgress:
     def describe(self, text: str) -> None:
         print(f"[{self.done}/{self.total} {time.perf_counter() - self.started:6.1f}s] {text}", flush=True)
 
+    def retotal(self, total: int) -> None:
+        self.total = total
+
     def advance(self) -> None:
         self.done += 1
 
@@ -49,9 +52,10 @@ def main() -> int:
     parser.add_argument("--device", default="cuda")
     parser.add_argument("--db", default="sqlite:///gpu_reference_row.db")
     parser.add_argument("--out", default=None, help="also write the table (markdown) here")
+    parser.add_argument("--time-budget", type=float, default=None, help="seconds; no new trial starts after it")
     args = parser.parse_args()
 
-    from sweep.runner import Runner
+    from sweep.runner import Runner, SearchOptions
 
     reference = load_preset("reference")
     entries = [
@@ -68,29 +72,37 @@ def main() -> int:
     space = dataclasses.replace(reference, name="reference-row", protocol=protocol, entries=(entry,))
 
     repo = Repository(args.db)
-    summary = Runner(repo, args.device, PrintProgress()).run(space)
+    summary = Runner(repo, args.device, PrintProgress()).run(space, search=SearchOptions(time_budget=args.time_budget))
     env = Environment.detect(args.device)
-    (bound,) = repo.upper_bounds(0.02, [entry.base.key])
+    bounds = repo.upper_bounds(0.02, [entry.base.key])
+    if not bounds:
+        print(f"no baseline measured yet ({summary.budget_stop or 'nothing ran'}): run again on {args.db}")
+        return 3
+    (bound,) = bounds
 
     with repo.session() as s:
         trials = s.query(TrialRow).filter(TrialRow.status.in_(["done", "failed"])).all()
         rows = sorted(
-            ((t.speedup or 0.0, t.time, settings_text(t.settings), t.status, t.reason or "") for t in trials),
-            reverse=True,
+            ((t.speedup or 0.0, t.time, t.paired_baseline_time, t.ci_half_width, t.repeats, settings_text(t.settings),
+              t.status, t.reason or "") for t in trials),
+            key=lambda r: r[0], reverse=True,
         )
+        total = len(entry.settings) - 1
     lines = [
         f"# {entry.base.label}, {entry.base.height}x{entry.base.width} {entry.base.dtype}, batch {entry.base.batch_size}, "
         f"random weights (speed only)",
         f"device: {env.device}; torch {env.libraries['torch']}, diffusers {env.libraries['diffusers']}, "
-        f"python {platform.python_version()}; {args.num_prompts} prompts, 1 warm-up batch, one pass per setting",
-        f"baseline: {bound.baseline_time:.4f} s/image",
+        f"python {platform.python_version()}; {args.num_prompts} prompts; paired protocol (warm-up until stable, "
+        f"baseline and accelerated runs interleaved, speed-up = median of paired ratios, 95% CI)",
+        f"baseline (its own pass): {bound.baseline_time:.4f} s/image; {len(rows)} of {total} settings measured",
         "",
-        "| setting | s/image | speed-up | status |",
-        "| --- | --- | --- | --- |",
+        "| setting | s/image | paired baseline s/image | speed-up | 95% CI | pairs | status |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
     ]
     lines += [
-        f"| {text} | {'' if t is None else f'{t:.4f}'} | {s:.2f}x | {status}{': ' + reason if reason else ''} |"
-        for s, t, text, status, reason in rows
+        f"| {text} | {'' if t is None else f'{t:.4f}'} | {'' if b is None else f'{b:.4f}'} | {s:.2f}x | "
+        f"{'' if ci is None else f'±{100 * ci:.1f}%'} | {n or ''} | {status}{': ' + reason if reason else ''} |"
+        for s, t, b, ci, n, text, status, reason in rows
     ]
     lines += [
         "",

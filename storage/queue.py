@@ -27,6 +27,8 @@ from storage.models import BaselineRow, TaskRow, TrialRow
 from storage.repository import Repository, Scope
 
 BASELINE_KEY = AccelSetting.baseline().key
+_TASK = (TaskRow.id, TaskRow.base_config_id, TaskRow.environment_id, TaskRow.protocol_id, TaskRow.setting_key)
+"""The columns that identify a task and its scope."""
 
 
 @dataclass(frozen=True)
@@ -99,8 +101,7 @@ class WorkQueue:
         with self.repo.engine.connect() as connection:
             self._begin(connection)
             self._expire_exhausted(connection, environment_id, now)
-            query = select(TaskRow.id, TaskRow.base_config_id, TaskRow.environment_id, TaskRow.protocol_id,
-                           TaskRow.setting_key, TaskRow.attempts, TaskRow.max_attempts).where(
+            query = select(*_TASK, TaskRow.attempts, TaskRow.max_attempts).where(
                 *self._claimable(environment_id, now))
             order = [case((TaskRow.base_config_id == prefer_base_config, 0), else_=1)] if prefer_base_config else []
             query = query.order_by(*order, TaskRow.setting_key != BASELINE_KEY, TaskRow.id).limit(1)
@@ -123,8 +124,7 @@ class WorkQueue:
 
     def _expire_exhausted(self, connection: Connection, environment_id: int, now: float) -> None:
         """Tasks whose last allowed lease expired: failed, with a failed trial stored as their result."""
-        dead = connection.execute(select(TaskRow.id, TaskRow.base_config_id, TaskRow.environment_id, TaskRow.protocol_id,
-                                         TaskRow.setting_key, TaskRow.attempts, TaskRow.last_error).where(
+        dead = connection.execute(select(*_TASK, TaskRow.attempts, TaskRow.last_error).where(
             TaskRow.environment_id == environment_id, TaskRow.status == "running", TaskRow.lease_expires_at < now,
             TaskRow.attempts >= TaskRow.max_attempts)).all()
         for task in dead:
@@ -139,8 +139,7 @@ class WorkQueue:
         if task.setting_key != BASELINE_KEY:  # type: ignore[attr-defined]
             self._insert_failed_trial(connection, task, reason)
             return
-        dependents = connection.execute(select(TaskRow.id, TaskRow.base_config_id, TaskRow.environment_id,
-                                               TaskRow.protocol_id, TaskRow.setting_key).where(
+        dependents = connection.execute(select(*_TASK).where(
             TaskRow.base_config_id == task.base_config_id, TaskRow.environment_id == task.environment_id,  # type: ignore[attr-defined]
             TaskRow.protocol_id == task.protocol_id, TaskRow.status == "pending")).all()  # type: ignore[attr-defined]
         for dependent in dependents:
@@ -190,9 +189,7 @@ class WorkQueue:
         """After an error: back to pending for a retry, or failed (with a failed trial) at the last attempt."""
         with self.repo.engine.connect() as connection:
             self._begin(connection)
-            task = connection.execute(select(TaskRow.id, TaskRow.base_config_id, TaskRow.environment_id,
-                                             TaskRow.protocol_id, TaskRow.setting_key, TaskRow.attempts,
-                                             TaskRow.max_attempts).where(
+            task = connection.execute(select(*_TASK, TaskRow.attempts, TaskRow.max_attempts).where(
                 TaskRow.id == claim.task_id, TaskRow.lease_owner == owner, TaskRow.status == "running")).first()
             if task is None:
                 connection.commit()

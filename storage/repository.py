@@ -143,7 +143,8 @@ class UpperBound:
         }
 
 
-def _published(trial: TrialRow) -> float:
+def published_speedup(trial: TrialRow) -> float:
+    """The confirmed re-measurement where one exists, else the first measurement."""
     return trial.confirmed_speedup if trial.confirmed_speedup is not None else trial.speedup  # type: ignore[return-value]
 
 
@@ -348,7 +349,7 @@ class Repository:
             rows = s.scalars(select(TrialRow).where(
                 *self._scope_filter(TrialRow, scope), TrialRow.status == "done", TrialRow.score_loss <= max_loss
             )).all()
-            ranked = sorted(rows, key=_published, reverse=True)
+            ranked = sorted(rows, key=published_speedup, reverse=True)
             return [Candidate(t.id, AccelSetting.from_key(t.setting_key), t.speedup, t.confirmed_speedup) for t in ranked]  # type: ignore[arg-type]
 
     def save_confirmation(self, trial_id: int, *, speedup: float, ci_half_width: float, repeats: int) -> None:
@@ -380,13 +381,13 @@ class Repository:
                     continue
                 done = by_scope[(b.base_config_id, b.environment_id, b.protocol_id)]
                 eligible = [t for t in done if t.score_loss is not None and t.score_loss <= max_loss]
-                best = max(eligible, key=lambda t: (_published(t), -(t.score_loss or 0.0)), default=None)
+                best = max(eligible, key=lambda t: (published_speedup(t), -(t.score_loss or 0.0)), default=None)
                 base = _base_from_row(b.base_config)
                 bounds.append(UpperBound(
                     base=base, device=b.environment.device, protocol_id=b.protocol_id, scorer=b.protocol.scorer,
                     quality_meaningful=base.weights == "pretrained" and not b.protocol.scorer_random,
                     max_loss=max_loss,
-                    speedup=_published(best) if best else 1.0,
+                    speedup=published_speedup(best) if best else 1.0,
                     first_speedup=best.speedup if best else 1.0,  # type: ignore[arg-type]
                     confirmed=best is not None and best.confirmed_speedup is not None,
                     ci_half_width=(best.confirmed_ci_half_width if best.confirmed_speedup is not None
@@ -417,8 +418,8 @@ class Repository:
 def _reaching(trials: Iterable[TrialRow], target: float, max_loss: float) -> TrialRow | None:
     """The trial with the least score loss among those within ``max_loss`` whose speed-up reaches ``target``."""
     ok = [t for t in trials if t.status == "done" and t.score_loss is not None and t.score_loss <= max_loss
-          and _published(t) >= target]
-    return min(ok, key=lambda t: (t.score_loss, -_published(t)), default=None)  # type: ignore[arg-type,return-value]
+          and published_speedup(t) >= target]
+    return min(ok, key=lambda t: (t.score_loss, -published_speedup(t)), default=None)  # type: ignore[arg-type,return-value]
 
 
 class TargetStore:
@@ -439,7 +440,7 @@ class TargetStore:
                 hit = _reaching(self._trials(s, bound.scope), target, max_loss)
                 row = {**bound.as_row(), "target": target, "reachable": hit is not None}
                 if hit is not None:
-                    row.update(speedup=_published(hit), score_loss=hit.score_loss, time=hit.time,
+                    row.update(speedup=published_speedup(hit), score_loss=hit.score_loss, time=hit.time,
                                settings=json.loads(hit.setting_key), confirmed=hit.confirmed_speedup is not None)
             rows.append(row)
         return rows
@@ -499,7 +500,7 @@ class TargetStore:
                     "upper_bound": t.upper_bound, "current_upper_bound": now,
                     "stale": t.upper_bound is not None and now is not None and now != t.upper_bound,
                     "settings": json.loads(trial.setting_key) if trial else None,
-                    "setting_speedup": _published(trial) if trial else None,
+                    "setting_speedup": published_speedup(trial) if trial else None,
                     "setting_time": trial.time if trial else None,
                     "setting_score_loss": trial.score_loss if trial else None,
                     "quality_meaningful": bound.quality_meaningful if bound else None, "origin": t.origin,

@@ -15,7 +15,7 @@ from pathlib import Path
 from sqlalchemy import select
 
 from storage.models import TrialRow
-from storage.repository import Repository, UpperBound
+from storage.repository import Repository, UpperBound, published_speedup
 from sweep.output import settings_text
 
 RANDOM_LABEL = "random weights: speed-ups real, CLIP scores not"
@@ -33,7 +33,7 @@ def pareto_front(points: list[tuple[float, float]]) -> list[tuple[float, float]]
 def _scatter(path: Path, bound: UpperBound, trials: list[TrialRow], max_loss: float) -> None:
     import matplotlib.pyplot as plt
 
-    points = [(100 * t.score_loss, t.confirmed_speedup or t.speedup) for t in trials
+    points = [(100 * t.score_loss, published_speedup(t)) for t in trials
               if t.status == "done" and t.score_loss is not None and t.speedup is not None]
     fig, ax = plt.subplots(figsize=(6, 4), dpi=100)
     if points:
@@ -114,9 +114,9 @@ def _page(sections: list[tuple[UpperBound, str, list[TrialRow]]], bounds: list[U
     )
     parts = []
     for b, image, trials in sections:
-        done = sorted((t for t in trials if t.status == "done" and t.speedup is not None), key=lambda t: -(t.confirmed_speedup or t.speedup))
+        done = sorted((t for t in trials if t.status == "done" and t.speedup is not None), key=lambda t: -published_speedup(t))
         trial_rows = "".join(
-            f"<tr><td>{e(settings_text(t.settings))}</td><td>{(t.confirmed_speedup or t.speedup):.2f}x</td>"
+            f"<tr><td>{e(settings_text(t.settings))}</td><td>{published_speedup(t):.2f}x</td>"
             f"<td>{'' if t.score_loss is None else f'{100 * t.score_loss:.2f}%'}</td></tr>" for t in done)
         parts.append(
             f"<section><h2>{e(b.base.label)}</h2><img src='{image}' alt='speed-up versus loss, {e(b.base.label)}'>"

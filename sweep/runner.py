@@ -269,8 +269,7 @@ class Runner:
         finally:
             if loaded:
                 summary.generation_seconds += loaded.pop().generation_seconds
-                gc.collect()
-                _empty_cuda_cache()
+                free_memory()
         if problem.settings:
             self.repo.save_search(
                 item.scope, strategy=result.strategy, max_loss=search.max_loss, seed=search.seed,
@@ -291,8 +290,7 @@ class Runner:
         finally:
             summary.generation_seconds += gen.generation_seconds
             del gen
-            gc.collect()
-            _empty_cuda_cache()
+            free_memory()
 
     def _confirm(self, item: _Work, protocol: Protocol, summary: RunSummary, max_loss: float, top: int) -> None:
         """Re-measure the fastest candidates until the published upper bound is a confirmed measurement.
@@ -378,8 +376,10 @@ def _remove(applied: list[AppliedAccelerator]) -> None:
         applied.pop().remove()
 
 
-def _empty_cuda_cache() -> None:
+def free_memory() -> None:
+    """Collect garbage and hand cached CUDA memory back; call once the last reference to a pipeline is gone."""
     import torch
 
+    gc.collect()
     if torch.cuda.is_available():
         torch.cuda.empty_cache()

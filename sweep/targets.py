@@ -8,10 +8,14 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from search_space.setting import AccelSetting
 from sweep.accelerators import ACCELERATORS
 from sweep.errors import UsageError
+
+if TYPE_CHECKING:
+    from storage.repository import Repository
 
 DEFAULT_FACTORS = {"easy": 0.8, "medium": 1.0, "hard": 1.2}
 SCHEDULER_NAMES = {
@@ -117,7 +121,7 @@ def parse_legacy(path: Path) -> list[LegacyEntry]:
     return entries
 
 
-def import_legacy(repo: object, path: Path) -> tuple[int, int]:
+def import_legacy(repo: Repository, path: Path) -> tuple[int, int]:
     """Read a legacy file into the database as imported results: an ``imported`` environment and protocol named
     after the file, one baseline per base configuration (its time implied by time × speed-up), a trial per
     setting, and a target per target entry. Returns (trials added, targets added)."""
@@ -129,10 +133,9 @@ def import_legacy(repo: object, path: Path) -> tuple[int, int]:
 
     from search_space.base_config import BaseConfig
     from storage.models import TargetRow, TrialRow
-    from storage.repository import Repository, Scope, TrialRecord
+    from storage.repository import Scope, TrialRecord
     from sweep.pipelines.registry import PIPELINES, canonical_alias
 
-    assert isinstance(repo, Repository)
     entries = parse_legacy(path)
     digest = hashlib.sha256(path.read_bytes()).hexdigest()
     origin = f"import:{path.name}"
@@ -174,11 +177,10 @@ def import_legacy(repo: object, path: Path) -> tuple[int, int]:
     return trials, targets
 
 
-def export_legacy(repo: object, path: Path, max_losses: list[float], include_random: bool = False) -> int:
+def export_legacy(repo: Repository, path: Path, max_losses: list[float], include_random: bool = False) -> int:
     """Write upper bounds (and stored targets with a reaching setting) in the legacy format; returns entries."""
-    from storage.repository import Repository, TargetStore
+    from storage.repository import TargetStore
 
-    assert isinstance(repo, Repository)
     out: dict[str, dict[str, object]] = {}
     losses = sorted(set(max_losses) | {float(t["max_loss"]) for t in TargetStore(repo).targets()})  # type: ignore[arg-type]
     for max_loss in losses:

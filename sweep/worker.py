@@ -7,7 +7,6 @@ its environment is pending or running anywhere.
 
 from __future__ import annotations
 
-import gc
 import logging
 import os
 import subprocess
@@ -25,7 +24,7 @@ from sweep.environment import Environment
 from sweep.measure import Generator
 from sweep.pipelines.loader import load_pipeline
 from sweep.protocol import Protocol
-from sweep.runner import ProgressSink, Runner, _empty_cuda_cache, _NoProgress, worker_name
+from sweep.runner import ProgressSink, Runner, _NoProgress, free_memory, worker_name
 
 log = logging.getLogger(__name__)
 
@@ -96,8 +95,7 @@ class Worker:
         if self._loaded is not None:
             summary.generation_seconds += self._loaded[1].generation_seconds
             self._loaded = None
-            gc.collect()
-            _empty_cuda_cache()
+            free_memory()
 
     def run(self) -> WorkerSummary:
         started = time.perf_counter()

@@ -1,6 +1,9 @@
-"""BaseConfig: one unaccelerated configuration (pipeline × scheduler × steps × shape × dtype).
+"""BaseConfig: one unaccelerated configuration (pipeline × weights × scheduler × steps × shape × dtype × batch),
+and SpeedConfig: the part of it a generation's speed depends on.
 
-Every speed-up is relative to a BaseConfig measured without acceleration in the same environment.
+Quality depends on the whole BaseConfig (weights included); speed depends only on its SpeedConfig (the
+architecture, shape, dtype, scheduler, steps and batch), so speed measured with random weights serves every
+model of the same architecture.
 """
 
 from __future__ import annotations
@@ -12,6 +15,28 @@ from search_space.keys import canonical_json
 
 Weights = Literal["pretrained", "random"]
 DTYPES = ("float32", "float16", "bfloat16")
+
+
+@dataclass(frozen=True)
+class SpeedConfig:
+    """What a generation's speed depends on besides the machine: not the weights, not the prompts' words."""
+
+    pipeline: str
+    """Alias naming the architecture, such as ``SD1.5``."""
+    scheduler: str
+    steps: int
+    height: int
+    width: int
+    dtype: str
+    batch_size: int
+
+    @property
+    def key(self) -> str:
+        return canonical_json(asdict(self))
+
+    @property
+    def label(self) -> str:
+        return f"{self.pipeline} / {self.scheduler} / {self.steps} steps"
 
 
 @dataclass(frozen=True)
@@ -36,6 +61,10 @@ class BaseConfig:
     @property
     def label(self) -> str:
         return f"{self.pipeline} / {self.scheduler} / {self.steps} steps"
+
+    @property
+    def speed(self) -> SpeedConfig:
+        return SpeedConfig(self.pipeline, self.scheduler, self.steps, self.height, self.width, self.dtype, self.batch_size)
 
     @classmethod
     def from_key(cls, key: str) -> BaseConfig:

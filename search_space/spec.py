@@ -12,16 +12,14 @@ from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
+from search_space import defaults
 from search_space.base_config import DTYPES, BaseConfig
+from search_space.errors import SpaceError
 from search_space.setting import AccelSetting, ParamValue
-from sweep.errors import SpaceError
-from sweep.stats import TimingPolicy
-
-_TIMING = TimingPolicy()
 
 TOP_LEVEL_KEYS = ("name", "description", "combine", "protocol", "pipelines", "base", "accelerators")
 PROTOCOL_KEYS = (
-    "prompts", "num_prompts", "seed", "scorer", "scorer_pretrained",
+    "prompts", "num_prompts", "timing_prompts", "seed", "scorer", "scorer_pretrained",
     "warmup_tolerance", "warmup_cap", "min_pairs", "max_pairs", "target_half_width",
 )
 BASE_KEYS = ("pipelines", "schedulers", "steps", "resolutions", "dtype", "batch_size", "accelerators")
@@ -30,19 +28,21 @@ PIPELINE_KEYS = ("model", "weights")
 
 @dataclass(frozen=True)
 class ProtocolSpec:
-    """The measurement protocol as declared; ``sweep.protocol`` resolves it (reads prompts, hashes them)."""
+    """The measurement protocol as declared; ``sweep.protocol`` resolves it (reads prompts, hashes them) into a
+    quality protocol (prompts, seeds, scorer) and a timing protocol (timing set size, warm-up, pairs)."""
 
-    prompts: str = "bundled"
-    num_prompts: int = 8
-    seed: int = 0
-    scorer: str = "ViT-g-14"
-    scorer_pretrained: str = "laion2b_s34b_b88k"
-    # timing: the defaults are TimingPolicy's (sweep/stats.py), where each is explained
-    warmup_tolerance: float = _TIMING.warmup_tolerance
-    warmup_cap: int = _TIMING.warmup_cap
-    min_pairs: int = _TIMING.min_pairs
-    max_pairs: int = _TIMING.max_pairs
-    target_half_width: float = _TIMING.target_half_width
+    prompts: str = defaults.PROMPTS
+    num_prompts: int = defaults.NUM_PROMPTS
+    timing_prompts: int = defaults.TIMING_PROMPTS
+    seed: int = defaults.SEED
+    scorer: str = defaults.SCORER
+    scorer_pretrained: str = defaults.SCORER_PRETRAINED
+    # timing: each default is explained in search_space/defaults.py
+    warmup_tolerance: float = defaults.WARMUP_TOLERANCE
+    warmup_cap: int = defaults.WARMUP_CAP
+    min_pairs: int = defaults.MIN_PAIRS
+    max_pairs: int = defaults.MAX_PAIRS
+    target_half_width: float = defaults.TARGET_HALF_WIDTH
 
 
 @dataclass(frozen=True)
@@ -125,18 +125,19 @@ def _protocol(r: _Reader, data: object) -> ProtocolSpec:
     table = r.table(data, "[protocol]")
     r.where = ["[protocol]"]
     r.keys(table, PROTOCOL_KEYS)
-    defaults = ProtocolSpec()
+    declared = ProtocolSpec()
     spec = ProtocolSpec(
-        prompts=r.str_(table.get("prompts", defaults.prompts), "prompts"),
-        num_prompts=r.int_(table.get("num_prompts", defaults.num_prompts), "num_prompts", 1),
-        seed=r.int_(table.get("seed", defaults.seed), "seed"),
-        scorer=r.str_(table.get("scorer", defaults.scorer), "scorer"),
-        scorer_pretrained=r.str_(table.get("scorer_pretrained", defaults.scorer_pretrained), "scorer_pretrained"),
-        warmup_tolerance=r.fraction(table.get("warmup_tolerance", defaults.warmup_tolerance), "warmup_tolerance"),
-        warmup_cap=r.int_(table.get("warmup_cap", defaults.warmup_cap), "warmup_cap", 2),
-        min_pairs=r.int_(table.get("min_pairs", defaults.min_pairs), "min_pairs", 1),
-        max_pairs=r.int_(table.get("max_pairs", defaults.max_pairs), "max_pairs", 1),
-        target_half_width=r.fraction(table.get("target_half_width", defaults.target_half_width), "target_half_width"),
+        prompts=r.str_(table.get("prompts", declared.prompts), "prompts"),
+        num_prompts=r.int_(table.get("num_prompts", declared.num_prompts), "num_prompts", 1),
+        timing_prompts=r.int_(table.get("timing_prompts", declared.timing_prompts), "timing_prompts", 1),
+        seed=r.int_(table.get("seed", declared.seed), "seed"),
+        scorer=r.str_(table.get("scorer", declared.scorer), "scorer"),
+        scorer_pretrained=r.str_(table.get("scorer_pretrained", declared.scorer_pretrained), "scorer_pretrained"),
+        warmup_tolerance=r.fraction(table.get("warmup_tolerance", declared.warmup_tolerance), "warmup_tolerance"),
+        warmup_cap=r.int_(table.get("warmup_cap", declared.warmup_cap), "warmup_cap", 2),
+        min_pairs=r.int_(table.get("min_pairs", declared.min_pairs), "min_pairs", 1),
+        max_pairs=r.int_(table.get("max_pairs", declared.max_pairs), "max_pairs", 1),
+        target_half_width=r.fraction(table.get("target_half_width", declared.target_half_width), "target_half_width"),
     )
     if spec.max_pairs < spec.min_pairs:
         raise r.fail(f"max_pairs ({spec.max_pairs}) must be at least min_pairs ({spec.min_pairs})")

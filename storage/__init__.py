@@ -1,6 +1,7 @@
-"""Storage: SQLAlchemy models, engines and the repository that owns every query."""
+"""Storage: SQLAlchemy models, migrations, engines, and the stores that own every query."""
 
+from storage.database import Scope
 from storage.engine import DEFAULT_URL, open_engine
-from storage.repository import BaselineRecord, Candidate, Repository, Scope, TrialRecord, UpperBound
+from storage.repository import Repository
 
-__all__ = ["DEFAULT_URL", "BaselineRecord", "Candidate", "Repository", "Scope", "TrialRecord", "UpperBound", "open_engine"]
+__all__ = ["DEFAULT_URL", "Repository", "Scope", "open_engine"]

@@ -8,7 +8,7 @@ from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
 
-from sweep.errors import StorageError
+from storage.errors import StorageError
 
 DEFAULT_URL = "sqlite:///sweep.db"
 SQLITE_BUSY_TIMEOUT_S = 60

@@ -14,7 +14,7 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, inspect, text
 
-from sweep.errors import StorageError
+from storage.errors import StorageError
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 VERSION_TABLE = "sweep_alembic_version"
@@ -42,11 +42,21 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
     from alembic import command
 
     config = _config()
-    with engine.begin() as connection:
-        if connection.dialect.name == "postgresql":
+    with engine.connect() as connection:
+        # One transaction for the whole upgrade, so a failure or a kill leaves the database as it was, and one
+        # migrator at a time: SQLite takes its write lock up front (pysqlite would otherwise run each DDL
+        # statement in its own implicit transaction), PostgreSQL an advisory lock.
+        if connection.dialect.name == "sqlite":
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
+        else:
             connection.execute(text(f"SELECT pg_advisory_xact_lock({_LOCK_KEY})"))
         config.attributes["connection"] = connection
-        command.upgrade(config, revision)
+        try:
+            command.upgrade(config, revision)
+        except BaseException:
+            connection.rollback()
+            raise
+        connection.commit()
 
 
 def ensure(engine: Engine, url: str) -> None:

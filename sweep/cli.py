@@ -18,9 +18,11 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
+from search_space import defaults
 from search_space.spec import Space, load_preset, load_space
 from storage.engine import DEFAULT_URL
 from sweep.errors import SweepError, UsageError
+from storage.targets import scheduler_name
 from sweep.output import Column, Format, emit, settings_text
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
@@ -33,14 +35,17 @@ app.add_typer(db_app, name="db")
 err = Console(stderr=True)
 F = TypeVar("F", bound=Callable[..., object])
 
-RANDOM_NOTE = "* CLIP scores from random weights (pipeline or scorer): not real quality, speed only."
+SPEED_MAP_NOTE = ("speed map: quality unknown (random weights or scorer, and no quality of this configuration "
+                  "stored from anywhere); the fastest setting measured, not an upper bound")
 
 DbOption = Annotated[str, typer.Option("--db", envvar="SWEEP_DB", help="Database URL (default sqlite:///sweep.db).")]
 MaxLossOption = Annotated[float, typer.Option("--max-loss", help="Largest accepted relative CLIP-score loss, in [0, 1).")]
 FormatOption = Annotated[Format, typer.Option("--format", help="Output format.")]
 PresetOption = Annotated[str | None, typer.Option("--preset", help="A space shipped with sweep, e.g. tiny.")]
 SpeedOnlyOption = Annotated[bool, typer.Option(
-    "--speed-only", help="Include configurations measured with random weights (pipeline or scorer).")]
+    "--speed-only", help="Show every configuration's speed map (fastest setting, quality ignored).")]
+EnvironmentOption = Annotated[str | None, typer.Option(
+    "--environment", help="Whose speeds: an environment id or part of its device name (default: every environment).")]
 SpaceArgument = Annotated[Path | None, typer.Argument(help="Space file (TOML).", show_default=False)]
 
 
@@ -86,63 +91,87 @@ def _repository(url: str):  # type: ignore[no-untyped-def]
     return Repository(url)
 
 
-UPPER_BOUND_COLUMNS: list[Column] = [
-    ("pipeline", lambda r: str(r["pipeline"]) + ("" if r["quality_meaningful"] else " *")),
-    ("scheduler", lambda r: str(r["scheduler"])),
+def _speedup_text(r: dict[str, object]) -> str:
+    if r["speedup"] is None:
+        return "none measured"
+    text = f"{r['speedup']:.2f}x"
+    if r["ci_half_width"]:
+        text += f" ±{100 * r['ci_half_width']:.0f}%" if r["ci_half_width"] >= 0.1 else f" ±{100 * r['ci_half_width']:.1f}%"  # type: ignore[operator]
+    return text
+
+
+def _loss_text(r: dict[str, object]) -> str:
+    if r["score_loss"] is None:
+        return "unknown"
+    return f"{100 * r['score_loss']:.2f}%"  # type: ignore[operator]
+
+
+BOUND_COLUMNS: list[Column] = [
+    ("pipeline", lambda r: str(r["pipeline"])),
+    ("scheduler", lambda r: scheduler_name(str(r["scheduler"]))),
     ("steps", lambda r: str(r["steps"])),
-    ("speed-up", lambda r: f"{r['speedup']:.2f}x" + (f" ±{100 * r['ci_half_width']:.1f}%" if r["ci_half_width"] is not None else "")),
-    ("confirmed", lambda r: "yes" if r["confirmed"] else ("-" if not r["settings"] else "no")),
-    ("first measured", lambda r: f"{r['first_speedup']:.2f}x"),
-    ("score loss", lambda r: f"{100 * r['score_loss']:.2f}%"),  # type: ignore[operator]
-    ("s/image", lambda r: f"{r['time']:.4f}"),
-    ("baseline s/image", lambda r: f"{r['baseline_time']:.4f}"),
+    ("speed-up", _speedup_text),
+    ("timing", lambda r: {"precise": "precise", "first estimate": "first est."}.get(str(r["timing"]), "-")),
+    ("score loss", _loss_text),
     ("settings", lambda r: settings_text(r["settings"])),
-    ("trials", lambda r: str(r["trials"])),
-    ("device", lambda r: str(r["device"])),
+    ("s/image", lambda r: f"{r['time']:.3f}" if r["time"] is not None else "-"),
+    ("env", lambda r: str(r["environment_id"])),
 ]
 
 
-def _print_upper_bounds(rows: list[dict[str, object]], fmt: Format, max_loss: float, speed_only: bool) -> None:
-    """Rows from random weights enter only a table asked for as speed-only; say how many were left out."""
-    shown = rows if speed_only else [r for r in rows if r["quality_meaningful"]]
-    left_out = len(rows) - len(shown)
-    if left_out:
-        err.print(
-            f"{left_out} base configuration(s) measured with random weights left out: their CLIP scores are not "
-            "real quality; add --speed-only to include them", highlight=False,
-        )
-    random_rows = any(not r["quality_meaningful"] for r in shown)
-    kind = "Speed-only upper bound" if random_rows else "Upper-bound speed-up"
-    notes = [RANDOM_NOTE] if random_rows else []
-    jitter = [r for r in shown if r.get("deterministic") is False]
+def _print_bounds(rows: list[dict[str, object]], fmt: Format, max_loss: float) -> None:
+    """Upper bounds where quality is known, the speed map where it is not; each row says which."""
+    notes = []
+    if any(not r["quality_known"] for r in rows):
+        notes.append(SPEED_MAP_NOTE)
+    sources = {str(r["quality_source"]["device"]) + ": " + str(r["quality_source"]["scorer"])  # type: ignore[index]
+               for r in rows if r["quality_source"]}
+    devices = sorted({(int(r["environment_id"]), str(r["device"])) for r in rows})  # type: ignore[call-overload]
+    notes.extend(f"env {i}: {device}" for i, device in devices)
+    notes.extend(f"quality from {source}" for source in sorted(sources))
+    jitter = [r for r in rows if r.get("deterministic") is False]
     if jitter:
         worst = max(int(r["repeat_max_pixel_diff"]) for r in jitter)  # type: ignore[call-overload]
         notes.append(
             f"{len(jitter)} baseline(s) not bit-reproducible on their device (same prompts and seeds, pixels "
             f"differed by up to {worst}/255): their score losses include that noise"
         )
-    emit(
-        shown, fmt, UPPER_BOUND_COLUMNS, title=f"{kind} with CLIP-score loss ≤ {100 * max_loss:g}%",
-        caption="\n".join(notes),
-    )
+    known = [r["quality_known"] for r in rows]
+    title = (f"Upper-bound speed-up with CLIP-score loss ≤ {100 * max_loss:g}%" if all(known) else
+             "Speed map (quality unknown)" if not any(known) else
+             f"Upper-bound speed-up with CLIP-score loss ≤ {100 * max_loss:g}%, and speed map where quality is unknown")
+    emit(rows, fmt, BOUND_COLUMNS, title=title, caption="\n".join(notes))
 
 
 class _RichProgress:
+    """A rich progress bar refreshed only between generations (no refresh thread runs while one is timed)."""
+
     def __init__(self, progress: Progress) -> None:
         self._progress = progress
         self._task = progress.add_task("preparing", total=None)
 
     def start(self, total: int) -> None:
         self._progress.update(self._task, total=total)
+        self.refresh()
 
     def describe(self, text: str) -> None:
         self._progress.update(self._task, description=text)
+        self.refresh()
 
     def retotal(self, total: int) -> None:
         self._progress.update(self._task, total=total)
+        self.refresh()
 
     def advance(self) -> None:
         self._progress.advance(self._task)
+        self.refresh()
+
+    def refresh(self) -> None:
+        self._progress.refresh()
+
+
+PROGRESS_COLUMNS = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                    TextColumn("ETA"), TimeRemainingColumn())
 
 
 class Strategy(str, Enum):
@@ -169,6 +198,23 @@ def parse_duration(text: str) -> float:
     return seconds
 
 
+def parse_factors(text: str) -> dict[str, float]:
+    """``easy=0.8,medium=1.0,hard=1.2`` → {difficulty: factor}; a clear error otherwise."""
+    import math
+
+    factors: dict[str, float] = {}
+    for part in text.split(","):
+        name, sep, value = part.partition("=")
+        try:
+            factor = float(value)
+        except ValueError:
+            factor = math.nan
+        if not sep or not name.strip() or not (factor > 0 and math.isfinite(factor)):
+            raise UsageError(f"--factors {text!r}: expected name=positive number pairs, e.g. easy=0.8,medium=1.0,hard=1.2")
+        factors[name.strip()] = factor
+    return factors
+
+
 def _devices(devices: str | None, workers: int, device: str) -> list[str]:
     if devices:
         found = [d.strip() for d in devices.split(",") if d.strip()]
@@ -178,8 +224,11 @@ def _devices(devices: str | None, workers: int, device: str) -> list[str]:
     return [device] * workers
 
 
-def _run_workers(repo, url: str, space: Space, devices: list[str], lease: float, quiet: bool) -> None:  # type: ignore[no-untyped-def]
-    """Queue the space, run one worker process per device, and follow the queue until they are done."""
+def _run_workers(  # type: ignore[no-untyped-def]
+    repo, url: str, space: Space, devices: list[str], lease: float, quiet: bool, max_loss: float, confirm_top: int,
+) -> tuple[int, list[int]]:
+    """Queue the space, run one worker process per device, and follow the queue until they are done.
+    Returns (the environment's id, the space's speed configuration ids)."""
     import time
 
     from storage.queue import WorkQueue
@@ -189,13 +238,12 @@ def _run_workers(repo, url: str, space: Space, devices: list[str], lease: float,
     if threads is not None:  # the environment (and its key) is the workers': same thread count here
         os.environ[THREADS_VARIABLE] = str(threads)
         apply_cpu_threads()
-    env_id, added = enqueue_space(repo, space, devices[0])
+    env_id, added, speed_ids = enqueue_space(repo, space, devices[0], max_loss=max_loss, confirm_top=confirm_top)
     queue = WorkQueue(repo)
     if not quiet:
         err.print(f"{space.name}: {added} task(s) queued; starting {len(devices)} worker(s) on {', '.join(devices)}", highlight=False)
     processes = spawn_workers(url, devices, lease)
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn())
-    with Progress(*columns, console=err, transient=False, disable=quiet) as progress:
+    with Progress(*PROGRESS_COLUMNS, console=err, transient=False, disable=quiet) as progress:
         bar = progress.add_task("queue", total=None)
         while any(p.poll() is None for p in processes):
             counts = queue.counts(env_id)
@@ -206,6 +254,7 @@ def _run_workers(repo, url: str, space: Space, devices: list[str], lease: float,
     codes = [p.returncode for p in processes]
     if any(codes):
         err.print(f"worker exit codes: {codes}; unfinished tasks stay queued for the next `sweep worker`", highlight=False)
+    return env_id, speed_ids
 
 
 @app.command()
@@ -238,7 +287,7 @@ def worker(
 def report(
     out_dir: Annotated[Path, typer.Argument(help="Folder for index.html and its images.")],
     db: DbOption = DEFAULT_URL,
-    max_loss: MaxLossOption = 0.02,
+    max_loss: MaxLossOption = defaults.MAX_LOSS,
 ) -> None:
     """Write scatter plots with Pareto fronts, a heat map of upper bounds and an index.html with the tables."""
     _check_loss(max_loss)
@@ -302,7 +351,7 @@ def upbound(
     space_file: SpaceArgument = None,
     preset: PresetOption = None,
     db: DbOption = DEFAULT_URL,
-    max_loss: MaxLossOption = 0.02,
+    max_loss: MaxLossOption = defaults.MAX_LOSS,
     device: Annotated[str | None, typer.Option("--device", help="torch device (default: cuda if available, else cpu).")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or summary: only the result.")] = False,
     fmt: FormatOption = Format.table,
@@ -310,7 +359,7 @@ def upbound(
         "--prompts", help="Prompt source instead of the space's: bundled, coco[:DATASET], or a .txt/.jsonl/.csv/.parquet file.")] = None,
     speed_only: SpeedOnlyOption = False,
     confirm_top: Annotated[int, typer.Option(
-        "--confirm-top", min=0, help="Re-measure up to N leading candidates per base configuration before publishing (0: off).")] = 3,
+        "--confirm-top", min=0, help="Contenders timed precisely per round before a bound is published (0: first estimates).")] = defaults.CONFIRM_TOP,
     strategy: Annotated[Strategy, typer.Option(
         "--strategy", help="grid: every setting; frontier: boundary search along each method's axis; optuna: a TPE study.")] = Strategy.grid,
     max_trials: Annotated[int | None, typer.Option(
@@ -326,16 +375,16 @@ def upbound(
         "--devices", help="Comma-separated devices, one worker each (e.g. cuda:0,cuda:1); implies the queue.")] = None,
     lease: Annotated[float, typer.Option("--lease", min=5, help="Seconds a claimed task is held without renewal.")] = 60.0,
 ) -> None:
-    """Measure every setting of a space not yet stored, then print the upper bound per base configuration.
+    """Measure what a space's upper bounds need and is not stored yet, then print them.
 
-    A space whose pipelines or scorer all have random weights (like the tiny preset) prints its speed-only table.
+    Where quality is measured (pretrained weights, a real scorer), each row is an upper bound; where it is not
+    (random weights measure speed only) and no quality of the same configuration is stored, the speed map.
     """
     _check_loss(max_loss)
     budget = parse_duration(time_budget) if time_budget is not None else None
     space = _space(space_file, preset)
     if prompts is not None:
         space = dataclasses.replace(space, protocol=dataclasses.replace(space.protocol, prompts=prompts))
-    all_random = space.protocol.scorer_pretrained == "random" or all(e.base.weights == "random" for e in space.entries)
     repo = _repository(db)
     _quiet_libraries()
     from sweep.runner import Runner, SearchOptions, default_device
@@ -343,38 +392,43 @@ def upbound(
     device = device or default_device()
     _check_device(device)
     search = SearchOptions(strategy.value, max_loss, max_trials, budget, seed, patience)
-    confirm_for = max_loss if confirm_top else None
     device_list = _devices(devices, workers, device)
     if device_list:
         if strategy is not Strategy.grid or max_trials is not None or budget is not None:
             raise UsageError("--workers/--devices run the grid through the shared queue; --strategy, --max-trials and "
                              "--time-budget apply to a single process")
-        _run_workers(repo, db, space, device_list, lease, quiet)
-    if quiet:
-        summary = Runner(repo, device).run(space, confirm_for=confirm_for, confirm_top=confirm_top, search=search)
+        env_id, speed_ids = _run_workers(repo, db, space, device_list, lease, quiet, max_loss, confirm_top)
     else:
-        columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn())
-        with Progress(*columns, console=err, transient=False) as progress:
-            summary = Runner(repo, device, _RichProgress(progress)).run(
-                space, confirm_for=confirm_for, confirm_top=confirm_top, search=search
-            )
-        if strategy is not Strategy.grid:
-            for label, result in summary.searches:
-                err.print(f"[bold]{label}[/bold] ({result.strategy}: {result.evaluated} evaluated, {result.stop})")
-                for line in result.log:
-                    err.print(f"  {line}", highlight=False, markup=False)
-        overhead = (
-            f" (wall / generation time = {summary.wall_seconds / summary.generation_seconds:.2f})"
-            if summary.generation_seconds else ""
-        )
-        err.print(
-            f"{space.name}: {summary.new} new, {summary.stored} stored, {summary.failed} failed, "
-            f"{summary.confirmed} confirmed in {summary.wall_seconds:.1f} s{overhead}", highlight=False,
-        )
-        if summary.budget_stop:
-            err.print(f"stopped early: {summary.budget_stop}", highlight=False)
-    rows = [u.as_row() for u in repo.upper_bounds(max_loss, summary.base_keys)]
-    _print_upper_bounds(rows, fmt, max_loss, speed_only or all_random)
+        if quiet:
+            summary = Runner(repo, device).run(space, search=search, confirm_top=confirm_top)
+        else:
+            with Progress(*PROGRESS_COLUMNS, console=err, transient=False, auto_refresh=False) as progress:
+                summary = Runner(repo, device, _RichProgress(progress)).run(space, search=search, confirm_top=confirm_top)
+            _print_summary(space, summary, strategy)
+        assert summary.environment_id is not None
+        env_id, speed_ids = summary.environment_id, summary.speed_config_ids
+    rows = [b.as_row() for b in repo.bounds.rows(max_loss, environment_ids=[env_id], speed_config_ids=speed_ids,
+                                                  speed_only=speed_only)]
+    _print_bounds(rows, fmt, max_loss)
+
+
+def _print_summary(space: Space, summary, strategy: Strategy) -> None:  # type: ignore[no-untyped-def]
+    if strategy is not Strategy.grid:
+        for label, result in summary.searches:
+            err.print(f"[bold]{label}[/bold] ({result.strategy}: {result.evaluated} evaluated, {result.stop})")
+            for line in result.log:
+                err.print(f"  {line}", highlight=False, markup=False)
+    overhead = (
+        f" (wall / generation time = {summary.wall_seconds / summary.generation_seconds:.2f})"
+        if summary.generation_seconds else ""
+    )
+    err.print(
+        f"{space.name}: {summary.new} new, {summary.stored} stored, {summary.failed} failed, {summary.rejected} "
+        f"rejected early, {summary.precise} timed precisely; {summary.images} images in {summary.wall_seconds:.1f} s"
+        f"{overhead}", highlight=False,
+    )
+    if summary.budget_stop:
+        err.print(f"stopped early: {summary.budget_stop}", highlight=False)
 
 
 def _check_device(device: str) -> None:
@@ -390,60 +444,61 @@ def _check_device(device: str) -> None:
         raise UsageError(f"--device {device}: only {torch.cuda.device_count()} CUDA device(s) here")
 
 
+def _environments(repo, environment: str | None) -> list[int] | None:  # type: ignore[no-untyped-def]
+    if environment is None:
+        return None
+    found = repo.environment_ids(environment)
+    if not found:
+        raise UsageError(f"--environment {environment!r} matches no stored environment (give an id or part of a device name)")
+    return found
+
+
 @app.command()
 @handles_errors
 def query(
-    db: DbOption = DEFAULT_URL, max_loss: MaxLossOption = 0.02, fmt: FormatOption = Format.table,
-    speed_only: SpeedOnlyOption = False,
+    db: DbOption = DEFAULT_URL, max_loss: MaxLossOption = defaults.MAX_LOSS, fmt: FormatOption = Format.table,
+    speed_only: SpeedOnlyOption = False, environment: EnvironmentOption = None,
     target: Annotated[float | None, typer.Option(
         "--target", min=0.0, help="Per base configuration: the setting reaching this speed-up with the least loss.")] = None,
 ) -> None:
-    """Print the stored upper bound of every base configuration (or, with --target, who reaches a target)."""
+    """Print every stored upper bound (speed joined with quality), or, with --target, who reaches a target."""
     _check_loss(max_loss)
     repo = _repository(db)
+    envs = _environments(repo, environment)
     if target is None:
-        _print_upper_bounds([u.as_row() for u in repo.upper_bounds(max_loss)], fmt, max_loss, speed_only)
+        _print_bounds([b.as_row() for b in repo.bounds.rows(max_loss, environment_ids=envs, speed_only=speed_only)], fmt, max_loss)
         return
-    from storage.repository import TargetStore
-
-    rows = TargetStore(repo).by_target(target, max_loss)
-    shown = rows if speed_only else [r for r in rows if r["quality_meaningful"]]
-    if len(shown) < len(rows):
-        err.print(f"{len(rows) - len(shown)} base configuration(s) measured with random weights left out; "
-                  "add --speed-only to include them", highlight=False)
+    rows = repo.bounds.by_target(target, max_loss, envs)
     columns: list[Column] = [
-        ("pipeline", lambda r: str(r["pipeline"]) + ("" if r["quality_meaningful"] else " *")),
-        ("scheduler", lambda r: str(r["scheduler"])),
+        ("pipeline", lambda r: str(r["pipeline"])),
+        ("scheduler", lambda r: scheduler_name(str(r["scheduler"]))),
         ("steps", lambda r: str(r["steps"])),
-        ("reaches", lambda r: "yes" if r["reachable"] else f"not reachable under max-loss (best {r['speedup']:.2f}x)"),
-        ("speed-up", lambda r: f"{r['speedup']:.2f}x"),
-        ("score loss", lambda r: f"{100 * r['score_loss']:.2f}%"),  # type: ignore[operator]
+        ("reaches", lambda r: "yes" if r["reachable"] else f"not reachable under max-loss (best {_speedup_text(r)})"),
+        ("speed-up", _speedup_text),
+        ("score loss", _loss_text),
         ("settings", lambda r: settings_text(r["settings"])),
+        ("env", lambda r: str(r["environment_id"])),
     ]
-    random_rows = any(not r["quality_meaningful"] for r in shown)
-    emit(shown, fmt, columns, title=f"Settings reaching {target:g}x with CLIP-score loss ≤ {100 * max_loss:g}%",
-         caption=RANDOM_NOTE if random_rows else "")
+    emit(rows, fmt, columns, title=f"Settings reaching {target:g}x with CLIP-score loss ≤ {100 * max_loss:g}%",
+         caption="upper bounds with known quality only")
 
 
 @app.command()
 @handles_errors
 def targets(
-    db: DbOption = DEFAULT_URL, max_loss: MaxLossOption = 0.02, fmt: FormatOption = Format.table,
+    db: DbOption = DEFAULT_URL, max_loss: MaxLossOption = defaults.MAX_LOSS, fmt: FormatOption = Format.table,
     factors: Annotated[str, typer.Option("--factors", help="difficulty=factor pairs; target = floor(u × factor × 10) / 10.")] =
         "easy=0.8,medium=1.0,hard=1.2",
     refresh: Annotated[bool, typer.Option("--refresh", help="Recompute targets whose upper bound changed (stale).")] = False,
-    speed_only: SpeedOnlyOption = False,
     out: Annotated[Path | None, typer.Option("--out", help="Export one row per task to a .json or .csv file.")] = None,
 ) -> None:
-    """Set target speed-ups for tasks from the confirmed upper bounds, and list every stored target."""
+    """Set target speed-ups for tasks from the precisely timed upper bounds with known quality, and list every
+    stored target."""
     _check_loss(max_loss)
-    from storage.repository import TargetStore
-    from sweep.targets import parse_factors
-
     parsed = parse_factors(factors)
     if out is not None and out.suffix.lower() not in (".json", ".csv"):
         raise UsageError(f"--out {out}: the export is .json or .csv")
-    rows = TargetStore(_repository(db)).set_targets(parsed, max_loss, refresh=refresh, include_random=speed_only)
+    rows = _repository(db).targets.set_targets(parsed, max_loss, refresh=refresh)
     stale = sum(1 for r in rows if r["stale"])
     if stale:
         err.print(f"{stale} target(s) are stale: their upper bound changed since they were set (--refresh recomputes)",
@@ -458,8 +513,7 @@ def targets(
         ("sentence", lambda r: str(r["sentence"])),
         ("reached by", lambda r: settings_text(r["settings"]) if r["settings"] else "-"),
     ]
-    emit(rows, fmt, columns, title=f"Targets (CLIP-score loss ≤ {100 * max_loss:g}%)",
-         caption=RANDOM_NOTE if any(r["quality_meaningful"] is False for r in rows) else "")
+    emit(rows, fmt, columns, title=f"Targets (CLIP-score loss ≤ {100 * max_loss:g}%)")
 
 
 def _write_tasks(out: Path, rows: list[dict[str, object]]) -> None:
@@ -483,15 +537,14 @@ def export(
     legacy: Annotated[Path, typer.Option("--legacy", help="Write the former search_params.json format here.")],
     db: DbOption = DEFAULT_URL,
     max_loss: Annotated[list[float] | None, typer.Option("--max-loss", help="Thresholds of the upper-bound entries (repeatable).")] = None,
-    speed_only: SpeedOnlyOption = False,
 ) -> None:
-    """Export upper bounds and targets in the legacy search_params.json format."""
-    from sweep.targets import export_legacy
+    """Export upper bounds with known quality, and targets, in the legacy search_params.json format."""
+    from sweep.legacy import export_legacy
 
-    losses = max_loss or [0.02]
+    losses = max_loss or [defaults.MAX_LOSS]
     for loss in losses:
         _check_loss(loss)
-    n = export_legacy(_repository(db), legacy, losses, include_random=speed_only)
+    n = export_legacy(_repository(db), legacy, losses)
     err.print(f"{n} entries written to {legacy}", highlight=False)
 
 
@@ -502,7 +555,7 @@ def import_(
     db: DbOption = DEFAULT_URL,
 ) -> None:
     """Read a legacy search_params.json into the database as imported results, marked with their origin."""
-    from sweep.targets import import_legacy
+    from sweep.legacy import import_legacy
 
     if not legacy.is_file():
         raise UsageError(f"--legacy {legacy}: no such file")
@@ -574,19 +627,22 @@ def pipelines(
 @app.command()
 @handles_errors
 def status(db: DbOption = DEFAULT_URL, fmt: FormatOption = Format.table) -> None:
-    """Count stored base configurations, baselines and trials by status."""
+    """Count stored base configurations, speed and quality records by status, and queued tasks."""
     counts = _repository(db).status()
     if fmt is Format.json:
         Console().print_json(data=counts)
         return
-    trials = counts["trials"]
-    assert isinstance(trials, dict)
-    Console().print(
-        f"base configurations: {counts['base_configs']}\nbaselines: {counts['baselines']}\n"
-        + "\n".join(f"trials {k}: {v}" for k, v in trials.items())
-        + "".join(f"\nqueued tasks {k}: {v}" for k, v in dict(counts.get("tasks") or {}).items()),  # type: ignore[call-overload]
-        highlight=False,
-    )
+    speed, quality = counts["speed"], counts["quality"]
+    lines = [f"base configurations: {counts['base_configs']}",
+             f"speed: {speed['baselines']} baseline(s), trials {_counts(speed['trials'])}, {speed['precise']} timed precisely",  # type: ignore[index]
+             f"quality: {quality['baselines']} baseline(s), trials {_counts(quality['trials'])}"]  # type: ignore[index]
+    if counts["tasks"]:
+        lines.append(f"queued tasks: {_counts(counts['tasks'])}")
+    Console().print("\n".join(lines), highlight=False)
+
+
+def _counts(by_status: object) -> str:
+    return ", ".join(f"{k} {v}" for k, v in dict(by_status).items()) or "none"  # type: ignore[call-overload]
 
 
 @space_app.command("show")

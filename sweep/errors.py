@@ -1,23 +1,17 @@
 """User-facing errors: the CLI turns each into one clear line and a non-zero exit code.
 
-Anything that is not a SweepError is a bug and may show a traceback.
+Anything that is not a SweepError is a bug and may show a traceback. The base class and SpaceError live in
+search_space/ and StorageError in storage/, the layers that raise them; they are re-exported here.
 """
 
 from __future__ import annotations
 
+from search_space.errors import SpaceError, SweepError
+from storage.errors import StorageError
 
-class SweepError(Exception):
-    """Base class of errors a user can cause and fix."""
-
-    exit_code = 2
-
-
-class SpaceError(SweepError):
-    """A search-space file is missing, unreadable or declares something invalid."""
-
-
-class StorageError(SweepError):
-    """The database cannot be reached, is not a sweep database, or the URL is malformed."""
+__all__ = [
+    "AcceleratorError", "ModelLoadError", "PromptError", "SpaceError", "StorageError", "SweepError", "UsageError",
+]
 
 
 class ModelLoadError(SweepError):

@@ -1,27 +1,31 @@
-"""Generate a protocol's images and time generation alone, baseline and accelerated runs interleaved.
+"""Generate images and time generation alone.
 
-Timing uses CUDA events on a GPU (wall clock on a CPU) around each batch; loading, patching, scoring and
-storage happen outside the timed region.
+Timing uses CUDA events on a GPU (wall clock on a CPU) around each batch. Loading, patching, scoring, storage,
+progress output and lease renewal all happen outside the timed region: a timed generation holds the
+generator's ``gate`` lock, and anything that must run on another thread (a lease heartbeat) takes the gate
+first, so it waits until the generation has finished.
 """
 
 from __future__ import annotations
 
 import hashlib
 import statistics
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from search_space.base_config import BaseConfig
-from sweep.protocol import Protocol
 from sweep.stats import Paired, TimingPolicy, measure_paired, warm_up
 
 if TYPE_CHECKING:
     from diffusers import DiffusionPipeline
     from PIL.Image import Image
+
+Batch = tuple[list[str], list[int]]
+"""Prompts and their seeds (image i ← seed + i)."""
 
 
 def digest(image: Image) -> str:
@@ -29,64 +33,70 @@ def digest(image: Image) -> str:
     return hashlib.sha256(np.asarray(image).tobytes()).hexdigest()
 
 
+def batches(prompts: Sequence[str], seeds: Sequence[int], size: int) -> list[Batch]:
+    return [(list(prompts[i : i + size]), list(seeds[i : i + size])) for i in range(0, len(prompts), size)]
+
+
 @dataclass
 class Generator:
-    """Runs one prompt batch of the protocol through a pipeline and times it."""
+    """Runs prompt batches through a pipeline and times each generation."""
 
     pipe: DiffusionPipeline
-    base: BaseConfig
-    protocol: Protocol
+    steps: int
+    height: int
+    width: int
     device: str
+    gate: threading.Lock = field(default_factory=threading.Lock)
+    """Held during every timed generation."""
+    between: Callable[[], None] = lambda: None
+    """Called after each generation, outside the timed region (progress refresh, lease renewal)."""
+    call: Callable[..., Any] | None = None
+    """The call that generates, when an accelerator supplies its own (else the pipeline's ``__call__``)."""
     generation_seconds: float = 0.0
     """Every timed generation so far, warm-up included: the denominator of the overhead ratio."""
-    batches: list[tuple[list[str], list[int]]] = field(init=False)
+    images: int = 0
 
-    def __post_init__(self) -> None:
-        prompts = list(self.protocol.prompts)
-        seeds = [self.protocol.seed + i for i in range(len(prompts))]
-        size = self.base.batch_size
-        self.batches = [(prompts[i : i + size], seeds[i : i + size]) for i in range(0, len(prompts), size)]
-
-    def run(self, batch: int) -> tuple[float, list[Image]]:
+    def run(self, batch: Batch) -> tuple[float, list[Image]]:
         import torch
 
-        prompts, seeds = self.batches[batch]
+        prompts, seeds = batch
+        call = self.call or self.pipe
         # Image i always starts from seed + i; accelerators that draw random numbers (tomesd's token
         # matching forks the global RNG) get the same stream for the same batch in every run.
         torch.manual_seed(seeds[0])
         generators = [torch.Generator(device=self.device).manual_seed(seed) for seed in seeds]
         cuda = torch.device(self.device).type == "cuda"
-        if cuda:
-            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            torch.cuda.synchronize(self.device)
-            start.record()
-        else:
-            began = time.perf_counter()
-        images = self.pipe(
-            prompts, num_inference_steps=self.base.steps, height=self.base.height, width=self.base.width,
-            generator=generators, output_type="pil",
-        ).images
-        if cuda:
-            end.record()
-            end.synchronize()
-            seconds = start.elapsed_time(end) / 1000
-        else:
-            seconds = time.perf_counter() - began
+        with self.gate:
+            if cuda:
+                start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+                torch.cuda.synchronize(self.device)
+                start.record()
+            else:
+                began = time.perf_counter()
+            images = call(
+                prompts, num_inference_steps=self.steps, height=self.height, width=self.width,
+                generator=generators, output_type="pil",
+            ).images
+            if cuda:
+                end.record()
+                end.synchronize()
+                seconds = start.elapsed_time(end) / 1000
+            else:
+                seconds = time.perf_counter() - began
         self.generation_seconds += seconds
+        self.images += len(prompts)
+        self.between()
         return seconds, images
 
-    def per_image(self, batch: int, seconds: float) -> float:
-        return seconds / len(self.batches[batch][0])
 
-
-def mean_abs_deviation(first: list[Image], second: list[Image]) -> float:
+def mean_abs_deviation(first: Sequence[Image], second: Sequence[Image]) -> float:
     """Mean absolute pixel difference between two runs' images, as a fraction of the 0-255 range."""
     total = sum(float(np.abs(np.asarray(a, dtype=np.float32) - np.asarray(b, dtype=np.float32)).mean())
                 for a, b in zip(first, second, strict=True))
     return total / len(first) / 255.0
 
 
-def max_pixel_difference(first: list[Image], second: list[Image]) -> int:
+def max_pixel_difference(first: Sequence[Image], second: Sequence[Image]) -> int:
     """Largest absolute difference of any pixel channel between two runs' images (0 to 255)."""
     return max(
         int(np.abs(np.asarray(a, dtype=np.int16) - np.asarray(b, dtype=np.int16)).max()) for a, b in zip(first, second, strict=True)
@@ -94,59 +104,65 @@ def max_pixel_difference(first: list[Image], second: list[Image]) -> int:
 
 
 @dataclass(frozen=True)
-class BaselineRun:
-    seconds_per_image: float
-    spread: float
+class TimedPass:
+    """One pass over batches: per-image seconds of each timed batch, and every image in order."""
+
+    seconds_per_image: tuple[float, ...]
     images: list[Image]
-    digests: list[str]
     warmup_runs: int
-    repeat_max_pixel_diff: int
-    """The same batch, prompts and seeds generated twice (last warm-up run and the measured pass): 0 when the
-    backend generates bit-identical images, else how far apart they came out."""
+    repeat_max_pixel_diff: int | None = None
 
     @property
-    def deterministic(self) -> bool:
-        return self.repeat_max_pixel_diff == 0
+    def digests(self) -> list[str]:
+        return [digest(i) for i in self.images]
+
+    @property
+    def time(self) -> float:
+        return statistics.fmean(self.seconds_per_image)
+
+    @property
+    def spread(self) -> float:
+        return statistics.stdev(self.seconds_per_image) if len(self.seconds_per_image) > 1 else 0.0
 
 
-def measure_baseline(gen: Generator, policy: TimingPolicy) -> BaselineRun:
-    """Warm up until stable, then one pass over every batch: the images and time of the baseline."""
+def stable_pass(gen: Generator, work: Sequence[Batch], policy: TimingPolicy) -> TimedPass:
+    """Warm up on the first batch until two runs agree, then time one pass over every batch.
+
+    The warm-up's last images and the pass's first batch come from the same prompts and seeds, so their
+    difference says whether the backend is deterministic, at no extra cost.
+    """
     warm_images: list[Image] = []
 
     def warm_run() -> float:
-        seconds, images = gen.run(0)
+        seconds, images = gen.run(work[0])
         warm_images[:] = images
         return seconds
 
     warm = warm_up(warm_run, policy.warmup_tolerance, policy.warmup_cap)
-    per_image: list[float] = []
-    images: list[Image] = []
-    for batch in range(len(gen.batches)):
-        seconds, batch_images = gen.run(batch)
-        per_image.append(gen.per_image(batch, seconds))
+    seconds, images = [], []
+    for batch in work:
+        s, batch_images = gen.run(batch)
+        seconds.append(s / len(batch[0]))
         images.extend(batch_images)
-    spread = statistics.stdev(per_image) if len(per_image) > 1 else 0.0
-    repeat_diff = max_pixel_difference(warm_images, images[: len(warm_images)])
-    return BaselineRun(
-        statistics.fmean(per_image), spread, images, [digest(i) for i in images], len(warm.seconds), repeat_diff
-    )
+    return TimedPass(tuple(seconds), images, len(warm.seconds), max_pixel_difference(warm_images, images[: len(warm_images)]))
+
+
+def quick_pass(gen: Generator, work: Sequence[Batch]) -> TimedPass:
+    """One untimed warm-up generation of the first batch, then one timed pass over every batch."""
+    gen.run(work[0])
+    seconds, images = [], []
+    for batch in work:
+        s, batch_images = gen.run(batch)
+        seconds.append(s / len(batch[0]))
+        images.extend(batch_images)
+    return TimedPass(tuple(seconds), images, 1)
 
 
 @dataclass(frozen=True)
 class PairedRun:
     paired: Paired
     """Per-image seconds of the baseline (A) and accelerated (B) runs, pair by pair."""
-    images: list[Image]
-    """The accelerated images of every prompt, from the first pass."""
-    digests: list[str]
     warmup_runs: int
-    baseline_images: list[Image]
-    """The baseline's images of every prompt, generated in this same paired run."""
-
-    @property
-    def image_deviation(self) -> float:
-        """How far acceleration moved the images: mean |accelerated - baseline| pixel difference (0 to 1)."""
-        return mean_abs_deviation(self.images, self.baseline_images)
 
     @property
     def seconds_per_image(self) -> float:
@@ -156,36 +172,30 @@ class PairedRun:
     def baseline_seconds_per_image(self) -> float:
         return statistics.fmean(self.paired.baseline_seconds)
 
+    @property
+    def spread(self) -> float:
+        return statistics.stdev(self.paired.accelerated_seconds) if self.paired.pairs > 1 else 0.0
 
-def measure_against_baseline(
-    gen: Generator, accelerate: Callable[[], None], restore: Callable[[], None], policy: TimingPolicy
+
+def paired_run(
+    gen: Generator, work: Sequence[Batch], accelerate: Callable[[], None], restore: Callable[[], None],
+    policy: TimingPolicy,
 ) -> PairedRun:
     """Warm up the accelerated pipeline, then time baseline and accelerated runs of each batch back to back.
 
     ``accelerate`` and ``restore`` switch the pipeline between the two; they run outside the timed region.
     Returns with the pipeline restored.
     """
-    images: dict[int, list[Image]] = {}
-    baseline_images: dict[int, list[Image]] = {}
 
-    def baseline(batch: int) -> float:
-        restore()
-        seconds, batch_images = gen.run(batch)
-        baseline_images.setdefault(batch, batch_images)
-        return gen.per_image(batch, seconds)
-
-    def accelerated(batch: int) -> float:
-        accelerate()
-        seconds, batch_images = gen.run(batch)
-        images.setdefault(batch, batch_images)
-        return gen.per_image(batch, seconds)
+    def run(batch: int, accelerated: bool) -> float:
+        (accelerate if accelerated else restore)()
+        seconds, _ = gen.run(work[batch])
+        return seconds / len(work[batch][0])
 
     try:
         accelerate()
-        warm = warm_up(lambda: gen.run(0)[0], policy.warmup_tolerance, policy.warmup_cap)
-        paired = measure_paired(baseline, accelerated, len(gen.batches), policy)
+        warm = warm_up(lambda: gen.run(work[0])[0], policy.warmup_tolerance, policy.warmup_cap)
+        paired = measure_paired(lambda b: run(b, False), lambda b: run(b, True), len(work), policy)
     finally:
         restore()
-    ordered = [image for batch in range(len(gen.batches)) for image in images[batch]]
-    base_ordered = [image for batch in range(len(gen.batches)) for image in baseline_images[batch]]
-    return PairedRun(paired, ordered, [digest(i) for i in ordered], len(warm.seconds), base_ordered)
+    return PairedRun(paired, len(warm.seconds))

@@ -17,14 +17,16 @@ class Format(str, Enum):
 
 
 Column = tuple[str, Callable[[dict[str, object]], str]]
+TABLE_WIDTH = 120
+"""Tables printed to a pipe or file fit this many columns; full detail stays in --format json."""
 
 
 def emit(
     rows: Sequence[dict[str, object]], fmt: Format, columns: Sequence[Column], *, title: str = "",
     caption: str = "", console: Console | None = None,
 ) -> None:
-    # Piped output (files, CI logs) gets a wide table instead of 80 truncated columns.
-    console = console or (Console() if sys.stdout.isatty() else Console(width=240))
+    # Piped output (files, CI logs) gets the width of a normal terminal; cells wrap inside their columns.
+    console = console or (Console() if sys.stdout.isatty() else Console(width=TABLE_WIDTH))
     if fmt is Format.json:
         console.print_json(json.dumps(list(rows)), indent=2) if rows else print("[]")
         return

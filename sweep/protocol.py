@@ -1,4 +1,5 @@
-"""Protocol: how a measurement is made (prompts, seeds, warm-up, scorer); its key separates incomparable results."""
+"""Protocols: how quality is measured (prompts, seeds, scorer) and how speed is timed (timing set, warm-up,
+pairs). Their keys separate incomparable results; the two are independent, so either can change alone."""
 
 from __future__ import annotations
 
@@ -11,38 +12,29 @@ from sweep.prompts import load_prompts, prompts_sha256
 from sweep.scoring.clip_score import RANDOM
 from sweep.stats import TimingPolicy
 
-# Bump when the way time or score is computed changes, so new numbers never mix with old ones.
-MEASUREMENT_VERSION = 2  # 2: warm-up until stable, baseline and accelerated runs paired
+QUALITY_VERSION = 1
+"""Bump when the way a score loss is computed changes."""
+MEASUREMENT_VERSION = 3
+"""Bump when the way time is measured changes (2: paired over every prompt; 3: first estimates, then precise
+paired timing on a timing set), so new numbers never mix with old ones."""
 
 
 @dataclass(frozen=True)
-class Protocol:
+class QualityProtocol:
     prompt_source: str
     prompts: tuple[str, ...]
     seed: int
     """Image i is generated from seed + i, in baseline and accelerated runs alike."""
-    timing: TimingPolicy
     scorer_model: str
     scorer_pretrained: str
 
     @classmethod
-    def resolve(cls, spec: ProtocolSpec) -> Protocol:
-        return cls(
-            spec.prompts, tuple(load_prompts(spec.prompts, spec.num_prompts)), spec.seed,
-            TimingPolicy(spec.warmup_tolerance, spec.warmup_cap, spec.min_pairs, spec.max_pairs, spec.target_half_width),
-            spec.scorer, spec.scorer_pretrained,
-        )
-
-    @classmethod
-    def from_row(cls, row: dict[str, object]) -> Protocol:
+    def from_row(cls, row: dict[str, object]) -> QualityProtocol:
         """Rebuild a stored protocol (a worker gets its work from the database, not from a space file)."""
         _, model, pretrained = str(row["scorer"]).split(":", 2)
-        protocol = cls(
-            str(row["prompt_source"]), tuple(row["prompts"]), int(row["seed"]),  # type: ignore[arg-type,call-overload]
-            TimingPolicy(**row["timing"]), model, pretrained,  # type: ignore[arg-type]
-        )
+        protocol = cls(str(row["prompt_source"]), tuple(row["prompts"]), int(row["seed"]), model, pretrained)  # type: ignore[arg-type,call-overload]
         if protocol.key != row["key"]:
-            raise ValueError("stored protocol does not match its key: written by a different sweep version")
+            raise ValueError("stored quality protocol does not match its key: written by a different sweep version")
         return protocol
 
     @property
@@ -54,16 +46,57 @@ class Protocol:
         return self.scorer_pretrained == RANDOM
 
     @property
+    def seeds(self) -> tuple[int, ...]:
+        return tuple(self.seed + i for i in range(len(self.prompts)))
+
+    @property
     def prompts_sha256(self) -> str:
         return prompts_sha256(list(self.prompts))
 
     @property
     def key(self) -> str:
         return canonical_json({
-            "measurement": MEASUREMENT_VERSION,
-            "prompts_sha256": self.prompts_sha256,
-            "prompt_count": len(self.prompts),
-            "seed": self.seed,
-            "timing": dataclasses.asdict(self.timing),
-            "scorer": self.scorer,
+            "quality": QUALITY_VERSION, "prompts_sha256": self.prompts_sha256, "prompt_count": len(self.prompts),
+            "seed": self.seed, "scorer": self.scorer,
         })
+
+
+@dataclass(frozen=True)
+class TimingProtocol:
+    images: int
+    """Prompts in the timing set: the quality protocol's first ``images`` prompts (their words do not matter)."""
+    policy: TimingPolicy
+
+    @classmethod
+    def from_row(cls, row: dict[str, object]) -> TimingProtocol:
+        protocol = cls(int(row["images"]), TimingPolicy(**row["policy"]))  # type: ignore[arg-type,call-overload]
+        if protocol.key != row["key"]:
+            raise ValueError("stored timing protocol does not match its key: written by a different sweep version")
+        return protocol
+
+    @property
+    def key(self) -> str:
+        return canonical_json({"measurement": MEASUREMENT_VERSION, "images": self.images, **dataclasses.asdict(self.policy)})
+
+
+@dataclass(frozen=True)
+class Protocol:
+    quality: QualityProtocol
+    timing: TimingProtocol
+
+    @classmethod
+    def resolve(cls, spec: ProtocolSpec) -> Protocol:
+        prompts = tuple(load_prompts(spec.prompts, spec.num_prompts))
+        policy = TimingPolicy(spec.warmup_tolerance, spec.warmup_cap, spec.min_pairs, spec.max_pairs, spec.target_half_width)
+        return cls(
+            QualityProtocol(spec.prompts, prompts, spec.seed, spec.scorer, spec.scorer_pretrained),
+            TimingProtocol(min(spec.timing_prompts, len(prompts)), policy),
+        )
+
+    @property
+    def timing_prompts(self) -> tuple[str, ...]:
+        return self.quality.prompts[: self.timing.images]
+
+    @property
+    def timing_seeds(self) -> tuple[int, ...]:
+        return self.quality.seeds[: self.timing.images]

@@ -1,24 +1,23 @@
 """``sweep report OUT_DIR``: see the trade-off rather than read it.
 
-For each base configuration a speed-up versus score-loss scatter of its trials with the Pareto front and the
-threshold drawn; a heat map of upper bounds across pipeline × scheduler × steps; and an ``index.html`` that
-shows them with the tables. Random-weight results are labelled as such on every figure and table.
+For each upper bound (speed joined with quality) a speed-up versus score-loss scatter of its settings with the
+Pareto front and the threshold drawn; a heat map of upper bounds across pipeline × scheduler × steps; and an
+``index.html`` that shows them with the tables. Speed-map rows (quality unknown) are listed, labelled, and kept
+out of the figures that need a loss.
 """
 
 from __future__ import annotations
 
 import html
 import json
-from collections import defaultdict
 from pathlib import Path
 
-from sqlalchemy import select
-
-from storage.models import TrialRow
-from storage.repository import Repository, UpperBound, published_speedup
+from storage.bounds import Bound
+from storage.measurements import QualityResult, SpeedResult
+from storage.repository import Repository
 from sweep.output import settings_text
 
-RANDOM_LABEL = "random weights: speed-ups real, CLIP scores not"
+SPEED_MAP_LABEL = "quality unknown: the fastest setting measured, not an upper bound"
 
 
 def pareto_front(points: list[tuple[float, float]]) -> list[tuple[float, float]]:
@@ -30,39 +29,43 @@ def pareto_front(points: list[tuple[float, float]]) -> list[tuple[float, float]]
     return front
 
 
-def _scatter(path: Path, bound: UpperBound, trials: list[TrialRow], max_loss: float) -> None:
+def _points(speeds: dict[str, SpeedResult], quality: dict[str, QualityResult]) -> list[tuple[float, float]]:
+    return [(100 * q.score_loss, s.published) for key, s in speeds.items()  # type: ignore[misc]
+            if s.usable and (q := quality.get(key)) is not None and q.status == "done" and q.score_loss is not None]
+
+
+def _scatter(path: Path, bound: Bound, points: list[tuple[float, float]], max_loss: float) -> None:
     import matplotlib.pyplot as plt
 
-    points = [(100 * t.score_loss, published_speedup(t)) for t in trials
-              if t.status == "done" and t.score_loss is not None and t.speedup is not None]
     fig, ax = plt.subplots(figsize=(6, 4), dpi=100)
     if points:
-        ax.scatter([p[0] for p in points], [p[1] for p in points], s=18, alpha=0.7, label="trials")
+        ax.scatter([p[0] for p in points], [p[1] for p in points], s=18, alpha=0.7, label="settings")
         front = pareto_front(points)
         ax.step([p[0] for p in front], [p[1] for p in front], where="post", color="tab:orange", label="Pareto front")
     ax.axvline(100 * max_loss, color="tab:red", linestyle="--", label=f"threshold {100 * max_loss:g}%")
-    if bound.settings:
+    if bound.settings and bound.speedup is not None and bound.score_loss is not None:
         ax.scatter([100 * bound.score_loss], [bound.speedup], marker="*", s=180, color="tab:green", zorder=5,
                    label=f"upper bound {bound.speedup:.2f}x")
     ax.axhline(1.0, color="grey", linewidth=0.8)
     ax.set_xlabel("CLIP-score loss (%)")
     ax.set_ylabel("speed-up (x)")
-    title = f"{bound.base.pipeline} / {bound.base.scheduler} / {bound.base.steps} steps"
-    ax.set_title(title + ("" if bound.quality_meaningful else f"\n({RANDOM_LABEL})"), fontsize=10)
+    ax.set_title(f"{bound.speed_config.label}\nspeed: {bound.device}", fontsize=10)
     ax.legend(fontsize=8, loc="best")
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
 
 
-def _heatmap(path: Path, bounds: list[UpperBound], max_loss: float) -> None:
+def _heatmap(path: Path, bounds: list[Bound], max_loss: float) -> None:
     import matplotlib.pyplot as plt
 
-    pipelines = sorted({b.base.pipeline for b in bounds})
-    columns = sorted({(b.base.scheduler, b.base.steps) for b in bounds})
+    pipelines = sorted({b.speed_config.pipeline for b in bounds})
+    columns = sorted({(b.speed_config.scheduler, b.speed_config.steps) for b in bounds})
     grid = [[float("nan")] * len(columns) for _ in pipelines]
     for b in bounds:
-        grid[pipelines.index(b.base.pipeline)][columns.index((b.base.scheduler, b.base.steps))] = b.speedup
+        cell = (pipelines.index(b.speed_config.pipeline), columns.index((b.speed_config.scheduler, b.speed_config.steps)))
+        value = grid[cell[0]][cell[1]]
+        grid[cell[0]][cell[1]] = max(b.speedup or 0.0, value if value == value else 0.0)
     fig, ax = plt.subplots(figsize=(max(5, 1.3 * len(columns) + 2), max(3, 0.7 * len(pipelines) + 2)), dpi=100)
     image = ax.imshow(grid, cmap="viridis", aspect="auto")
     for i, row in enumerate(grid):
@@ -71,67 +74,78 @@ def _heatmap(path: Path, bounds: list[UpperBound], max_loss: float) -> None:
                 ax.text(j, i, f"{value:.2f}x", ha="center", va="center", color="white", fontsize=9)
     ax.set_xticks(range(len(columns)), [f"{s.removesuffix('Scheduler')}\n{n} steps" for s, n in columns], fontsize=8)
     ax.set_yticks(range(len(pipelines)), pipelines)
-    random = any(not b.quality_meaningful for b in bounds)
-    ax.set_title(f"Upper-bound speed-up, loss ≤ {100 * max_loss:g}%" + (f"\n({RANDOM_LABEL})" if random else ""), fontsize=10)
+    ax.set_title(f"Upper-bound speed-up, loss ≤ {100 * max_loss:g}% (best over environments)", fontsize=10)
     fig.colorbar(image, ax=ax, label="speed-up (x)")
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
 
 
-def write_report(repo: Repository, out: Path, max_loss: float, include_random: bool = True) -> Path:
+def write_report(repo: Repository, out: Path, max_loss: float) -> Path:
     import matplotlib
 
     matplotlib.use("Agg")
     out.mkdir(parents=True, exist_ok=True)
-    bounds = [b for b in repo.upper_bounds(max_loss) if include_random or b.quality_meaningful]
-    with repo.session() as s:
-        by_scope: dict[tuple[int, int, int], list[TrialRow]] = defaultdict(list)
-        for t in s.scalars(select(TrialRow)):
-            by_scope[(t.base_config_id, t.environment_id, t.protocol_id)].append(t)
+    rows = repo.bounds.rows(max_loss)
+    bounds = [b for b in rows if b.quality_known]
+    speed_map = [b for b in rows if not b.quality_known]
     sections = []
     for i, b in enumerate(bounds):
-        assert b.scope is not None
         image = f"scatter-{i:03d}.png"
-        trials = by_scope[(b.scope.base_config_id, b.scope.environment_id, b.scope.protocol_id)]
-        _scatter(out / image, b, trials, max_loss)
-        sections.append((b, image, trials))
+        speeds, quality = repo.bounds.speeds(b), repo.bounds.qualities(b) or {}
+        _scatter(out / image, b, _points(speeds, quality), max_loss)
+        sections.append((b, image, speeds, quality))
     if bounds:
         _heatmap(out / "heatmap.png", bounds, max_loss)
-    (out / "index.html").write_text(_page(sections, bounds, max_loss), encoding="utf-8")
-    (out / "upper-bounds.json").write_text(json.dumps([b.as_row() for b in bounds], indent=1, default=str) + "\n")
+    (out / "index.html").write_text(_page(sections, bounds, speed_map, max_loss), encoding="utf-8")
+    (out / "upper-bounds.json").write_text(json.dumps([b.as_row() for b in rows], indent=1, default=str) + "\n")
     return out / "index.html"
 
 
-def _page(sections: list[tuple[UpperBound, str, list[TrialRow]]], bounds: list[UpperBound], max_loss: float) -> str:
+def _page(
+    sections: list[tuple[Bound, str, dict[str, SpeedResult], dict[str, QualityResult]]], bounds: list[Bound],
+    speed_map: list[Bound], max_loss: float,
+) -> str:
     e = html.escape
-    random = any(not b.quality_meaningful for b in bounds)
+
+    def speedup(b: Bound) -> str:
+        return "-" if b.speedup is None else f"{b.speedup:.2f}x"
+
     rows = "".join(
-        f"<tr><td>{e(b.base.pipeline)}{'' if b.quality_meaningful else ' *'}</td><td>{e(b.base.scheduler)}</td>"
-        f"<td>{b.base.steps}</td><td>{b.speedup:.2f}x</td><td>{'yes' if b.confirmed else 'no'}</td>"
-        f"<td>{100 * b.score_loss:.2f}%</td><td>{e(settings_text(b.settings))}</td><td>{b.trials}</td><td>{e(b.device)}</td></tr>"
+        f"<tr><td>{e(b.speed_config.pipeline)}</td><td>{e(b.speed_config.scheduler)}</td><td>{b.speed_config.steps}</td>"
+        f"<td>{speedup(b)}</td><td>{'precise' if b.confirmed else 'first estimate'}</td>"
+        f"<td>{100 * (b.score_loss or 0.0):.2f}%</td><td>{e(settings_text(b.settings))}</td><td>{b.trials}</td>"
+        f"<td>{e(b.device)}</td><td>{e(b.quality.describe()) if b.quality else ''}</td></tr>"
         for b in bounds
     )
+    map_rows = "".join(
+        f"<tr><td>{e(b.speed_config.pipeline)}</td><td>{e(b.speed_config.scheduler)}</td><td>{b.speed_config.steps}</td>"
+        f"<td>{speedup(b)}</td><td>{e(settings_text(b.settings))}</td><td>{e(b.device)}</td></tr>"
+        for b in speed_map
+    )
     parts = []
-    for b, image, trials in sections:
-        done = sorted((t for t in trials if t.status == "done" and t.speedup is not None), key=lambda t: -published_speedup(t))
+    for b, image, speeds, quality in sections:
+        done = sorted((s for s in speeds.values() if s.usable), key=lambda s: -(s.published or 0.0))
         trial_rows = "".join(
-            f"<tr><td>{e(settings_text(t.settings))}</td><td>{published_speedup(t):.2f}x</td>"
-            f"<td>{'' if t.score_loss is None else f'{100 * t.score_loss:.2f}%'}</td></tr>" for t in done)
+            f"<tr><td>{e(settings_text(json.loads(s.setting_key)))}</td><td>{s.published:.2f}x</td>"
+            f"<td>{'' if (q := quality.get(s.setting_key)) is None or q.score_loss is None else f'{100 * q.score_loss:.2f}%'}"
+            f"{'' if q is None or q.status == 'done' else ' (' + e(q.status) + ')'}</td></tr>" for s in done)
         parts.append(
-            f"<section><h2>{e(b.base.label)}</h2><img src='{image}' alt='speed-up versus loss, {e(b.base.label)}'>"
-            f"<details><summary>{len(done)} trials</summary><table><tr><th>settings</th><th>speed-up</th><th>loss</th></tr>"
-            f"{trial_rows}</table></details></section>")
-    note = f"<p class='note'>* {RANDOM_LABEL}.</p>" if random else ""
-    heat = "<img src='heatmap.png' alt='heat map of upper bounds'>" if bounds else "<p>No measurements yet.</p>"
+            f"<section><h2>{e(b.speed_config.label)} — {e(b.device)}</h2><img src='{image}' alt='speed-up versus loss, "
+            f"{e(b.speed_config.label)}'><details><summary>{len(done)} settings</summary><table><tr><th>settings</th>"
+            f"<th>speed-up</th><th>loss</th></tr>{trial_rows}</table></details></section>")
+    heat = "<img src='heatmap.png' alt='heat map of upper bounds'>" if bounds else "<p>No upper bound with known quality yet.</p>"
+    speed_table = (f"<h2>Speed map</h2><p class='note'>{SPEED_MAP_LABEL}.</p><table><tr><th>pipeline</th><th>scheduler</th>"
+                   f"<th>steps</th><th>fastest</th><th>settings</th><th>device</th></tr>{map_rows}</table>") if speed_map else ""
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>sweep report</title>
 <style>body{{font-family:sans-serif;margin:2em}} table{{border-collapse:collapse}} td,th{{border:1px solid #ccc;padding:2px 6px}}
 .note{{color:#a33}}</style></head><body>
-<h1>Upper-bound speed-ups (CLIP-score loss ≤ {100 * max_loss:g}%)</h1>{note}
+<h1>Upper-bound speed-ups (CLIP-score loss ≤ {100 * max_loss:g}%)</h1>
 {heat}
-<table><tr><th>pipeline</th><th>scheduler</th><th>steps</th><th>speed-up</th><th>confirmed</th><th>score loss</th>
-<th>settings</th><th>trials</th><th>device</th></tr>{rows}</table>
+<table><tr><th>pipeline</th><th>scheduler</th><th>steps</th><th>speed-up</th><th>timing</th><th>score loss</th>
+<th>settings</th><th>settings timed</th><th>speed from</th><th>quality from</th></tr>{rows}</table>
+{speed_table}
 {''.join(parts)}
 <script>
 // Marks each image once the browser has decoded it, so a headless check can read the result from the DOM.

@@ -1,77 +1,64 @@
-"""The sweep runner: for every base configuration, measure the baseline and each setting not yet stored.
+"""The sweep runner: for every base configuration of a space, the quality pass and the speed pass.
 
-Each baseline and trial is written in its own transaction as soon as it is measured, so a killed run loses
-at most the measurement in progress, and a re-run measures only what is missing.
+1. **Baselines**: the quality baseline (prompts generated once, scored per prompt) where quality means
+   something; the speed baseline in this environment.
+2. **Settings**, in the order a strategy asks for them: each setting's quality pass (stopped early once it
+   is over max-loss with 95% confidence) and its first speed estimate.
+3. **Precise timing**: paired A/B timing of the contenders only (settings that can still be the bound),
+   round after round until the published bound is a precise measurement.
+
+Every bundle of rows is written in its own transaction as soon as it is measured, so a killed run loses at
+most the measurement in progress, and a re-run measures only what is missing.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import gc
 import logging
 import os
 import socket
-import statistics
+import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Protocol as TypingProtocol
 
 import sweep._compat  # noqa: F401  (before diffusers)
+from search_space import defaults
+from search_space.base_config import BaseConfig
 from search_space.setting import AccelSetting
 from search_space.spec import Entry, Space
-from storage.repository import BaselineRecord, Repository, Scope, TrialRecord
-from sweep.accelerators import ACCELERATORS, AppliedAccelerator
+from storage import Repository, Scope
 from sweep.environment import Environment
-from sweep.errors import AcceleratorError
-from sweep.measure import Generator, measure_against_baseline, measure_baseline
+from sweep.measure import Generator
 from sweep.pipelines.loader import load_pipeline
+from sweep.progress import NoProgress, ProgressSink
 from sweep.protocol import Protocol
+from sweep.scope import ScopeRun
+from sweep.scoring.base import Scorer
 from sweep.scoring.clip_score import ClipScorer
 from sweep.strategies import STRATEGIES, Evaluations, Frontier, Grid, OptunaSearch, Outcome, Problem, SearchResult, Strategy
 
-if TYPE_CHECKING:
-    from diffusers import DiffusionPipeline
-
 log = logging.getLogger(__name__)
-
-
-class ProgressSink(TypingProtocol):
-    def start(self, total: int) -> None: ...
-    def retotal(self, total: int) -> None: ...
-    def describe(self, text: str) -> None: ...
-    def advance(self) -> None: ...
-
-
-class _NoProgress:
-    def start(self, total: int) -> None:
-        pass
-
-    def retotal(self, total: int) -> None:
-        pass
-
-    def describe(self, text: str) -> None:
-        pass
-
-    def advance(self) -> None:
-        pass
 
 
 @dataclass
 class RunSummary:
     new: int = 0
-    """Baselines and trials measured and stored by this run."""
+    """Baselines and settings measured (in part or whole) by this run."""
     stored: int = 0
-    """Baselines and trials of the space that were already stored."""
+    """Baselines and settings of the space that were already stored."""
     failed: int = 0
-    """Of the new trials, how many failed (their reason is stored)."""
+    """Of the new settings, how many failed (their reason is stored)."""
+    rejected: int = 0
+    """Of the new settings, how many the quality pass stopped early (over max-loss with 95% confidence)."""
+    precise: int = 0
+    """Contenders timed precisely."""
     wall_seconds: float = 0.0
     generation_seconds: float = 0.0
-    """Summed timed generation (warm-up, baseline and accelerated runs): wall / generation is the overhead."""
-    confirmed: int = 0
-    """Upper-bound candidates re-measured in a fresh paired run."""
-    base_keys: list[str] = field(default_factory=list)
+    """Summed timed generation (warm-up included): wall / generation is the overhead."""
+    images: int = 0
+    """Images generated, warm-up included."""
+    speed_config_ids: list[int] = field(default_factory=list)
+    environment_id: int | None = None
     searches: list[tuple[str, SearchResult]] = field(default_factory=list)
     """(base configuration label, how its search went), for each base configuration searched."""
     budget_stop: str | None = None
@@ -83,7 +70,7 @@ class SearchOptions:
     """How to choose which settings to measure: the strategy, its threshold and its budgets."""
 
     strategy: str = "grid"
-    max_loss: float = 0.02
+    max_loss: float = defaults.MAX_LOSS
     max_trials: int | None = None
     """Per base configuration: distinct settings the strategy may evaluate (stored ones included)."""
     time_budget: float | None = None
@@ -91,14 +78,6 @@ class SearchOptions:
     seed: int = 0
     patience: int = 15
     """optuna: stop after this many new trials without a better feasible setting."""
-
-
-@dataclass
-class _Work:
-    entry: Entry
-    scope: Scope
-    baseline: BaselineRecord | None
-    missing: list[AccelSetting]
 
 
 def default_device() -> str:
@@ -111,97 +90,133 @@ def worker_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
+def measures_quality(entry_weights: str, protocol: Protocol, force: bool = False) -> bool:
+    """Quality is measured only where it means something: pretrained weights scored by a real scorer.
+
+    ``force`` (benchmarks only) runs the pass anyway, so that its cost can be measured with random weights.
+    """
+    return force or (entry_weights == "pretrained" and not protocol.quality.scorer_random)
+
+
+@dataclass
+class _Item:
+    entry: Entry
+    scope: Scope
+    run: ScopeRun
+
+
 class Runner:
-    def __init__(self, repo: Repository, device: str, progress: ProgressSink | None = None) -> None:
+    def __init__(
+        self, repo: Repository, device: str, progress: ProgressSink | None = None, *, force_quality: bool = False,
+    ) -> None:
         self.repo = repo
         self.device = device
-        self.progress = progress or _NoProgress()
+        self.progress = progress or NoProgress()
         self.worker = worker_name()
-        self._scorers: dict[str, ClipScorer] = {}
+        self.force_quality = force_quality
+        self._scorers: dict[str, Scorer] = {}
         self._optuna_storage: object = None
 
-    def _scorer_for(self, protocol: Protocol) -> ClipScorer:
-        if protocol.scorer not in self._scorers:
-            self._scorers[protocol.scorer] = ClipScorer(protocol.scorer_model, protocol.scorer_pretrained, self.device)
-        return self._scorers[protocol.scorer]
+    def scorer(self, protocol: Protocol) -> Scorer:
+        q = protocol.quality
+        if q.scorer not in self._scorers:
+            self._scorers[q.scorer] = ClipScorer(q.scorer_model, q.scorer_pretrained, self.device)
+        return self._scorers[q.scorer]
 
-    def baseline_fields(self, gen: Generator, protocol: Protocol) -> dict[str, object]:
-        """Measure the baseline (warm-up, one timed pass, CLIP score): the fields of its row."""
-        run = measure_baseline(gen, protocol.timing)
-        scores = self._scorer_for(protocol).score(run.images, list(protocol.prompts))
-        return dict(
-            time=run.seconds_per_image, time_spread=run.spread, clip_score=sum(scores) / len(scores),
-            image_digests=run.digests, worker=self.worker, warmup_runs=run.warmup_runs,
-            repeat_max_pixel_diff=run.repeat_max_pixel_diff,
+    def ids(self, protocol: Protocol, environment: Environment) -> tuple[int, int, int]:
+        """(environment, quality protocol, timing protocol) row ids."""
+        q, t = protocol.quality, protocol.timing
+        return (
+            self.repo.ensure_environment(environment.key, environment.device, environment.libraries),
+            self.repo.ensure_quality_protocol(q.key, prompt_source=q.prompt_source, prompts=list(q.prompts),
+                                              prompts_sha256=q.prompts_sha256, seed=q.seed, scorer=q.scorer),
+            self.repo.ensure_timing_protocol(t.key, images=t.images, policy=dataclasses.asdict(t.policy)),
         )
 
-    def measure_trial(
-        self, gen: Generator, baseline: BaselineRecord, setting: AccelSetting, protocol: Protocol, *, catch_errors: bool = True,
-    ) -> TrialRecord:
-        """One paired trial. With ``catch_errors`` false, a library error propagates (a queue retries it)."""
-        return self._trial(gen, baseline, setting, protocol, self._scorer_for(protocol), catch_errors=catch_errors)
+    def scope_run(
+        self, base: BaseConfig, scope: Scope, protocol: Protocol, measure_quality: bool, generator: list[Generator],
+        gate: threading.Lock | None = None,
+    ) -> ScopeRun:
+        """A ScopeRun whose pipeline is loaded into ``generator`` (a one-element cache) on first need."""
 
-    def plan(self, space: Space, protocol: Protocol, environment: Environment) -> tuple[list[_Work], int]:
-        env_id = self.repo.ensure_environment(environment.key, environment.device, environment.libraries)
-        protocol_id = self.repo.ensure_protocol(
-            protocol.key, prompt_source=protocol.prompt_source, prompts=list(protocol.prompts),
-            prompts_sha256=protocol.prompts_sha256, seed=protocol.seed, timing=dataclasses.asdict(protocol.timing),
-            scorer=protocol.scorer, scorer_random=protocol.scorer_random,
-        )
-        work: list[_Work] = []
-        stored = 0
-        for entry in space.entries:
-            scope = Scope(self.repo.ensure_base_config(entry.base), env_id, protocol_id)
-            keys = self.repo.stored_setting_keys(scope)
-            baseline = self.repo.baseline(scope)
-            missing = [s for s in entry.settings if not s.is_baseline and s.key not in keys]
-            stored += sum(1 for s in entry.settings if s.key in keys) + (baseline is not None)
-            work.append(_Work(entry, scope, baseline, missing))
-        return work, stored
+        def load() -> Generator:
+            if not generator:
+                self.progress.describe(f"{base.label}: loading")
+                gen = Generator(load_pipeline(base, self.device), base.steps, base.height, base.width, self.device,
+                                between=self.progress.refresh)
+                if gate is not None:
+                    gen.gate = gate
+                generator.append(gen)
+            return generator[0]
 
-    def run(
-        self, space: Space, *, confirm_for: float | None = None, confirm_top: int = 3, search: SearchOptions | None = None,
-    ) -> RunSummary:
-        """Search every base configuration (by default: measure every setting not stored); then, with
-        ``confirm_for`` (a max loss), confirm each upper bound."""
-        search = search or SearchOptions(max_loss=confirm_for if confirm_for is not None else 0.02)
+        return ScopeRun(self.repo, scope, base, protocol, measure_quality=measure_quality, worker=self.worker,
+                        load=load, scorer=lambda: self.scorer(protocol))
+
+    def run(self, space: Space, *, search: SearchOptions | None = None, confirm_top: int = defaults.CONFIRM_TOP) -> RunSummary:
+        """Search every base configuration (by default: measure every setting not stored), then time the
+        contenders precisely (``confirm_top`` per round; 0: publish first estimates)."""
+        search = search or SearchOptions()
         if search.strategy not in STRATEGIES:
             raise ValueError(f"unknown strategy {search.strategy!r}; valid: {', '.join(STRATEGIES)}")
         started = time.perf_counter()
         deadline = time.monotonic() + search.time_budget if search.time_budget is not None else None
         protocol = Protocol.resolve(space.protocol)
         environment = Environment.detect(self.device)
-        work, stored = self.plan(space, protocol, environment)
-        summary = RunSummary(stored=stored, base_keys=[w.entry.base.key for w in work])
-        estimates = [self._estimate(w, search) for w in work]
+        env_id, quality_id, timing_id = self.ids(protocol, environment)
+        summary = RunSummary(environment_id=env_id)
+        items: list[_Item] = []
+        generators: dict[str, list[Generator]] = {}
+        for entry in space.entries:
+            scope = self.repo.scope(entry.base, env_id, quality_id, timing_id)
+            generators[entry.base.key] = []
+            run = self.scope_run(entry.base, scope, protocol, measures_quality(entry.base.weights, protocol, self.force_quality),
+                                 generators[entry.base.key])
+            items.append(_Item(entry, scope, run))
+            summary.speed_config_ids.append(scope.speed_config_id)
+        estimates = [self._estimate(item, search) for item in items]
         self.progress.start(sum(estimates))
-        for index, item in enumerate(work):
-            if deadline is not None and time.monotonic() >= deadline and (item.missing or item.baseline is None):
-                summary.budget_stop = f"time budget reached before {len(work) - index} base configuration(s)"
+        for index, item in enumerate(items):
+            if deadline is not None and time.monotonic() >= deadline and self._missing(item, search):
+                summary.budget_stop = f"time budget reached before {len(items) - index} base configuration(s)"
                 break
             done_before = summary.new
-            self._search(item, protocol, summary, search, deadline)
+            try:
+                self._search(item, summary, search, deadline)
+                if confirm_top and not (deadline is not None and time.monotonic() >= deadline):
+                    self._precise(item, summary, search.max_loss, confirm_top)
+            finally:
+                self._unload(generators[item.entry.base.key], summary)
             # the bar counted this item's estimate; a search that stopped early hands the rest back
             estimates[index] = summary.new - done_before
             self.progress.retotal(sum(estimates))
-        if confirm_for is not None:
-            if summary.budget_stop is not None or (deadline is not None and time.monotonic() >= deadline):
-                summary.budget_stop = (summary.budget_stop or "time budget reached") + ": upper bounds not confirmed"
-            else:
-                for item in work:
-                    self._confirm(item, protocol, summary, confirm_for, confirm_top)
+        if confirm_top and deadline is not None and time.monotonic() >= deadline:
+            summary.budget_stop = (summary.budget_stop or "time budget reached") + ": upper bounds not all timed precisely"
         summary.wall_seconds = time.perf_counter() - started
         return summary
 
     @staticmethod
-    def _estimate(item: _Work, search: SearchOptions) -> int:
+    def _settings(item: _Item) -> tuple[AccelSetting, ...]:
+        return tuple(s for s in item.entry.settings if not s.is_baseline)
+
+    def _missing(self, item: _Item, search: SearchOptions) -> bool:
+        return not item.run.baselines_stored() or any(not item.run.stored(s, search.max_loss) for s in self._settings(item))
+
+    def _estimate(self, item: _Item, search: SearchOptions) -> int:
         """Upper estimate of the measurements this item needs (the progress bar's share)."""
-        missing = len(item.missing)
+        missing = sum(1 for s in self._settings(item) if not item.run.stored(s, search.max_loss))
         if search.max_trials is not None:
             missing = min(missing, search.max_trials)
-        return missing + (item.baseline is None)
+        return missing + (not item.run.baselines_stored())
 
-    def _strategy(self, item: _Work, search: SearchOptions) -> tuple[Strategy, str | None]:
+    def _unload(self, generator: list[Generator], summary: RunSummary) -> None:
+        if generator:
+            gen = generator.pop()
+            summary.generation_seconds += gen.generation_seconds
+            summary.images += gen.images
+            del gen
+            free_memory()
+
+    def _strategy(self, item: _Item, search: SearchOptions) -> tuple[Strategy, str | None]:
         if search.strategy == "grid":
             return Grid(), None
         if search.strategy == "frontier":
@@ -210,66 +225,66 @@ class Runner:
 
         scope = item.scope
         name = (f"sweep:{item.entry.base.label}:bc{scope.base_config_id}-env{scope.environment_id}"
-                f"-proto{scope.protocol_id}:loss={search.max_loss:g}")
+                f"-q{scope.quality_protocol_id}-t{scope.timing_protocol_id}:loss={search.max_loss:g}")
         if self._optuna_storage is None:
             self._optuna_storage = optuna.storages.RDBStorage(self.repo.url)
         return OptunaSearch(storage=self._optuna_storage, study_name=name, patience=search.patience), name
 
-    def _search(
-        self, item: _Work, protocol: Protocol, summary: RunSummary, search: SearchOptions, deadline: float | None,
-    ) -> None:
+    def _write(self, rows: list, statements: list[object] = ()) -> list[bool]:  # type: ignore[type-arg,assignment]
+        if not rows and not statements:
+            return []
+        with self.repo.session() as s:
+            for statement in statements:
+                s.execute(statement)  # type: ignore[call-overload]
+            return self.repo.insert_ignore(s, rows)
+
+    def _outcome(self, run: ScopeRun, setting: AccelSetting, stored: bool) -> Outcome:
+        speed = run.speeds.get(setting.key)
+        quality = run.quality_of(setting)
+        if speed is None or speed.status != "done":
+            return Outcome(setting, "failed", stored=stored)
+        loss = quality.score_loss if quality is not None and quality.status != "failed" else None
+        if run.measure_quality and (quality is None or quality.status == "failed"):
+            return Outcome(setting, "failed", speed.published, None, stored=stored)
+        return Outcome(setting, "done", speed.published, loss, stored=stored)
+
+    def _search(self, item: _Item, summary: RunSummary, search: SearchOptions, deadline: float | None) -> None:
         """Run the strategy over one base configuration; its pipeline is loaded only if something must be measured."""
-        base = item.entry.base
-        outcomes = self.repo.stored_outcomes(item.scope)
-        problem = Problem(base.label, tuple(s for s in item.entry.settings if not s.is_baseline), search.max_loss, search.seed)
-        loaded: list[Generator] = []
+        run, base = item.run, item.entry.base
+        settings = self._settings(item)
+        problem = Problem(base.label, settings, search.max_loss, search.seed, quality_known=run.measure_quality)
+        summary.stored += sum(1 for s in settings if run.stored(s, search.max_loss)) + run.baselines_stored()
 
-        def generator() -> Generator:
-            if not loaded:
-                self.progress.describe(f"{base.label}: loading")
-                loaded.append(Generator(load_pipeline(base, self.device), base, protocol, self.device))
-            return loaded[0]
-
-        def ensure_baseline() -> BaselineRecord:
-            if item.baseline is None:
-                gen = generator()
+        def ensure_baselines() -> None:
+            if not run.baselines_stored():
                 self.progress.describe(f"{base.label}: baseline")
-                item.baseline = self.repo.save_baseline(item.scope, **self.baseline_fields(gen, protocol))
+                self._write(run.baseline_rows())
+                run.refresh()
                 summary.new += 1
                 self.progress.advance()
-            return item.baseline
 
         def evaluate(setting: AccelSetting) -> Outcome:
-            if setting.key in outcomes:
-                status, speedup, loss = outcomes[setting.key]
-                return Outcome(setting, status, speedup, loss, stored=True)
-            baseline = ensure_baseline()
-            gen = generator()
+            if run.stored(setting, search.max_loss):
+                return self._outcome(run, setting, stored=True)
+            ensure_baselines()
             self.progress.describe(f"{base.label}: {setting.describe()}")
-            trial = self.measure_trial(gen, baseline, setting, protocol)
-            if self.repo.save_trial(item.scope, trial):
-                summary.new += 1
-                summary.failed += trial.status == "failed"
-                outcome = Outcome(setting, trial.status, trial.speedup, trial.score_loss)
-            else:  # stored by another worker meanwhile: theirs is the measurement
-                status, speedup, loss = self.repo.stored_outcomes(item.scope)[setting.key]
-                outcome = Outcome(setting, status, speedup, loss, stored=True)
-            outcomes[setting.key] = (outcome.status, outcome.speedup, outcome.score_loss)
+            rows, statements = run.setting_rows(setting, search.max_loss)
+            self._write(rows, statements)
+            run.refresh()
+            summary.new += 1
+            summary.failed += any(getattr(r, "status", None) == "failed" for r in rows)
+            summary.rejected += any(getattr(r, "status", None) == "rejected" for r in rows)
             self.progress.advance()
-            return outcome
+            return self._outcome(run, setting, stored=False)
 
         strategy, study_name = self._strategy(item, search)
         evals = Evaluations(
-            problem, evaluate, max_trials=search.max_trials, deadline=deadline, is_stored=lambda s: s.key in outcomes,
+            problem, evaluate, max_trials=search.max_trials, deadline=deadline,
+            is_stored=lambda s: run.stored(s, search.max_loss),
         )
-        try:
-            if item.baseline is None and (deadline is None or time.monotonic() < deadline):
-                ensure_baseline()
-            result = strategy.search(evals)
-        finally:
-            if loaded:
-                summary.generation_seconds += loaded.pop().generation_seconds
-                free_memory()
+        if deadline is None or time.monotonic() < deadline:
+            ensure_baselines()
+        result = strategy.search(evals)
         if problem.settings:
             self.repo.save_search(
                 item.scope, strategy=result.strategy, max_loss=search.max_loss, seed=search.seed,
@@ -281,103 +296,30 @@ class Runner:
         if result.stop == "time budget reached":
             summary.budget_stop = "time budget reached"
 
-    def _with_pipeline(self, item: _Work, protocol: Protocol, summary: RunSummary, body: Callable[[Generator], None]) -> None:
-        base = item.entry.base
-        self.progress.describe(f"{base.label}: loading")
-        gen = Generator(load_pipeline(base, self.device), base, protocol, self.device)
-        try:
-            body(gen)
-        finally:
-            summary.generation_seconds += gen.generation_seconds
-            del gen
-            free_memory()
+    def _precise(self, item: _Item, summary: RunSummary, max_loss: float, top: int) -> None:
+        """Time the contenders precisely, round after round, until no first estimate can beat the bound.
 
-    def _confirm(self, item: _Work, protocol: Protocol, summary: RunSummary, max_loss: float, top: int) -> None:
-        """Re-measure the fastest candidates until the published upper bound is a confirmed measurement.
-
-        The maximum of many noisy speed-ups is biased upward; a fresh paired run of the leaders removes
-        that selection bias from the value that is published.
+        The largest of many noisy first estimates is biased upward; a fresh paired timing of every setting
+        that can still be the bound removes that selection bias from the published value.
         """
-        candidates = self.repo.candidates(item.scope, max_loss)
-        if not candidates or candidates[0].confirmed_speedup is not None:
-            return
-
-        def body(gen: Generator) -> None:
-            for _ in range(len(candidates)):  # each round confirms at least one more candidate
-                ranked = self.repo.candidates(item.scope, max_loss)
-                if ranked[0].confirmed_speedup is not None:
-                    return
-                for candidate in [c for c in ranked if c.confirmed_speedup is None][:top]:
-                    self.progress.describe(f"{item.entry.base.label}: confirming {candidate.setting.describe()}")
-                    applied: list[AppliedAccelerator] = []
-                    run = measure_against_baseline(
-                        gen, lambda: self._apply(gen.pipe, candidate.setting, applied), lambda: _remove(applied),
-                        protocol.timing,
-                    )
-                    self.repo.save_confirmation(
-                        candidate.trial_id, speedup=run.paired.speedup, ci_half_width=run.paired.half_width,
-                        repeats=run.paired.pairs,
-                    )
-                    summary.confirmed += 1
-
-        self._with_pipeline(item, protocol, summary, body)
-
-    @staticmethod
-    def _apply(pipe: DiffusionPipeline, setting: AccelSetting, applied: list[AppliedAccelerator]) -> None:
-        if not applied:
-            for name, params in setting:
-                applied.append(ACCELERATORS[name]().apply(pipe, params))
-
-    def _trial(
-        self, gen: Generator, baseline: BaselineRecord, setting: AccelSetting, protocol: Protocol, scorer: ClipScorer,
-        *, catch_errors: bool = True,
-    ) -> TrialRecord:
-        started_at = datetime.now(timezone.utc)
-
-        def failed(reason: str) -> TrialRecord:
-            return TrialRecord(setting, "failed", self.worker, started_at, reason=reason, baseline_id=baseline.id)
-
-        applied: list[AppliedAccelerator] = []
-        patched = 0
-
-        def accelerate() -> None:
-            nonlocal patched
-            self._apply(gen.pipe, setting, applied)
-            patched = sum(h.patched for h in applied)
-
-        try:
-            run = measure_against_baseline(gen, accelerate, lambda: _remove(applied), protocol.timing)
-        except AcceleratorError as exc:
-            return failed(str(exc))
-        except Exception as exc:  # a library failing on one setting must not end the sweep
-            if not catch_errors:
-                raise
-            log.warning("%s / %s failed", gen.base.label, setting.describe(), exc_info=True)
-            return failed(f"{type(exc).__name__}: {exc}")
-        if run.digests == list(baseline.image_digests):
-            return failed("changed nothing: every image is identical to the baseline's")
-        scores = scorer.score(run.images, list(protocol.prompts))
-        clip = sum(scores) / len(scores)
-        loss = (baseline.clip_score - clip) / baseline.clip_score if baseline.clip_score > 0 else None
-        paired = run.paired
-        return TrialRecord(
-            setting, "done", self.worker, started_at, baseline_id=baseline.id,
-            reason=None if loss is not None else "baseline CLIP score is 0: score loss undefined",
-            time=run.seconds_per_image, time_spread=statistics.stdev(paired.accelerated_seconds) if paired.pairs > 1 else 0.0,
-            paired_baseline_time=run.baseline_seconds_per_image, speedup=paired.speedup,
-            ci_half_width=paired.half_width, repeats=paired.pairs, warmup_runs=run.warmup_runs,
-            clip_score=clip, score_loss=loss, image_deviation=run.image_deviation, n_images=len(run.images),
-            patched_modules=patched,
-        )
-
-
-def _remove(applied: list[AppliedAccelerator]) -> None:
-    while applied:
-        applied.pop().remove()
+        run = item.run
+        failed: set[str] = set()
+        while todo := run.precise_todo(max_loss, failed)[:top]:
+            for key in todo:
+                self.progress.describe(f"{item.entry.base.label}: timing {AccelSetting.from_key(key).describe()} precisely")
+                try:
+                    self.repo.measurements.save_precise(run.precise_statement(key))
+                    summary.precise += 1
+                except Exception:  # keep its first estimate; the bound says it is not precise
+                    log.warning("precise timing of %s failed", key, exc_info=True)
+                    failed.add(key)
+            run.refresh()
 
 
 def free_memory() -> None:
     """Collect garbage and hand cached CUDA memory back; call once the last reference to a pipeline is gone."""
+    import gc
+
     import torch
 
     gc.collect()

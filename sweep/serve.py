@@ -1,7 +1,7 @@
 """A read-only HTTP JSON API over sweep's queries, for other tools.
 
-GET /upper-bounds?max_loss=0.02[&speed_only=1]   upper bound per base configuration (as `sweep query --format json`)
-GET /query?target=8.5[&max_loss=0.02]             who reaches a target (as `sweep query --target`)
+GET /upper-bounds?max_loss=0.02[&speed_only=1][&environment=H100]   the bounds and speed map (as `sweep query --format json`)
+GET /query?target=8.5[&max_loss=0.02][&environment=H100]             who reaches a target (as `sweep query --target`)
 GET /targets[?max_loss=0.02]                      stored targets with their bound and staleness
 GET /status                                       counts (as `sweep status --format json`)
 Anything else is 404; a bad parameter is 400 with {"error": "..."}; only GET is served.
@@ -14,7 +14,8 @@ from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlparse
 
-from storage.repository import Repository, TargetStore
+from search_space import defaults
+from storage.repository import Repository
 
 
 class _BadRequest(Exception):
@@ -34,23 +35,29 @@ def _float(params: dict[str, list[str]], name: str, default: float | None, low: 
 
 
 def make_server(repo: Repository, host: str, port: int) -> ThreadingHTTPServer:
-    store = TargetStore(repo)
+    def environments(params: dict[str, list[str]]) -> list[int] | None:
+        if "environment" not in params:
+            return None
+        found = repo.environment_ids(params["environment"][0])
+        if not found:
+            raise _BadRequest("environment matches no stored environment")
+        return found
 
     def upper_bounds(params: dict[str, list[str]]) -> object:
-        max_loss = _float(params, "max_loss", 0.02, high=1.0)
-        rows = [u.as_row() for u in repo.upper_bounds(max_loss)]  # type: ignore[arg-type]
-        return rows if params.get("speed_only", ["0"])[0] in ("1", "true") else [r for r in rows if r["quality_meaningful"]]
+        max_loss = _float(params, "max_loss", defaults.MAX_LOSS, high=1.0)
+        speed_only = params.get("speed_only", ["0"])[0] in ("1", "true")
+        return [b.as_row() for b in repo.bounds.rows(max_loss, environment_ids=environments(params), speed_only=speed_only)]  # type: ignore[arg-type]
 
     def query(params: dict[str, list[str]]) -> object:
         target = _float(params, "target", None)
         if target is None:
             raise _BadRequest("target is required, e.g. /query?target=8.5")
-        return store.by_target(target, _float(params, "max_loss", 0.02, high=1.0))  # type: ignore[arg-type]
+        return repo.bounds.by_target(target, _float(params, "max_loss", defaults.MAX_LOSS, high=1.0), environments(params))  # type: ignore[arg-type]
 
     routes = {
         "/upper-bounds": upper_bounds,
         "/query": query,
-        "/targets": lambda params: store.targets(_float(params, "max_loss", None, high=1.0)),
+        "/targets": lambda params: repo.targets.targets(_float(params, "max_loss", None, high=1.0)),
         "/status": lambda params: repo.status(),
     }
 

@@ -1,29 +1,30 @@
-"""Statistics of timing: warm-up detection, paired A/B interleaving, and a confidence bound on the speed-up.
+"""Statistics of measurement: warm-up detection, paired A/B timing with a confidence bound on the speed-up, a
+first estimate from unpaired runs, and the paired score loss with its sequential rejection test.
 
-Pure functions over callables that return seconds, so the logic is tested on synthetic timing streams.
-GPUs drift by tens of percent between repeats, so a speed-up is the median of ratios of baseline (A) and
-accelerated (B) runs made back to back, repeated until its 95% confidence interval is narrow enough.
+Pure functions over numbers and callables, so the logic is tested on synthetic streams. GPUs drift by tens of
+percent between repeats, so a precise speed-up is the median of ratios of baseline (A) and accelerated (B)
+runs made back to back, repeated until its 95% confidence interval is narrow enough.
 """
 
 from __future__ import annotations
 
 import math
 import statistics
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+
+from search_space import defaults
 
 
 @dataclass(frozen=True)
 class TimingPolicy:
-    warmup_tolerance: float = 0.05
-    """Warm-up ends when two successive runs differ by at most this fraction..."""
-    warmup_cap: int = 8
-    """... or after this many runs."""
-    min_pairs: int = 6
-    """Fewest A/B pairs; at least one pass over every prompt batch is made regardless."""
-    max_pairs: int = 40
-    target_half_width: float = 0.03
-    """Repeat until the 95% CI half-width of the speed-up is at most this fraction of it."""
+    """How precise timing is done; each default is explained in search_space/defaults.py."""
+
+    warmup_tolerance: float = defaults.WARMUP_TOLERANCE
+    warmup_cap: int = defaults.WARMUP_CAP
+    min_pairs: int = defaults.MIN_PAIRS
+    max_pairs: int = defaults.MAX_PAIRS
+    target_half_width: float = defaults.TARGET_HALF_WIDTH
 
 
 @dataclass(frozen=True)
@@ -115,3 +116,78 @@ def measure_paired(
         if len(base) >= minimum and Paired(tuple(base), tuple(accel)).half_width <= policy.target_half_width:
             break
     return Paired(tuple(base), tuple(accel))
+
+
+# -- first estimates: runs minutes apart, not interleaved ------------------------------------------------------
+
+
+def ratio_estimate(
+    baseline: Sequence[float], accelerated: Sequence[float], margin: float = defaults.FIRST_ESTIMATE_MARGIN,
+    confidence: float = defaults.CONFIDENCE,
+) -> tuple[float, float]:
+    """Speed-up from per-image seconds of separate runs: (mean baseline / mean accelerated, relative half-width).
+
+    The half-width combines both samples' standard errors (normal approximation; a single sample contributes
+    none) and adds ``margin``, because runs made minutes apart also differ by the clock's drift.
+    """
+    mean_b, mean_a = statistics.fmean(baseline), statistics.fmean(accelerated)
+    variance = sum((statistics.stdev(x) / m) ** 2 / len(x) for x, m in ((baseline, mean_b), (accelerated, mean_a)) if len(x) > 1)
+    z = statistics.NormalDist().inv_cdf(1 - (1 - confidence) / 2)
+    return mean_b / mean_a, z * math.sqrt(variance) + margin
+
+
+# -- quality: CLIP scores paired over prompts --------------------------------------------------------------------
+
+
+def t_quantile(p: float, df: int) -> float:
+    from scipy.stats import t
+
+    return float(t.ppf(p, df))
+
+
+@dataclass(frozen=True)
+class LossEstimate:
+    """Score loss over the first ``n`` prompts: (mean baseline − mean accelerated) / mean baseline."""
+
+    loss: float
+    low: float | None
+    high: float | None
+    """Two-sided confidence interval, paired over prompts (None below two prompts)."""
+    n: int
+    standard_error: float | None
+
+
+def paired_loss(baseline: Sequence[float], accelerated: Sequence[float], confidence: float = defaults.CONFIDENCE) -> LossEstimate | None:
+    """The score loss of ``accelerated`` (the first n prompts' scores) against the same prompts' baseline scores.
+
+    None when the baseline's mean score is not positive (the loss is undefined).
+    """
+    n = len(accelerated)
+    base = list(baseline[:n])
+    mean_b = statistics.fmean(base)
+    if not mean_b > 0:
+        return None
+    differences = [b - a for b, a in zip(base, accelerated, strict=True)]
+    loss = statistics.fmean(differences) / mean_b
+    if n < 2:
+        return LossEstimate(loss, None, None, n, None)
+    se = statistics.stdev(differences) / math.sqrt(n) / mean_b
+    half = t_quantile(1 - (1 - confidence) / 2, n - 1) * se
+    return LossEstimate(loss, loss - half, loss + half, n, se)
+
+
+MIN_PROMPTS_TO_REJECT = 3
+
+
+def reject(estimate: LossEstimate, max_loss: float, looks: int, confidence: float = defaults.CONFIDENCE) -> bool:
+    """Sequential rejection: stop a setting whose loss is above ``max_loss`` with ``confidence``.
+
+    One-sided and paired over prompts; the test is made after each of ``looks`` batches, so each look spends
+    (1 − confidence) / looks of the error (Bonferroni): over all looks, a setting truly within ``max_loss`` is
+    rejected with probability at most 1 − confidence.
+    """
+    if estimate.n < MIN_PROMPTS_TO_REJECT or estimate.standard_error is None:
+        return False
+    alpha = (1 - confidence) / max(looks, 1)
+    lower = estimate.loss - t_quantile(1 - alpha, estimate.n - 1) * estimate.standard_error
+    return lower > max_loss

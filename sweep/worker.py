@@ -1,8 +1,9 @@
 """Workers: take tasks from the shared queue, measure them, write results under the task's lease.
 
-One worker per device. A worker keeps the pipeline of its last task loaded and prefers tasks of the same
-base configuration; it renews its lease from a heartbeat thread while it measures; it exits when no task of
-its environment is pending or running anywhere.
+One worker per device. A worker keeps the pipeline of its last task loaded and prefers tasks of the same base
+configuration; it renews its lease from a heartbeat thread that waits while a generation is timed (it takes
+the generator's gate); the worker that finishes a scope's last setting queues the scope's precise timings; a
+worker exits when no task of its environment is pending or running anywhere.
 """
 
 from __future__ import annotations
@@ -18,13 +19,14 @@ from dataclasses import dataclass
 import sweep._compat  # noqa: F401  (before diffusers)
 from search_space.setting import AccelSetting
 from search_space.spec import Space
-from storage.queue import Claim, WorkQueue
-from storage.repository import Repository, Scope
+from storage import Repository, Scope
+from storage.queue import BASELINE_KEY, Claim, WorkQueue
 from sweep.environment import Environment
 from sweep.measure import Generator
-from sweep.pipelines.loader import load_pipeline
-from sweep.protocol import Protocol
-from sweep.runner import ProgressSink, Runner, _NoProgress, free_memory, worker_name
+from sweep.progress import NoProgress, ProgressSink
+from sweep.protocol import Protocol, QualityProtocol, TimingProtocol
+from sweep.runner import Runner, free_memory, measures_quality, worker_name
+from sweep.scope import ScopeRun
 
 log = logging.getLogger(__name__)
 
@@ -41,20 +43,26 @@ class WorkerSummary:
 
 
 class _Heartbeat(threading.Thread):
-    def __init__(self, queue: WorkQueue, claim: Claim, owner: str) -> None:
+    """Renews the lease every lease/3 seconds, never during a timed generation: it holds the generator's gate
+    while it talks to the database, and waits for it while a generation runs."""
+
+    def __init__(self, queue: WorkQueue, claim: Claim, owner: str, gate: threading.Lock) -> None:
         super().__init__(daemon=True)
-        self.queue, self.claim, self.owner = queue, claim, owner
+        self.queue, self.claim, self.owner, self.gate = queue, claim, owner, gate
         self.stopped = threading.Event()
         self.lost = False
 
     def run(self) -> None:
         while not self.stopped.wait(self.queue.lease_seconds / 3):
-            try:
-                if not self.queue.renew(self.claim, self.owner):
-                    self.lost = True
+            with self.gate:
+                if self.stopped.is_set():
                     return
-            except Exception:  # a failed renewal is retried at the next beat; the lease has slack
-                log.warning("lease renewal failed", exc_info=True)
+                try:
+                    if not self.queue.renew(self.claim, self.owner):
+                        self.lost = True
+                        return
+                except Exception:  # a failed renewal is retried at the next beat; the lease has slack
+                    log.warning("lease renewal failed", exc_info=True)
 
     def stop(self) -> None:
         self.stopped.set()
@@ -71,29 +79,37 @@ class Worker:
         self.queue = WorkQueue(repo, lease_seconds)
         self.poll_seconds = poll_seconds
         self.name = worker_name()
-        self.runner = Runner(repo, device)
-        self.progress = progress or _NoProgress()
-        self._protocols: dict[int, Protocol] = {}
-        self._loaded: tuple[tuple[int, int], Generator] | None = None
+        self.progress = progress or NoProgress()
+        self.runner = Runner(repo, device, self.progress)
+        self.gate = threading.Lock()
+        self._protocols: dict[tuple[int, int], Protocol] = {}
+        self._loaded: tuple[tuple[int, int, int, int, bool], ScopeRun, list[Generator]] | None = None
 
-    def _protocol(self, protocol_id: int) -> Protocol:
-        if protocol_id not in self._protocols:
-            self._protocols[protocol_id] = Protocol.from_row(self.repo.protocol_row(protocol_id))
-        return self._protocols[protocol_id]
+    def _protocol(self, scope: Scope) -> Protocol:
+        key = (scope.quality_protocol_id, scope.timing_protocol_id)
+        if key not in self._protocols:
+            self._protocols[key] = Protocol(
+                QualityProtocol.from_row(self.repo.quality_protocol_row(scope.quality_protocol_id)),
+                TimingProtocol.from_row(self.repo.timing_protocol_row(scope.timing_protocol_id)),
+            )
+        return self._protocols[key]
 
-    def _generator(self, scope: Scope, summary: WorkerSummary) -> Generator:
-        key = (scope.base_config_id, scope.protocol_id)
+    def _scope_run(self, claim: Claim, summary: WorkerSummary) -> ScopeRun:
+        s = claim.scope
+        key = (s.base_config_id, s.environment_id, s.quality_protocol_id, s.timing_protocol_id, claim.measure_quality)
         if self._loaded is None or self._loaded[0] != key:
             self._unload(summary)
-            base = self.repo.base_config(scope.base_config_id)
-            self.progress.describe(f"{base.label}: loading")
-            gen = Generator(load_pipeline(base, self.device), base, self._protocol(scope.protocol_id), self.device)
-            self._loaded = (key, gen)
+            generator: list[Generator] = []
+            run = self.runner.scope_run(self.repo.base_config(s.base_config_id), s, self._protocol(s),
+                                        claim.measure_quality, generator, gate=self.gate)
+            self._loaded = (key, run, generator)
+        self._loaded[1].refresh()
         return self._loaded[1]
 
     def _unload(self, summary: WorkerSummary) -> None:
         if self._loaded is not None:
-            summary.generation_seconds += self._loaded[1].generation_seconds
+            for gen in self._loaded[2]:
+                summary.generation_seconds += gen.generation_seconds
             self._loaded = None
             free_memory()
 
@@ -118,23 +134,25 @@ class Worker:
         return summary
 
     def _work(self, claim: Claim, summary: WorkerSummary) -> None:
-        heartbeat = _Heartbeat(self.queue, claim, self.name)
+        heartbeat = _Heartbeat(self.queue, claim, self.name, self.gate)
         heartbeat.start()
+        statements: list[object] = []
+        rows: list[object] = []
         try:
-            gen = self._generator(claim.scope, summary)
-            protocol = self._protocol(claim.scope.protocol_id)
-            if claim.is_baseline:
-                self.progress.describe(f"{gen.base.label}: baseline")
-                fields = self.runner.baseline_fields(gen, protocol)
-                row = Repository.baseline_row(claim.scope, **fields)  # type: ignore[arg-type]
-            else:
+            run = self._scope_run(claim, summary)
+            label = run.base.label
+            if claim.kind == "baseline":
+                self.progress.describe(f"{label}: baseline")
+                rows = list(run.baseline_rows())
+            elif claim.kind == "setting":
                 setting = AccelSetting.from_key(claim.setting_key)
-                self.progress.describe(f"{gen.base.label}: {setting.describe()}")
-                baseline = self.repo.baseline(claim.scope)
-                assert baseline is not None  # the queue hands out trials only once their baseline is stored
-                trial = self.runner.measure_trial(gen, baseline, setting, protocol, catch_errors=False)
-                row = Repository.trial_row(claim.scope, trial)
-                summary.failed += trial.status == "failed"
+                self.progress.describe(f"{label}: {setting.describe()}")
+                found, statements = run.setting_rows(setting, claim.max_loss, catch_errors=False)
+                rows = list(found)
+                summary.failed += any(getattr(r, "status", None) == "failed" for r in rows)
+            else:
+                self.progress.describe(f"{label}: timing {AccelSetting.from_key(claim.setting_key).describe()} precisely")
+                statements = [run.precise_statement(claim.setting_key)]
         except Exception as exc:
             log.warning("task %s failed (attempt %d of %d)", claim.task_id, claim.attempt, claim.max_attempts, exc_info=True)
             heartbeat.stop()
@@ -144,25 +162,61 @@ class Worker:
             self._unload(summary)  # the pipeline may be in a bad state (patched, out of memory)
             return
         heartbeat.stop()
-        if self.queue.complete(claim, self.name, lambda s: s.add(row)):
+
+        def write(session: object) -> None:
+            for statement in statements:
+                session.execute(statement)  # type: ignore[attr-defined]
+            self.repo.insert_ignore(session, rows)  # type: ignore[arg-type]
+
+        if self.queue.complete(claim, self.name, write):
             summary.measured += 1
+            self._queue_precise(claim, run)
         else:
             summary.lost += 1
         self.progress.advance()
 
+    def _queue_precise(self, claim: Claim, run: ScopeRun) -> None:
+        """Once a scope has nothing outstanding, queue precise timings of its contenders (none: the bound is
+        settled). Whoever finishes the scope's last task sees zero outstanding, so none is missed."""
+        if not claim.confirm_top or self.queue.scope_outstanding(claim.scope):
+            return
+        run.refresh()
+        enqueue_precise(self.queue, run, claim.max_loss, claim.confirm_top)
 
-def enqueue_space(repo: Repository, space: Space, device: str, max_attempts: int = 3) -> tuple[int, int]:
-    """Queue the baseline and every setting of each base configuration not stored yet, for the environment of
-    ``device`` on this machine. Returns (the environment's id, tasks added)."""
+
+def enqueue_precise(queue: WorkQueue, run: ScopeRun, max_loss: float, confirm_top: int) -> int:
+    queued = queue.queued_keys(run.scope, "precise")
+    todo = [k for k in run.precise_todo(max_loss) if k not in queued][:confirm_top]
+    return queue.enqueue(run.scope, "precise", todo, measure_quality=run.measure_quality, max_loss=max_loss,
+                         confirm_top=confirm_top)
+
+
+def enqueue_space(
+    repo: Repository, space: Space, device: str, *, max_loss: float, confirm_top: int, max_attempts: int = 3,
+    force_quality: bool = False,
+) -> tuple[int, int, list[int]]:
+    """Queue what is missing of each base configuration for the environment of ``device`` on this machine:
+    its baselines, its settings, and, where everything is stored already, the precise timings still owed.
+    Returns (the environment's id, tasks added, the speed configurations' ids)."""
     runner = Runner(repo, device)
     protocol = Protocol.resolve(space.protocol)
-    environment = Environment.detect(device)
-    work, _ = runner.plan(space, protocol, environment)
+    env_id, quality_id, timing_id = runner.ids(protocol, Environment.detect(device))
+    queue = WorkQueue(repo)
     added = 0
-    for item in work:
-        added += WorkQueue(repo).enqueue(item.scope, [s.key for s in item.entry.settings], max_attempts)
-    env_id = work[0].scope.environment_id if work else repo.ensure_environment(environment.key, environment.device, environment.libraries)
-    return env_id, added
+    speed_ids = []
+    for entry in space.entries:
+        scope = repo.scope(entry.base, env_id, quality_id, timing_id)
+        speed_ids.append(scope.speed_config_id)
+        quality = measures_quality(entry.base.weights, protocol, force_quality)
+        run = runner.scope_run(entry.base, scope, protocol, quality, [])
+        options = dict(measure_quality=quality, max_loss=max_loss, confirm_top=confirm_top, max_attempts=max_attempts)
+        if not run.baselines_stored():
+            added += queue.enqueue(scope, "baseline", [BASELINE_KEY], **options)  # type: ignore[arg-type]
+        missing = [s.key for s in entry.settings if not s.is_baseline and not run.stored(s, max_loss)]
+        added += queue.enqueue(scope, "setting", missing, **options)  # type: ignore[arg-type]
+        if not missing and run.baselines_stored() and confirm_top:
+            added += enqueue_precise(queue, run, max_loss, confirm_top)
+    return env_id, added, speed_ids
 
 
 THREADS_VARIABLE = "SWEEP_CPU_THREADS"

@@ -75,6 +75,39 @@ ratio = [0.3, 0.6]
 """One tiny-sd-a base configuration, batch 1, DeepCache × ToMe: 8 accelerated settings (strategy and worker tests)."""
 
 
+@pytest.fixture(scope="session")
+def local_weights(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """Tiny pipelines saved as local diffusers folders, and the tiny CLIP saved as a checkpoint file.
+
+    Loaded as ``weights = "pretrained"`` and a checkpoint path as the scorer's tag, they take the quality pass's
+    real code path offline (their weights are random: the scores are test data, not quality).
+    """
+    import torch
+
+    from search_space.base_config import BaseConfig
+    from sweep.pipelines.loader import load_pipeline
+    from sweep.scoring.clip_score import ClipScorer
+
+    root = tmp_path_factory.mktemp("weights")
+    found: dict[str, str] = {}
+    for alias in ("tiny-sd-a", "tiny-sd-b"):
+        pipe = load_pipeline(BaseConfig(alias, f"builtin:{alias}", "random", "DDIMScheduler", 4, 64, 64, "float32", 1), "cpu")
+        pipe.save_pretrained(root / alias)
+        found[alias] = str(root / alias)
+    clip = ClipScorer("sweep-tiny-clip", "random", "cpu")
+    torch.save(clip._model.state_dict(), root / "tiny-clip.pt")
+    found["clip"] = str(root / "tiny-clip.pt")
+    return found
+
+
+def quality_space(weights: dict[str, str], *, prompts: int = 4, steps: str = "[6]", extra: str = "") -> str:
+    """TINY_A_SPACE with pretrained (local) weights and a checkpoint scorer: its quality pass runs."""
+    return TINY_A_SPACE.replace("num_prompts = 2", f"num_prompts = {prompts}\ntiming_prompts = 1").replace(
+        'scorer_pretrained = "random"', f'scorer_pretrained = "{weights["clip"]}"').replace(
+        "steps = [6]", f"steps = {steps}").replace(
+        "[[base]]", f'[pipelines."tiny-sd-a"]\nweights = "pretrained"\nmodel = "{weights["tiny-sd-a"]}"\n{extra}\n[[base]]')
+
+
 @pytest.fixture
 def small_space(tmp_path: Path) -> Path:
     """One base config; 5 accelerated settings, among them deepcache interval 1, which changes nothing."""

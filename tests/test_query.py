@@ -1,4 +1,4 @@
-"""Upper-bound queries on hand-written trials, against SQLite and PostgreSQL."""
+"""The upper bound as a join of speed and quality, on hand-written records, against SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
@@ -8,7 +8,9 @@ import pytest
 
 from search_space.base_config import BaseConfig
 from search_space.setting import AccelSetting
-from storage import Repository, Scope, TrialRecord
+from storage import Repository, Scope
+from storage.bounds import contenders
+from storage.measurements import SpeedResult
 from sweep.accelerators import DeepCache, ToMe
 
 NOW = datetime(2026, 1, 1, tzinfo=timezone.utc)
@@ -23,75 +25,146 @@ def _setting(interval: int | None = None, ratio: float | None = None) -> AccelSe
     return AccelSetting.of(methods)
 
 
-def _scope(repo: Repository, steps: int) -> Scope:
-    base = BaseConfig("SD1.5", "ref", "pretrained", "DDIMScheduler", steps, 512, 512, "float16", 1)
-    env = repo.ensure_environment('{"device":"gpu"}', "gpu", {"torch": "x"})
-    proto = repo.ensure_protocol("p", prompt_source="bundled", prompts=["a"], prompts_sha256="0" * 64, seed=0,
-                                 timing={"min_pairs": 6}, scorer="open_clip:ViT-g-14:laion2b_s34b_b88k", scorer_random=False)
-    return Scope(repo.ensure_base_config(base), env, proto)
+def _scope(repo: Repository, steps: int, *, device: str = "gpu", weights: str = "pretrained", scorer: str = "ViT-g-14") -> Scope:
+    base = BaseConfig("SD1.5", "ref" if weights == "pretrained" else "random", weights, "DDIMScheduler", steps, 512, 512,  # type: ignore[arg-type]
+                      "float16", 1)
+    env = repo.ensure_environment(f'{{"device":"{device}"}}', device, {"torch": "x"})
+    quality = repo.ensure_quality_protocol(f"q-{scorer}", prompt_source="bundled", prompts=["a", "b"], prompts_sha256="0" * 64,
+                                           seed=0, scorer=f"open_clip:{scorer}:laion2b_s34b_b88k")
+    timing = repo.ensure_timing_protocol("t", images=4, policy={"min_pairs": 6})
+    return repo.scope(base, env, quality, timing)
 
 
-def _trial(setting: AccelSetting, speedup: float, loss: float, status: str = "done") -> TrialRecord:
-    return TrialRecord(setting, status, "test", NOW, time=2.0 / speedup, time_spread=0.0, speedup=speedup,
-                       clip_score=30 * (1 - loss), score_loss=loss, n_images=1, patched_modules=1)
+def _speed_baseline(repo: Repository, scope: Scope, time: float = 2.0) -> None:
+    repo.measurements.save([repo.measurements.speed_baseline_row(
+        scope, time=time, time_spread=0.0, batch_seconds=[time], source="timing set", image_digests=["d"],
+        weights="random", worker="t")])
 
 
-def test_upper_bound_is_the_fastest_trial_within_the_loss(db_url: str) -> None:
+def _quality_baseline(repo: Repository, scope: Scope) -> None:
+    repo.measurements.save([repo.measurements.quality_baseline_row(scope, scores=[30.0, 30.0], image_digests=["d", "e"],
+                                                                   worker="t")])
+
+
+def _speed(repo: Repository, scope: Scope, setting: AccelSetting, speedup: float, *, half: float = 0.05,
+           status: str = "done") -> bool:
+    (ok,) = repo.measurements.save([repo.measurements.speed_trial_row(
+        scope, settings=setting.as_dict(), setting_key=setting.key, status=status, weights="random",
+        first_speedup=speedup if status == "done" else None, first_ci_half_width=half, first_source="timing set",
+        first_time=2.0 / speedup, first_baseline_time=2.0, worker="t", started_at=NOW)])
+    return ok
+
+
+def _quality(repo: Repository, scope: Scope, setting: AccelSetting, loss: float, status: str = "done") -> None:
+    repo.measurements.save([repo.measurements.quality_trial_row(
+        scope, settings=setting.as_dict(), setting_key=setting.key, status=status, score_loss=loss,
+        scores=[30 * (1 - loss)] * 2, prompts_used=2, rejected_at=0.02 if status == "rejected" else None,
+        worker="t", started_at=NOW)])
+
+
+def _precise(repo: Repository, scope: Scope, setting: AccelSetting, speedup: float, half: float = 0.01) -> None:
+    repo.measurements.save_precise(repo.measurements.precise_statement(
+        scope, setting.key, speedup=speedup, ci_half_width=half, pairs=12, time=2.0 / speedup, baseline_time=2.0,
+        time_spread=0.0, warmup_runs=2))
+
+
+def _study(repo: Repository, scope: Scope) -> None:
+    _speed_baseline(repo, scope)
+    _quality_baseline(repo, scope)
+    for setting, speedup, loss, status in (
+        (_setting(2), 1.8, 0.005, "done"),
+        (_setting(3), 2.5, 0.02, "done"),           # exactly at the threshold: eligible
+        (_setting(3, 0.5), 2.5, 0.015, "done"),     # same speed-up, less loss: preferred
+        (_setting(5), 4.0, 0.0201, "done"),         # just over the threshold
+        (_setting(6), 5.0, 0.30, "rejected"),       # stopped early: over the threshold
+    ):
+        assert _speed(repo, scope, setting, speedup)
+        _quality(repo, scope, setting, loss, status)
+    assert _speed(repo, scope, _setting(8), 9.0, status="failed")
+
+
+def test_upper_bound_is_the_fastest_setting_whose_known_loss_is_within_max_loss(db_url: str) -> None:
     repo = Repository(db_url)
     scope = _scope(repo, 50)
-    baseline = repo.save_baseline(scope, time=2.0, time_spread=0.1, clip_score=30.0, image_digests=["d"], worker="t")
-    trials = [
-        _trial(_setting(2), 1.8, 0.005),
-        _trial(_setting(3), 2.5, 0.02),          # exactly at the threshold: eligible
-        _trial(_setting(3, 0.5), 2.5, 0.015),    # same speed-up, less loss: preferred
-        _trial(_setting(5), 4.0, 0.0201),        # just over the threshold
-        _trial(_setting(8), 9.0, 0.01, status="failed"),
-    ]
-    for t in trials:
-        assert repo.save_trial(scope, t)
-    assert not repo.save_trial(scope, trials[0]), "a stored key is never stored twice"
+    _study(repo, scope)
+    assert not _speed(repo, scope, _setting(2), 1.8), "a stored key is never stored twice"
 
-    (bound,) = repo.upper_bounds(0.02)
-    assert bound.speedup == pytest.approx(2.5)
-    assert bound.score_loss == pytest.approx(0.015)
-    assert bound.settings == _setting(3, 0.5).as_dict()
-    assert bound.baseline_time == pytest.approx(2.0) and bound.time == pytest.approx(0.8)
-    assert bound.trials == 4  # done trials considered; the failed one is not
-    assert bound.quality_meaningful
+    (bound,) = repo.bounds.rows(0.02)
+    assert bound.quality_known and bound.speedup == pytest.approx(2.5)
+    assert bound.score_loss == pytest.approx(0.015) and bound.settings == _setting(3, 0.5).as_dict()
+    assert not bound.confirmed and bound.trials == 5  # usable speeds; the failed one is not
+    row = bound.as_row()
+    assert row["timing"] == "first estimate" and row["kind"] == "upper bound"
+    assert row["quality_source"]["scorer"] == "open_clip:ViT-g-14:laion2b_s34b_b88k"
 
-    (loose,) = repo.upper_bounds(0.05)
+    (loose,) = repo.bounds.rows(0.05)
     assert loose.speedup == pytest.approx(4.0)
-    (strict,) = repo.upper_bounds(0.001)
+    (strict,) = repo.bounds.rows(0.001)  # quality known and nothing within it: the baseline, said plainly
     assert (strict.speedup, strict.settings, strict.score_loss) == (1.0, {}, 0.0)
-    assert baseline.clip_score == 30.0
-    assert repo.status() == {"base_configs": 1, "baselines": 1, "trials": {"done": 4, "failed": 1}, "tasks": {}}
+    (speed_map,) = repo.bounds.rows(0.02, speed_only=True)
+    assert not speed_map.quality_known and speed_map.speedup == pytest.approx(5.0) and speed_map.score_loss is None
+    assert repo.status() == {"base_configs": 1, "speed": {"baselines": 1, "trials": {"done": 5, "failed": 1}, "precise": 0},
+                             "quality": {"baselines": 1, "trials": {"done": 4, "rejected": 1}}, "tasks": {}}
 
 
-def test_bounds_are_per_base_config(db_url: str) -> None:
+def test_without_quality_the_row_is_a_speed_map_never_a_one_x_bound(db_url: str) -> None:
     repo = Repository(db_url)
-    for steps, speedup in ((20, 1.5), (50, 3.0)):
-        scope = _scope(repo, steps)
-        repo.save_baseline(scope, time=1.0, time_spread=0.0, clip_score=30.0, image_digests=["d"], worker="t")
-        repo.save_trial(scope, _trial(_setting(2), speedup, 0.01))
-    bounds = repo.upper_bounds(0.02)
-    assert [(b.base.steps, b.speedup) for b in bounds] == [(20, 1.5), (50, 3.0)]
-    only_50 = repo.upper_bounds(0.02, [bounds[1].base.key])
-    assert [b.base.steps for b in only_50] == [50]
+    scope = _scope(repo, 20, weights="random")
+    _speed_baseline(repo, scope)
+    for setting, speedup in ((_setting(2), 1.6), (_setting(3), 2.1), (_setting(3, 0.5), 2.3)):
+        _speed(repo, scope, setting, speedup)
+    (row,) = [b.as_row() for b in repo.bounds.rows(0.02)]
+    assert (row["kind"], row["quality_known"], row["score_loss"], row["quality_source"]) == ("speed map", False, None, None)
+    assert row["speedup"] == pytest.approx(2.3) and row["settings"] == _setting(3, 0.5).as_dict()
 
 
-def test_published_bound_is_the_confirmed_value(db_url: str) -> None:
+def test_quality_from_another_machine_joins_the_speed_measured_here(db_url: str) -> None:
+    repo = Repository(db_url)
+    here = _scope(repo, 25, device="H100", weights="random")      # the target GPU: random weights, speed only
+    there = _scope(repo, 25, device="small GPU", weights="pretrained")  # where the real weights are: quality
+    assert here.speed_config_id == there.speed_config_id and here.base_config_id != there.base_config_id
+    _speed_baseline(repo, here)
+    for setting, speedup in ((_setting(2), 1.7), (_setting(3), 2.4), (_setting(5), 3.9)):
+        _speed(repo, here, setting, speedup)
+    _quality_baseline(repo, there)
+    for setting, loss in ((_setting(2), 0.004), (_setting(3), 0.012), (_setting(5), 0.05)):
+        _quality(repo, there, setting, loss)
+
+    h100 = repo.environment_ids("H100")
+    (bound,) = repo.bounds.rows(0.02, environment_ids=h100)
+    row = bound.as_row()
+    assert row["quality_known"] and row["speedup"] == pytest.approx(2.4) and row["settings"] == _setting(3).as_dict()
+    assert row["device"] == "H100" and row["quality_source"]["device"] == "small GPU"
+    assert row["speed_source"]["weights"] == "random" and row["quality_source"]["weights"] == "pretrained"
+
+
+def test_precise_timing_is_published_and_settles_the_contenders(db_url: str) -> None:
     repo = Repository(db_url)
     scope = _scope(repo, 25)
-    repo.save_baseline(scope, time=2.0, time_spread=0.0, clip_score=30.0, image_digests=["d"], worker="t")
-    for t in (_trial(_setting(5), 3.0, 0.01), _trial(_setting(3), 2.5, 0.01), _trial(_setting(2), 1.5, 0.01)):
-        repo.save_trial(scope, t)
-    top, second, _ = repo.candidates(scope, 0.02)
-    assert (top.speedup, second.speedup) == (3.0, 2.5)
-    # the leader was lucky: re-measured, it is slower than the runner-up's first measurement
-    repo.save_confirmation(top.trial_id, speedup=2.2, ci_half_width=0.02, repeats=12)
-    (bound,) = repo.upper_bounds(0.02)
-    assert (bound.speedup, bound.confirmed, bound.settings) == (2.5, False, _setting(3).as_dict())
-    repo.save_confirmation(second.trial_id, speedup=2.4, ci_half_width=0.01, repeats=9)
-    (bound,) = repo.upper_bounds(0.02)
-    assert (bound.speedup, bound.first_speedup, bound.confirmed, bound.ci_half_width) == (2.4, 2.5, True, 0.01)
-    assert [c.speedup for c in repo.candidates(scope, 0.02)] == [2.5, 3.0, 1.5]  # ranked by published value
+    _speed_baseline(repo, scope)
+    _quality_baseline(repo, scope)
+    for setting, speedup in ((_setting(5), 3.0), (_setting(3), 2.9), (_setting(2), 1.5)):
+        _speed(repo, scope, setting, speedup, half=0.05)
+        _quality(repo, scope, setting, 0.01)
+    speeds = repo.measurements.speeds(scope)
+    quality = repo.measurements.qualities(scope)
+    # 3.0 ±5% reaches down to 2.85; 2.9 ±5% reaches up to 3.05: both may be the bound, 1.5 cannot
+    assert [s.setting_key for s in contenders(speeds, quality, 0.02)] == [_setting(5).key, _setting(3).key]
+    # the leader was lucky: timed precisely, it is slower than the runner-up's first estimate
+    _precise(repo, scope, _setting(5), 2.6)
+    (bound,) = repo.bounds.rows(0.02)
+    assert (bound.speedup, bound.confirmed, bound.settings) == (2.9, False, _setting(3).as_dict())
+    _precise(repo, scope, _setting(3), 2.8)
+    (bound,) = repo.bounds.rows(0.02)
+    assert (bound.speedup, bound.confirmed, bound.as_row()["first_speedup"]) == (2.8, True, 2.9)
+    speeds = repo.measurements.speeds(scope)
+    assert [s.setting_key for s in contenders(speeds, quality, 0.02)] == [_setting(3).key]  # settled
+
+
+def test_contenders_of_a_speed_map_are_the_fastest(db_url: str) -> None:
+    results = {
+        key: SpeedResult(key, "done", None, "random", speedup, half, "timing set", 1.0, 1.0)
+        for key, speedup, half in (("a", 2.0, 0.1), ("b", 1.7, 0.1), ("c", 1.5, 0.1))
+    }
+    assert [s.setting_key for s in contenders(results, None, 0.02)] == ["a", "b"]  # 1.7 × 1.1 ≥ 2.0 × 0.9
+    assert contenders({}, None, 0.02) == []

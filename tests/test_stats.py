@@ -89,3 +89,58 @@ def test_max_pixel_difference_between_two_runs() -> None:
     assert max_pixel_difference([a, a], [b, b]) == 0
     b.putpixel((3, 1), (10, 27, 0))
     assert max_pixel_difference([a, a], [a, b]) == 30
+
+
+def test_first_estimate_is_a_ratio_of_means_with_a_drift_margin() -> None:
+    from sweep.stats import ratio_estimate
+
+    speedup, half = ratio_estimate([2.0, 2.0, 2.0], [1.0, 1.0, 1.0], margin=0.05)
+    assert speedup == 2.0 and half == pytest.approx(0.05)  # no spread: the margin alone
+    speedup, half = ratio_estimate([2.0], [0.9, 1.1], margin=0.0)
+    # the accelerated sample's relative standard error, 0.1414 / 1.0 / sqrt(2) = 0.1, times z(0.975)
+    assert speedup == pytest.approx(2.0) and half == pytest.approx(1.959964 * 0.1, rel=1e-5)
+
+
+def test_paired_loss_against_numbers_worked_by_hand() -> None:
+    from sweep.stats import paired_loss
+
+    baseline = [30.0, 32.0, 28.0, 30.0]
+    accelerated = [29.0, 31.0, 27.5, 29.5]  # differences 1, 1, 0.5, 0.5
+    est = paired_loss(baseline, accelerated)
+    assert est is not None and est.n == 4
+    assert est.loss == pytest.approx(0.75 / 30.0)  # mean difference / mean baseline
+    se = statistics.stdev([1, 1, 0.5, 0.5]) / 2 / 30.0
+    assert est.standard_error == pytest.approx(se)
+    assert est.high - est.loss == pytest.approx(3.182446 * se, rel=1e-5)  # t(0.975, 3)
+    # only the prompts used so far enter the baseline's mean
+    assert paired_loss(baseline, accelerated[:2]).loss == pytest.approx(1.0 / 31.0)  # type: ignore[union-attr]
+    assert paired_loss([0.0, 0.0], [1.0, 2.0]) is None  # the loss is undefined on a zero baseline
+
+
+def test_rejection_needs_the_whole_interval_above_the_threshold() -> None:
+    from sweep.stats import paired_loss, reject
+
+    clearly_worse = paired_loss([30.0] * 6, [25.0, 25.1, 24.9, 25.0, 25.2, 24.8])
+    assert clearly_worse is not None and reject(clearly_worse, max_loss=0.02, looks=12)
+    noisy = paired_loss([30.0] * 6, [25.0, 35.0, 20.0, 33.0, 27.0, 31.0])  # mean loss 1%, huge spread
+    assert noisy is not None and not reject(noisy, max_loss=0.0, looks=12)
+    two = paired_loss([30.0, 30.0], [20.0, 20.1])
+    assert two is not None and not reject(two, max_loss=0.02, looks=2)  # fewer than 3 prompts: never
+
+
+def test_rejection_rarely_stops_a_setting_within_the_threshold() -> None:
+    """A setting exactly at the threshold, noisy scores, 12 looks: stopped in at most 5% of runs."""
+    from sweep.stats import paired_loss, reject
+
+    rng = random.Random(7)
+    rejected = 0
+    runs = 400
+    for _ in range(runs):
+        baseline = [rng.gauss(30, 3) for _ in range(24)]
+        accelerated = [b * (1 - 0.02) + rng.gauss(0, 1.0) for b in baseline]
+        for n in range(2, 24, 2):
+            est = paired_loss(baseline, accelerated[:n])
+            if est is not None and reject(est, 0.02, looks=12):
+                rejected += 1
+                break
+    assert rejected / runs <= 0.05

@@ -6,9 +6,9 @@ One loaded pipeline serves every trial, so ``apply`` must return a handle whose 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from search_space.setting import ParamValue
 
@@ -66,9 +66,13 @@ class ParamSpec:
 
 
 class AppliedAccelerator(ABC):
-    """What ``apply`` returns: how many modules it patched, and how to undo it."""
+    """What ``apply`` returns: how many modules it patched, the call that generates if the method has its own,
+    and how to undo it."""
 
     patched: int
+    generate: Callable[..., Any] | None = None
+    """Called instead of the pipeline's ``__call__`` (same arguments) while applied, for methods that generate
+    through their own entry point; None for methods that patch modules only."""
 
     @abstractmethod
     def remove(self) -> None: ...

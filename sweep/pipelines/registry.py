@@ -23,6 +23,8 @@ class PipelineInfo:
     resolution: tuple[int, int] = (512, 512)
     """Native (height, width): the default when a space gives no resolutions."""
     weights: tuple[str, ...] = ("pretrained", "random")
+    """The first is the default. Tiny aliases default to random; "pretrained" then needs ``model``, a local folder
+    (tests save a tiny pipeline with ``save_pretrained`` to exercise the quality pass offline)."""
     description: str = ""
 
     @property
@@ -54,11 +56,11 @@ PIPELINES: dict[str, PipelineInfo] = {
             "pixart-sigma", (1024, 1024), description="PixArt-Σ XL-2 1024: 611M DiT, T5-XXL text encoder, SDXL VAE",
         ),
         PipelineInfo(
-            "tiny-sd-a", "StableDiffusionPipeline", "builtin:tiny-sd-a", "unet", "tiny-sd-a", (64, 64), ("random",),
+            "tiny-sd-a", "StableDiffusionPipeline", "builtin:tiny-sd-a", "unet", "tiny-sd-a", (64, 64), ("random", "pretrained"),
             "2-level SD-style UNet, 64×64 images, attention at full resolution (tests and demos)",
         ),
         PipelineInfo(
-            "tiny-sd-b", "StableDiffusionPipeline", "builtin:tiny-sd-b", "unet", "tiny-sd-b", (64, 64), ("random",),
+            "tiny-sd-b", "StableDiffusionPipeline", "builtin:tiny-sd-b", "unet", "tiny-sd-b", (64, 64), ("random", "pretrained"),
             "3-level SD-style UNet, 2 layers per block, attention at two resolutions (tests and demos)",
         ),
     )

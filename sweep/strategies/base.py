@@ -27,8 +27,11 @@ class Outcome:
     stored: bool = False
     """True when it was read back instead of measured by this run."""
 
-    def feasible(self, max_loss: float) -> bool:
-        return self.status == "done" and self.score_loss is not None and self.score_loss <= max_loss and self.speedup is not None
+    def feasible(self, max_loss: float, quality_known: bool = True) -> bool:
+        """Done, with a loss within ``max_loss``; where quality is not measured (speed only), done is enough."""
+        if self.status != "done" or self.speedup is None:
+            return False
+        return not quality_known or (self.score_loss is not None and self.score_loss <= max_loss)
 
 
 @dataclass(frozen=True)
@@ -39,6 +42,12 @@ class Problem:
     settings: tuple[AccelSetting, ...]
     max_loss: float
     seed: int = 0
+    quality_known: bool = True
+    """False for a speed-only search (random weights): then every measured setting counts as feasible and the
+    search looks for the fastest."""
+
+    def feasible(self, outcome: Outcome) -> bool:
+        return outcome.feasible(self.max_loss, self.quality_known)
 
 
 class BudgetExhausted(Exception):
@@ -103,7 +112,7 @@ class Evaluations:
 
     def best(self) -> Outcome | None:
         """The fastest feasible outcome so far (ties: the smaller loss)."""
-        feasible = [o for o in self.order if o.feasible(self.problem.max_loss)]
+        feasible = [o for o in self.order if self.problem.feasible(o)]
         return max(feasible, key=lambda o: (o.speedup, -(o.score_loss or 0.0)), default=None)
 
 
@@ -136,6 +145,8 @@ class Strategy(ABC):
 def fmt_outcome(o: Outcome, max_loss: float) -> str:
     if o.status != "done" or o.speedup is None:
         return f"{o.setting.describe()}: failed"
+    if o.score_loss is None:
+        return f"{o.setting.describe()}: {o.speedup:.2f}x, quality unknown"
     mark = "ok" if o.feasible(max_loss) else "over"
-    loss = "n/a" if o.score_loss is None else f"{100 * o.score_loss:.2f}%"
+    loss = f"{100 * o.score_loss:.2f}%"
     return f"{o.setting.describe()}: {o.speedup:.2f}x, loss {loss} ({mark})"

@@ -35,29 +35,29 @@ class Frontier(Strategy):
 
     # -- knowledge -------------------------------------------------------------------------------------
 
-    def _passes(self, o: Outcome, max_loss: float) -> bool:
+    def _passes(self, o: Outcome, evals: Evaluations) -> bool:
         """For navigation, a failed trial (applied but changed nothing) counts as within the threshold."""
-        return o.feasible(max_loss) or o.status == "failed"
+        return evals.problem.feasible(o) or o.status == "failed"
 
     def _implied(self, evals: Evaluations, setting: AccelSetting) -> bool | None:
         t = evals.problem.max_loss
         for o in evals.order:
             if o.status != "done":
                 continue
-            if o.feasible(t) and leq(setting, o.setting):
+            if evals.problem.feasible(o) and leq(setting, o.setting):
                 return True
-            if not o.feasible(t) and leq(o.setting, setting):
+            if not evals.problem.feasible(o) and leq(o.setting, setting):
                 return False
         return None
 
     def _judge(self, evals: Evaluations, setting: AccelSetting) -> bool:
         known = evals.known(setting)
         if known is not None:
-            return self._passes(known, evals.problem.max_loss)
+            return self._passes(known, evals)
         implied = self._implied(evals, setting)
         if implied is not None:
             return implied
-        return self._passes(evals(setting), evals.problem.max_loss)
+        return self._passes(evals(setting), evals)
 
     # -- phase 1: one line -----------------------------------------------------------------------------
 
@@ -85,7 +85,7 @@ class Frontier(Strategy):
                 if probe > len(levels):
                     break
                 outcome = evals(self._line_setting(line, levels[probe - 1]))
-                if self._passes(outcome, t):
+                if self._passes(outcome, evals):
                     notes.append(f"probe {line.values()[levels[probe - 1] - 1]} past the boundary passed "
                                  f"({fmt_outcome(outcome, t)}): not monotone here, searching above it")
                     lo, hi, reopened = probe, len(levels) + 1, True
@@ -144,7 +144,7 @@ class Frontier(Strategy):
                 against_order += self._implied(evals, s) is False
                 tried += 1
                 o = evals(s)
-                if o.feasible(t) and o.speedup is not None and o.speedup > (best.speedup or 0.0):
+                if evals.problem.feasible(o) and o.speedup is not None and o.speedup > (best.speedup or 0.0):
                     moved = o
                     break
             if moved is None:
@@ -175,7 +175,7 @@ class Frontier(Strategy):
         # most promising pair is always walked.
         def line_best(line: Line) -> float:
             speeds = [o.speedup for lv in range(1, bounds[line] + 1)
-                      if (o := evals.known(self._line_setting(line, lv))) is not None and o.feasible(t) and o.speedup]
+                      if (o := evals.known(self._line_setting(line, lv))) is not None and evals.problem.feasible(o) and o.speedup]
             return max(speeds + [1.0])  # an accelerator slower alone may still help in a combination
 
         t = evals.problem.max_loss

@@ -20,7 +20,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 from search_space.setting import AccelSetting, ParamValue
-from sweep.strategies.base import Evaluations, Outcome, Strategy, fmt_outcome
+from sweep.strategies.base import Evaluations, Outcome, Problem, Strategy, fmt_outcome
 
 if TYPE_CHECKING:
     import optuna
@@ -114,16 +114,19 @@ class OptunaSearch(Strategy):
         return study
 
     @staticmethod
-    def _tell(study: optuna.Study, trial: optuna.Trial, outcome: Outcome, max_loss: float) -> None:
+    def _tell(study: optuna.Study, trial: optuna.Trial, outcome: Outcome, problem: Problem) -> None:
         from optuna.trial import TrialState
 
         trial.set_user_attr("setting_key", outcome.setting.key)
         trial.set_user_attr("setting", outcome.setting.describe())
         trial.set_user_attr("stored", outcome.stored)
         if outcome.status == "done" and outcome.speedup is not None:
-            loss = outcome.score_loss if outcome.score_loss is not None else 1.0
-            trial.set_user_attr("score_loss", loss)
-            trial.set_constraint("score_loss", loss - max_loss)  # feasible when ≤ 0
+            if problem.quality_known:
+                loss = outcome.score_loss if outcome.score_loss is not None else 1.0
+                trial.set_user_attr("score_loss", loss)
+                trial.set_constraint("score_loss", loss - problem.max_loss)  # feasible when ≤ 0
+            else:  # speed only: every measured setting is feasible, the search looks for the fastest
+                trial.set_constraint("score_loss", 0.0)
             study.tell(trial, outcome.speedup)
         else:
             trial.set_user_attr("failed", True)
@@ -137,7 +140,7 @@ class OptunaSearch(Strategy):
         except BaseException:
             study.tell(trial, state=TrialState.FAIL)  # budget reached or interrupted: no dangling RUNNING trial
             raise
-        self._tell(study, trial, outcome, evals.problem.max_loss)
+        self._tell(study, trial, outcome, evals.problem)
 
     def run(self, evals: Evaluations) -> str:
         from optuna.trial import TrialState

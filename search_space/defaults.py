@@ -1,0 +1,32 @@
+"""Every protocol default, defined once: the space parser, the timing policy, the CLI and the README's numbers
+(checked by a test) all read them from here."""
+
+from __future__ import annotations
+
+MAX_LOSS = 0.02
+"""Largest accepted relative CLIP-score loss of an upper bound."""
+CONFIDENCE = 0.95
+"""Confidence level of every interval sweep reports, and of sequential rejection."""
+
+NUM_PROMPTS = 8
+"""Prompts of the quality pass."""
+TIMING_PROMPTS = 4
+"""Prompts of the timing set: the paired A/B timing runs on these only (a prompt's text does not change the work)."""
+SEED = 0
+PROMPTS = "bundled"
+SCORER = "ViT-g-14"
+SCORER_PRETRAINED = "laion2b_s34b_b88k"
+
+WARMUP_TOLERANCE = 0.05
+"""Warm-up ends when two successive runs differ by at most this fraction..."""
+WARMUP_CAP = 8
+"""... or after this many runs."""
+MIN_PAIRS = 6
+"""Fewest A/B pairs of a precise timing; at least one pass over the timing set is made regardless."""
+MAX_PAIRS = 40
+TARGET_HALF_WIDTH = 0.03
+"""Precise timing repeats until the speed-up's 95% CI half-width is at most this fraction of it."""
+FIRST_ESTIMATE_MARGIN = 0.05
+"""Added to a first estimate's half-width: a first estimate compares runs minutes apart, and the clock drifts."""
+CONFIRM_TOP = 3
+"""Contenders timed precisely per round before an upper bound is published."""

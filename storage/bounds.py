@@ -1,0 +1,250 @@
+"""The upper bound as a join: speed from one (speed config, environment, timing protocol), quality from any
+(base config, quality protocol) of the same speed config, wherever each was measured.
+
+Per speed scope and quality source, the bound is the fastest setting whose known score loss is within
+max-loss (its precise timing where one exists, else its first estimate, labelled so). A speed scope with no
+quality from anywhere gives a **speed map** row instead: the fastest setting, quality unknown, never the
+baseline passed off as a 1.00x bound.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass
+
+from sqlalchemy import select
+
+from search_space.base_config import BaseConfig, SpeedConfig
+from storage.database import Database, base_from_row
+from storage.measurements import QualityResult, SpeedResult, _quality_result, _speed_result
+from storage.models import (
+    BaseConfigRow,
+    QualityBaselineRow,
+    QualityTrialRow,
+    SpeedBaselineRow,
+    SpeedConfigRow,
+    SpeedTrialRow,
+)
+
+
+def candidates(speeds: Mapping[str, SpeedResult], quality: Mapping[str, QualityResult] | None, max_loss: float) -> list[SpeedResult]:
+    """Settings that may be the bound, fastest first: a usable speed and, unless quality is unknown everywhere
+    (``None``), a known score loss within ``max_loss``."""
+    usable = [s for s in speeds.values() if s.usable and (quality is None or (
+        s.setting_key in quality and quality[s.setting_key].feasible(max_loss)))]
+    return sorted(usable, key=lambda s: (-(s.published or 0.0), quality[s.setting_key].score_loss if quality else 0.0, s.setting_key))  # type: ignore[operator]
+
+
+def contenders(speeds: Mapping[str, SpeedResult], quality: Mapping[str, QualityResult] | None, max_loss: float) -> list[SpeedResult]:
+    """Candidates that can still be the bound: the leader, and every candidate whose interval reaches the leader's.
+
+    Precise timing is spent on these only; once the leader is precise and no first estimate's interval reaches
+    its own, the bound is settled.
+    """
+    ranked = candidates(speeds, quality, max_loss)
+    if not ranked:
+        return []
+    leader = ranked[0]
+    floor = (leader.published or 0.0) * (1 - leader.published_half_width)
+    return [s for s in ranked if (s.published or 0.0) * (1 + s.published_half_width) >= floor]
+
+
+@dataclass(frozen=True)
+class QualitySource:
+    base_config_id: int
+    quality_protocol_id: int
+    base: BaseConfig
+    scorer: str
+    prompt_source: str
+    prompt_count: int
+    device: str
+    """Where its images were generated (quality does not depend on the machine)."""
+    repeat_max_pixel_diff: int | None
+
+    def describe(self) -> str:
+        return f"{self.scorer} on {self.prompt_count} {self.prompt_source} prompts ({self.base.model}; from {self.device})"
+
+
+@dataclass(frozen=True)
+class Bound:
+    """One row of the join: a speed scope with one quality source (or none: a speed map row)."""
+
+    speed_config: SpeedConfig
+    speed_config_id: int
+    environment_id: int
+    timing_protocol_id: int
+    device: str
+    speed_weights: str
+    quality: QualitySource | None
+    max_loss: float
+    best: SpeedResult | None
+    best_quality: QualityResult | None
+    baseline_time: float
+    trials: int
+    repeat_max_pixel_diff: int | None
+
+    @property
+    def quality_known(self) -> bool:
+        return self.quality is not None
+
+    @property
+    def speedup(self) -> float | None:
+        """The bound: the best setting's published speed-up; 1.0 when quality is known and nothing is within
+        max-loss; None for a speed map with nothing measured."""
+        if self.best is not None:
+            return self.best.published
+        return 1.0 if self.quality_known else None
+
+    @property
+    def confirmed(self) -> bool:
+        return self.best is not None and self.best.precise
+
+    @property
+    def settings(self) -> dict[str, dict[str, object]]:
+        return json.loads(self.best.setting_key) if self.best else {}
+
+    @property
+    def score_loss(self) -> float | None:
+        if not self.quality_known:
+            return None
+        return self.best_quality.score_loss if self.best_quality else 0.0
+
+    def as_row(self) -> dict[str, object]:
+        best, q = self.best, self.quality
+        diff = self.repeat_max_pixel_diff if q is None else q.repeat_max_pixel_diff
+        return {
+            "pipeline": self.speed_config.pipeline, "scheduler": self.speed_config.scheduler,
+            "steps": self.speed_config.steps, "height": self.speed_config.height, "width": self.speed_config.width,
+            "dtype": self.speed_config.dtype, "batch_size": self.speed_config.batch_size,
+            "device": self.device, "environment_id": self.environment_id,
+            "quality_known": self.quality_known,
+            "kind": "upper bound" if self.quality_known else "speed map",
+            "speed_source": {"device": self.device, "weights": self.speed_weights,
+                             "timing": None if best is None else ("precise" if best.precise else "first estimate")},
+            "quality_source": None if q is None else {
+                "model": q.base.model, "weights": q.base.weights, "scorer": q.scorer, "prompts": q.prompt_source,
+                "prompt_count": q.prompt_count, "device": q.device},
+            "max_loss": self.max_loss,
+            "speedup": self.speedup,
+            "first_speedup": best.first_speedup if best else None,
+            "confirmed": self.confirmed,
+            "timing": None if best is None else ("precise" if best.precise else "first estimate"),
+            "ci_half_width": best.published_half_width if best else None,
+            "score_loss": self.score_loss,
+            "score_loss_ci": None if self.best_quality is None or self.best_quality.loss_low is None else
+            [self.best_quality.loss_low, self.best_quality.loss_high],
+            "time": best.published_time if best else self.baseline_time,
+            "baseline_time": best.published_baseline_time if best and best.published_baseline_time else self.baseline_time,
+            "settings": self.settings,
+            "trials": self.trials,
+            "deterministic": None if diff is None else diff == 0,
+            "repeat_max_pixel_diff": diff,
+        }
+
+
+class Bounds:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    def rows(
+        self, max_loss: float, *, environment_ids: Collection[int] | None = None,
+        speed_config_ids: Collection[int] | None = None, speed_only: bool = False,
+    ) -> list[Bound]:
+        """Every (speed scope × quality source) bound, or the speed map where no quality is known.
+
+        ``speed_only`` gives every speed scope's speed map, whatever quality exists.
+        """
+        with self.db.session() as s:
+            query = select(SpeedBaselineRow)
+            if environment_ids is not None:
+                query = query.where(SpeedBaselineRow.environment_id.in_(list(environment_ids)))
+            if speed_config_ids is not None:
+                query = query.where(SpeedBaselineRow.speed_config_id.in_(list(speed_config_ids)))
+            baselines = s.scalars(query).all()
+            configs = {c.id: c for c in s.scalars(select(SpeedConfigRow))}
+            speeds: dict[tuple[int, int, int], dict[str, SpeedResult]] = defaultdict(dict)
+            for t in s.scalars(select(SpeedTrialRow)):
+                speeds[(t.speed_config_id, t.environment_id, t.timing_protocol_id)][t.setting_key] = _speed_result(t)
+            sources: dict[int, list[QualitySource]] = defaultdict(list)
+            if not speed_only:
+                for qb in s.scalars(select(QualityBaselineRow).order_by(QualityBaselineRow.id)):
+                    base = qb.base_config
+                    proto = qb.quality_protocol
+                    sources[base.speed_config_id].append(QualitySource(
+                        qb.base_config_id, qb.quality_protocol_id, base_from_row(base), proto.scorer, proto.prompt_source,
+                        proto.prompt_count, qb.environment.device, qb.repeat_max_pixel_diff))
+            qualities: dict[tuple[int, int], dict[str, QualityResult]] = defaultdict(dict)
+            for q in s.scalars(select(QualityTrialRow)):
+                qualities[(q.base_config_id, q.quality_protocol_id)][q.setting_key] = _quality_result(q)
+            out: list[Bound] = []
+            for b in baselines:
+                scope_speeds = speeds[(b.speed_config_id, b.environment_id, b.timing_protocol_id)]
+                c = configs[b.speed_config_id]
+                speed = SpeedConfig(c.pipeline, c.scheduler, c.steps, c.height, c.width, c.dtype, c.batch_size)
+                common = dict(speed_config=speed, speed_config_id=c.id, environment_id=b.environment_id,
+                              timing_protocol_id=b.timing_protocol_id, device=b.environment.device,
+                              speed_weights=b.weights, max_loss=max_loss, baseline_time=b.time,
+                              trials=sum(1 for r in scope_speeds.values() if r.usable),
+                              repeat_max_pixel_diff=b.repeat_max_pixel_diff)
+                for source in sources.get(c.id) or [None]:
+                    quality = None if source is None else qualities[(source.base_config_id, source.quality_protocol_id)]
+                    ranked = candidates(scope_speeds, quality, max_loss)
+                    best = ranked[0] if ranked else None
+                    out.append(Bound(quality=source, best=best,
+                                     best_quality=quality.get(best.setting_key) if quality and best else None,
+                                     **common))  # type: ignore[arg-type]
+        out.sort(key=lambda r: (r.speed_config.pipeline, r.speed_config.scheduler, r.speed_config.steps,
+                                r.speed_config.key, r.device, r.environment_id, r.timing_protocol_id,
+                                r.quality.base_config_id if r.quality else 0, r.quality.quality_protocol_id if r.quality else 0))
+        return out
+
+    def speeds(self, bound: Bound) -> dict[str, SpeedResult]:
+        with self.db.session() as s:
+            rows = s.scalars(select(SpeedTrialRow).where(
+                SpeedTrialRow.speed_config_id == bound.speed_config_id, SpeedTrialRow.environment_id == bound.environment_id,
+                SpeedTrialRow.timing_protocol_id == bound.timing_protocol_id))
+            return {r.setting_key: _speed_result(r) for r in rows}
+
+    def qualities(self, bound: Bound) -> dict[str, QualityResult] | None:
+        if bound.quality is None:
+            return None
+        with self.db.session() as s:
+            rows = s.scalars(select(QualityTrialRow).where(
+                QualityTrialRow.base_config_id == bound.quality.base_config_id,
+                QualityTrialRow.quality_protocol_id == bound.quality.quality_protocol_id))
+            return {r.setting_key: _quality_result(r) for r in rows}
+
+    def reaching(self, bound: Bound, target: float) -> tuple[SpeedResult, QualityResult] | None:
+        """The setting with the least score loss among those within max-loss whose speed-up reaches ``target``."""
+        quality = self.qualities(bound)
+        if quality is None:
+            return None
+        hits = [s for s in candidates(self.speeds(bound), quality, bound.max_loss) if (s.published or 0.0) >= target]
+        if not hits:
+            return None
+        best = min(hits, key=lambda s: (quality[s.setting_key].score_loss, -(s.published or 0.0)))  # type: ignore[arg-type,return-value]
+        return best, quality[best.setting_key]
+
+    def by_target(self, target: float, max_loss: float, environment_ids: Collection[int] | None = None) -> list[dict[str, object]]:
+        """Per bound with known quality: the least-loss setting reaching ``target``, or the best there is."""
+        rows = []
+        for bound in self.rows(max_loss, environment_ids=environment_ids):
+            if not bound.quality_known:
+                continue
+            row = {**bound.as_row(), "target": target}
+            hit = self.reaching(bound, target)
+            row["reachable"] = hit is not None
+            if hit is not None:
+                speed, quality = hit
+                row.update(speedup=speed.published, score_loss=quality.score_loss, time=speed.published_time,
+                           settings=json.loads(speed.setting_key), confirmed=speed.precise,
+                           timing="precise" if speed.precise else "first estimate")
+            rows.append(row)
+        return rows
+
+
+def bases_of_speed_config(db: Database, speed_config_id: int) -> list[BaseConfig]:
+    with db.session() as s:
+        return [base_from_row(r) for r in s.scalars(select(BaseConfigRow).where(BaseConfigRow.speed_config_id == speed_config_id))]

@@ -1,0 +1,231 @@
+"""Speed and quality records: what was measured, read back as frozen records, written as bundles of rows.
+
+A bundle (the rows one measurement produced) is written in one transaction; a row whose key another process
+stored first is skipped, so that result stands and nothing is stored twice.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+from sqlalchemy import Delete, Update, delete, select, update
+
+from storage.database import Database, Scope
+from storage.models import (
+    Base,
+    BaseConfigRow,
+    QualityBaselineRow,
+    QualityTrialRow,
+    SpeedBaselineRow,
+    SpeedTrialRow,
+)
+
+
+@dataclass(frozen=True)
+class SpeedBaseline:
+    time: float
+    time_spread: float
+    batch_seconds: tuple[float, ...]
+    image_digests: tuple[str, ...]
+    source: str
+    repeat_max_pixel_diff: int | None
+
+
+@dataclass(frozen=True)
+class SpeedResult:
+    """One setting's stored speed: its first estimate and, once it could be the bound, a precise timing."""
+
+    setting_key: str
+    status: str
+    reason: str | None
+    weights: str
+    first_speedup: float | None
+    first_ci_half_width: float | None
+    first_source: str | None
+    first_time: float | None
+    first_baseline_time: float | None
+    speedup: float | None = None
+    ci_half_width: float | None = None
+    pairs: int | None = None
+    time: float | None = None
+    baseline_time: float | None = None
+
+    @property
+    def precise(self) -> bool:
+        return self.speedup is not None
+
+    @property
+    def published(self) -> float | None:
+        """The precise speed-up where one exists, else the first estimate."""
+        return self.speedup if self.speedup is not None else self.first_speedup
+
+    @property
+    def published_half_width(self) -> float:
+        width = self.ci_half_width if self.precise else self.first_ci_half_width
+        return width or 0.0
+
+    @property
+    def published_time(self) -> float | None:
+        return self.time if self.precise and self.time is not None else self.first_time
+
+    @property
+    def published_baseline_time(self) -> float | None:
+        return self.baseline_time if self.precise and self.baseline_time is not None else self.first_baseline_time
+
+    @property
+    def usable(self) -> bool:
+        return self.status == "done" and self.published is not None
+
+
+@dataclass(frozen=True)
+class QualityBaseline:
+    scores: tuple[float, ...] | None
+    clip_score: float | None
+    image_digests: tuple[str, ...]
+    environment_id: int
+    repeat_max_pixel_diff: int | None
+
+
+@dataclass(frozen=True)
+class QualityResult:
+    setting_key: str
+    status: str
+    """``done``, ``rejected`` (stopped early, above its threshold with 95% confidence) or ``failed``."""
+    reason: str | None
+    score_loss: float | None
+    loss_low: float | None
+    loss_high: float | None
+    prompts_used: int | None
+    rejected_at: float | None = None
+    environment_id: int | None = None
+
+    def feasible(self, max_loss: float) -> bool:
+        return self.status == "done" and self.score_loss is not None and self.score_loss <= max_loss
+
+
+def _speed_result(r: SpeedTrialRow) -> SpeedResult:
+    return SpeedResult(r.setting_key, r.status, r.reason, r.weights, r.first_speedup, r.first_ci_half_width,
+                       r.first_source, r.first_time, r.first_baseline_time, r.speedup, r.ci_half_width, r.pairs,
+                       r.time, r.baseline_time)
+
+
+def _quality_result(r: QualityTrialRow) -> QualityResult:
+    return QualityResult(r.setting_key, r.status, r.reason, r.score_loss, r.loss_low, r.loss_high, r.prompts_used,
+                         r.rejected_at, r.environment_id)
+
+
+class Measurements:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    # -- reads --------------------------------------------------------------------------------------------
+
+    def speed_baseline(self, scope: Scope) -> SpeedBaseline | None:
+        with self.db.session() as s:
+            r = s.scalar(select(SpeedBaselineRow).where(*scope.speed_filter(SpeedBaselineRow)))
+            if r is None:
+                return None
+            return SpeedBaseline(r.time, r.time_spread, tuple(r.batch_seconds), tuple(r.image_digests), r.source,
+                                 r.repeat_max_pixel_diff)
+
+    def speeds(self, scope: Scope) -> dict[str, SpeedResult]:
+        with self.db.session() as s:
+            return {r.setting_key: _speed_result(r) for r in s.scalars(select(SpeedTrialRow).where(*scope.speed_filter(SpeedTrialRow)))}
+
+    def quality_baseline(self, scope: Scope) -> QualityBaseline | None:
+        with self.db.session() as s:
+            r = s.scalar(select(QualityBaselineRow).where(*scope.quality_filter(QualityBaselineRow)))
+            if r is None:
+                return None
+            return QualityBaseline(tuple(r.scores) if r.scores is not None else None, r.clip_score,
+                                   tuple(r.image_digests), r.environment_id, r.repeat_max_pixel_diff)
+
+    def qualities(self, scope: Scope) -> dict[str, QualityResult]:
+        return self.qualities_of(scope.base_config_id, scope.quality_protocol_id)
+
+    def qualities_of(self, base_config_id: int, quality_protocol_id: int) -> dict[str, QualityResult]:
+        with self.db.session() as s:
+            rows = s.scalars(select(QualityTrialRow).where(QualityTrialRow.base_config_id == base_config_id,
+                                                           QualityTrialRow.quality_protocol_id == quality_protocol_id))
+            return {r.setting_key: _quality_result(r) for r in rows}
+
+    def quality_sources(self, speed_config_id: int) -> list[tuple[int, int]]:
+        """(base config, quality protocol) pairs with a quality baseline whose base config has this speed config."""
+        with self.db.session() as s:
+            rows = s.execute(
+                select(QualityBaselineRow.base_config_id, QualityBaselineRow.quality_protocol_id)
+                .join(BaseConfigRow, BaseConfigRow.id == QualityBaselineRow.base_config_id)
+                .where(BaseConfigRow.speed_config_id == speed_config_id)
+                .order_by(QualityBaselineRow.id)
+            ).all()
+        return [(b, q) for b, q in rows]
+
+    # -- rows (a bundle is written by save(), or inside a queue task's completing transaction) --------------
+
+    @staticmethod
+    def speed_baseline_row(
+        scope: Scope, *, time: float, time_spread: float, batch_seconds: Sequence[float], source: str,
+        image_digests: Sequence[str], weights: str, worker: str, warmup_runs: int = 0,
+        repeat_max_pixel_diff: int | None = None,
+    ) -> SpeedBaselineRow:
+        return SpeedBaselineRow(
+            speed_config_id=scope.speed_config_id, environment_id=scope.environment_id,
+            timing_protocol_id=scope.timing_protocol_id, time=time, time_spread=time_spread,
+            batch_seconds=list(batch_seconds), source=source, image_digests=list(image_digests), weights=weights,
+            worker=worker, warmup_runs=warmup_runs, repeat_max_pixel_diff=repeat_max_pixel_diff,
+        )
+
+    @staticmethod
+    def speed_trial_row(scope: Scope, *, settings: dict[str, dict[str, object]], setting_key: str, **fields: object) -> SpeedTrialRow:
+        return SpeedTrialRow(
+            speed_config_id=scope.speed_config_id, environment_id=scope.environment_id,
+            timing_protocol_id=scope.timing_protocol_id, setting_key=setting_key, settings=settings, **fields,
+        )
+
+    @staticmethod
+    def quality_baseline_row(
+        scope: Scope, *, scores: Sequence[float] | None, image_digests: Sequence[str], worker: str,
+        repeat_max_pixel_diff: int | None = None,
+    ) -> QualityBaselineRow:
+        return QualityBaselineRow(
+            base_config_id=scope.base_config_id, quality_protocol_id=scope.quality_protocol_id,
+            scores=list(scores) if scores is not None else None,
+            clip_score=sum(scores) / len(scores) if scores else None, image_digests=list(image_digests),
+            repeat_max_pixel_diff=repeat_max_pixel_diff, environment_id=scope.environment_id, worker=worker,
+        )
+
+    @staticmethod
+    def quality_trial_row(scope: Scope, *, settings: dict[str, dict[str, object]], setting_key: str, **fields: object) -> QualityTrialRow:
+        return QualityTrialRow(
+            base_config_id=scope.base_config_id, quality_protocol_id=scope.quality_protocol_id,
+            environment_id=scope.environment_id, setting_key=setting_key, settings=settings, **fields,
+        )
+
+    def save(self, rows: Sequence[Base]) -> list[bool]:
+        """Write one measurement's rows in one transaction; False for a row whose key was stored already."""
+        if not rows:
+            return []
+        with self.db.session() as s:
+            return self.db.insert_ignore(s, rows)
+
+    @staticmethod
+    def precise_statement(
+        scope: Scope, setting_key: str, *, speedup: float, ci_half_width: float, pairs: int, time: float,
+        baseline_time: float, time_spread: float, warmup_runs: int,
+    ) -> Update:
+        """The update that records a precise timing on the setting's speed record."""
+        return (update(SpeedTrialRow).where(*scope.speed_filter(SpeedTrialRow), SpeedTrialRow.setting_key == setting_key)
+                .values(speedup=speedup, ci_half_width=ci_half_width, pairs=pairs, time=time, baseline_time=baseline_time,
+                        time_spread=time_spread, warmup_runs=warmup_runs, precise_at=datetime.now(timezone.utc)))
+
+    def save_precise(self, statement: Update) -> None:
+        with self.db.session() as s:
+            s.execute(statement)
+
+    @staticmethod
+    def replace_quality_statement(scope: Scope, setting_key: str) -> Delete:
+        """Deletes a setting's quality record so that a fuller pass can take its place (a rejection against a
+        stricter threshold says nothing about a looser one)."""
+        return delete(QualityTrialRow).where(*scope.quality_filter(QualityTrialRow), QualityTrialRow.setting_key == setting_key)

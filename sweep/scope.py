@@ -1,0 +1,250 @@
+"""One base configuration measured in one environment: what is stored, what is missing, and the rows that
+measuring the missing part produces.
+
+Quality is measured where it means something (pretrained weights and a real scorer); speed is always
+measured. Measuring returns rows instead of writing them, so a single process writes each bundle in its own
+transaction and a queue worker writes it in the transaction that completes its task.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING
+
+from search_space.base_config import BaseConfig
+from search_space.setting import AccelSetting
+from storage import Repository, Scope
+from storage.bounds import contenders
+from storage.measurements import QualityResult
+from storage.models import Base
+from sweep.accelerators import AppliedSetting
+from sweep.errors import AcceleratorError
+from sweep.measure import Batch, Generator, batches
+from sweep.protocol import Protocol
+from sweep.quality_pass import CHANGED_NOTHING, quality_baseline, quality_pass
+from sweep.scoring.base import Scorer
+from sweep.speed_pass import first_estimate, precise, speed_baseline, timing_set_pass
+
+if TYPE_CHECKING:
+    from PIL.Image import Image
+    from sqlalchemy import Update
+
+log = logging.getLogger(__name__)
+
+Rows = list[Base]
+
+
+def weights_of(base: BaseConfig) -> str:
+    return "random" if base.weights == "random" else base.model
+
+
+class ScopeRun:
+    """The two passes over one scope. ``load`` builds the generator and ``scorer`` the scorer, each only when
+    something must be measured."""
+
+    def __init__(
+        self, repo: Repository, scope: Scope, base: BaseConfig, protocol: Protocol, *, measure_quality: bool,
+        worker: str, load: Callable[[], Generator], scorer: Callable[[], Scorer],
+    ) -> None:
+        self.repo = repo
+        self.scope = scope
+        self.base = base
+        self.protocol = protocol
+        self.measure_quality = measure_quality
+        self.worker = worker
+        self._load = load
+        self._scorer = scorer
+        self.baseline_images: list[Image] | None = None
+        """The quality baseline's images, when this process generated them (for the image deviation)."""
+        self.refresh()
+
+    # -- state --------------------------------------------------------------------------------------------
+
+    def refresh(self) -> None:
+        m = self.repo.measurements
+        self.speed_base = m.speed_baseline(self.scope)
+        self.quality_base = m.quality_baseline(self.scope) if self.measure_quality else None
+        self.speeds = m.speeds(self.scope)
+        self.qualities = m.qualities(self.scope) if self.measure_quality else {}
+
+    @property
+    def quality_work(self) -> list[Batch]:
+        q = self.protocol.quality
+        return batches(q.prompts, q.seeds, self.base.batch_size)
+
+    @property
+    def timing_set(self) -> list[Batch]:
+        return batches(self.protocol.timing_prompts, self.protocol.timing_seeds, self.base.batch_size)
+
+    def baselines_stored(self) -> bool:
+        return self.speed_base is not None and (not self.measure_quality or self.quality_base is not None)
+
+    def _quality_missing(self, setting: AccelSetting, max_loss: float) -> bool:
+        if not self.measure_quality:
+            return False
+        stored = self.qualities.get(setting.key)
+        # a rejection against a stricter threshold says nothing about a looser one: measure it fully then
+        return stored is None or (stored.status == "rejected" and (stored.rejected_at or 0.0) < max_loss)
+
+    def stored(self, setting: AccelSetting, max_loss: float) -> bool:
+        return setting.key in self.speeds and not self._quality_missing(setting, max_loss)
+
+    def quality_of(self, setting: AccelSetting) -> QualityResult | None:
+        return self.qualities.get(setting.key)
+
+    # -- baselines ----------------------------------------------------------------------------------------
+
+    def baseline_rows(self) -> Rows:
+        """Measure whichever baselines are missing: the quality baseline (its timed batches then serve as the
+        speed baseline) and the speed baseline (from the timing set, if not from a quality pass here)."""
+        rows: Rows = []
+        m = self.repo.measurements
+        if self.baselines_stored():
+            return rows
+        gen = self._load()
+        if self.measure_quality and self.quality_base is None:
+            run = quality_baseline(gen, self.quality_work, self._scorer())
+            self.baseline_images = run.images
+            rows.append(m.quality_baseline_row(self.scope, scores=run.scores, image_digests=run.digests,
+                                               worker=self.worker, repeat_max_pixel_diff=run.repeat_max_pixel_diff))
+            if self.speed_base is None:
+                rows.append(m.speed_baseline_row(
+                    self.scope, time=sum(run.seconds_per_image) / len(run.seconds_per_image),
+                    time_spread=_stdev(run.seconds_per_image), batch_seconds=run.seconds_per_image,
+                    source="quality pass", image_digests=run.digests[: self.protocol.timing.images],
+                    weights=weights_of(self.base), worker=self.worker, warmup_runs=1,
+                    repeat_max_pixel_diff=run.repeat_max_pixel_diff))
+        elif self.speed_base is None:
+            timed = speed_baseline(gen, self.timing_set, self.protocol.timing.policy)
+            rows.append(m.speed_baseline_row(
+                self.scope, time=timed.time, time_spread=timed.spread, batch_seconds=timed.seconds_per_image,
+                source="timing set", image_digests=timed.digests, weights=weights_of(self.base), worker=self.worker,
+                warmup_runs=timed.warmup_runs, repeat_max_pixel_diff=timed.repeat_max_pixel_diff))
+        return rows
+
+    # -- one setting ----------------------------------------------------------------------------------------
+
+    def setting_rows(self, setting: AccelSetting, max_loss: float, *, catch_errors: bool = True) -> tuple[Rows, list[object]]:
+        """Measure what is missing of ``setting``: its quality pass and its first speed estimate.
+
+        Returns (rows to insert, statements to run first). With ``catch_errors`` false a library error
+        propagates (a queue retries it); an AcceleratorError is always stored as the setting's failure.
+        """
+        assert self.speed_base is not None, "baselines first"
+        started = datetime.now(timezone.utc)
+        need_quality = self._quality_missing(setting, max_loss)
+        need_speed = setting.key not in self.speeds
+        rows: Rows = []
+        statements: list[object] = []
+        if need_quality and setting.key in self.qualities:
+            statements.append(self.repo.measurements.replace_quality_statement(self.scope, setting.key))
+        try:
+            rows = self._measure(setting, max_loss, need_quality, need_speed, started)
+        except AcceleratorError as exc:
+            rows = self._failed(setting, str(exc), need_quality, need_speed, started)
+        except Exception as exc:  # a library failing on one setting must not end the sweep
+            if not catch_errors:
+                raise
+            log.warning("%s / %s failed", self.base.label, setting.describe(), exc_info=True)
+            rows = self._failed(setting, f"{type(exc).__name__}: {exc}", need_quality, need_speed, started)
+        return rows, statements
+
+    def _measure(self, setting: AccelSetting, max_loss: float, need_quality: bool, need_speed: bool, started: datetime) -> Rows:
+        m = self.repo.measurements
+        gen = self._load()
+        applied = AppliedSetting(gen.pipe, setting)
+        rows: Rows = []
+        quality_seconds: tuple[float, ...] = ()
+        failed_reason: str | None = None
+        if need_quality:
+            assert self.quality_base is not None and self.quality_base.scores is not None
+            run = quality_pass(gen, self.quality_work, applied, self.quality_base.scores, self.quality_base.image_digests,
+                               self._scorer(), max_loss, baseline_images=self.baseline_images)
+            est = run.estimate
+            rows.append(m.quality_trial_row(
+                self.scope, settings=setting.as_dict(), setting_key=setting.key, status=run.status, reason=run.reason,
+                rejected_at=run.rejected_at, scores=run.scores or None, prompts_used=run.prompts_used,
+                clip_score=sum(run.scores) / len(run.scores) if run.scores else None,
+                score_loss=est.loss if est and run.status != "failed" else None,
+                loss_low=est.low if est and run.status != "failed" else None,
+                loss_high=est.high if est and run.status != "failed" else None,
+                image_deviation=run.image_deviation, worker=self.worker, started_at=started))
+            quality_seconds = run.seconds_per_image
+            if run.reason == CHANGED_NOTHING:
+                failed_reason = run.reason
+        if need_speed:
+            base = self.speed_base
+            assert base is not None
+            if failed_reason is not None:
+                rows.append(self._speed_failed(setting, failed_reason, started))
+            elif quality_seconds:
+                estimate = first_estimate(base.batch_seconds, quality_seconds, "quality pass")
+                rows.append(self._speed_row(setting, estimate, applied.patched, started))
+            else:
+                timed = timing_set_pass(gen, self.timing_set, applied)
+                if timed.digests == list(base.image_digests):
+                    rows.append(self._speed_failed(setting, CHANGED_NOTHING, started))
+                else:
+                    estimate = first_estimate(base.batch_seconds, timed.seconds_per_image, "timing set")
+                    rows.append(self._speed_row(setting, estimate, applied.patched, started))
+        return rows
+
+    def _speed_row(self, setting: AccelSetting, estimate: object, patched: int, started: datetime) -> Base:
+        return self.repo.measurements.speed_trial_row(
+            self.scope, settings=setting.as_dict(), setting_key=setting.key, status="done", weights=weights_of(self.base),
+            first_speedup=estimate.speedup, first_ci_half_width=estimate.ci_half_width,  # type: ignore[attr-defined]
+            first_source=estimate.source, first_time=estimate.time,  # type: ignore[attr-defined]
+            first_baseline_time=estimate.baseline_time, patched_modules=patched,  # type: ignore[attr-defined]
+            worker=self.worker, started_at=started)
+
+    def _speed_failed(self, setting: AccelSetting, reason: str, started: datetime) -> Base:
+        return self.repo.measurements.speed_trial_row(
+            self.scope, settings=setting.as_dict(), setting_key=setting.key, status="failed", reason=reason,
+            weights=weights_of(self.base), worker=self.worker, started_at=started)
+
+    def _failed(self, setting: AccelSetting, reason: str, need_quality: bool, need_speed: bool, started: datetime) -> Rows:
+        rows: Rows = []
+        if need_quality:
+            rows.append(self.repo.measurements.quality_trial_row(
+                self.scope, settings=setting.as_dict(), setting_key=setting.key, status="failed", reason=reason,
+                worker=self.worker, started_at=started))
+        if need_speed:
+            rows.append(self._speed_failed(setting, reason, started))
+        return rows
+
+    # -- precise timing -------------------------------------------------------------------------------------
+
+    def quality_views(self) -> list[dict[str, QualityResult] | None]:
+        """The qualities the bound will be joined with: this run's own, else every source of the same speed
+        configuration in the database, else none (a speed map: the fastest setting is the one that matters)."""
+        if self.measure_quality:
+            return [self.qualities]
+        m = self.repo.measurements
+        sources = m.quality_sources(self.scope.speed_config_id)
+        return [m.qualities_of(b, q) for b, q in sources] or [None]
+
+    def precise_todo(self, max_loss: float, exclude: set[str] = frozenset()) -> list[str]:  # type: ignore[assignment]
+        """Settings that can still be the upper bound and have only a first estimate, fastest first."""
+        keys: dict[str, float] = {}
+        for quality in self.quality_views():
+            for s in contenders(self.speeds, quality, max_loss):
+                if not s.precise and s.setting_key not in exclude:
+                    keys[s.setting_key] = s.published or 0.0
+        return sorted(keys, key=lambda k: -keys[k])
+
+    def precise_statement(self, setting_key: str) -> Update:
+        gen = self._load()
+        run = precise(gen, self.timing_set, AppliedSetting(gen.pipe, AccelSetting.from_key(setting_key)),
+                      self.protocol.timing.policy)
+        return self.repo.measurements.precise_statement(
+            self.scope, setting_key, speedup=run.paired.speedup, ci_half_width=run.paired.half_width,
+            pairs=run.paired.pairs, time=run.seconds_per_image, baseline_time=run.baseline_seconds_per_image,
+            time_spread=run.spread, warmup_runs=run.warmup_runs)
+
+
+def _stdev(values: tuple[float, ...]) -> float:
+    import statistics
+
+    return statistics.stdev(values) if len(values) > 1 else 0.0

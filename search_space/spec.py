@@ -257,6 +257,9 @@ def parse_space(data: Mapping[str, object], source: str) -> Space:
             r.where = [f"[[base]] #{index}", alias]
             weights = r.choice(overrides.get(alias, {}).get("weights", info.weights[0]), "weights", info.weights)
             model = r.str_(overrides.get(alias, {}).get("model", info.default_model), "model")
+            if weights == "pretrained" and model.startswith("builtin:"):
+                raise r.fail(f"{alias} has no published weights: with weights = \"pretrained\" set model to a local "
+                             "diffusers folder")
             base = BaseConfig(alias, model, weights, scheduler, n_steps, h, w, dtype, batch_size)  # type: ignore[arg-type]
             usable = [a for a in names if info.denoiser in ACCELERATORS[a.split("@", 1)[0]].denoisers]
             notes = tuple(

@@ -473,7 +473,7 @@ def query(
         ("pipeline", lambda r: str(r["pipeline"])),
         ("scheduler", lambda r: scheduler_name(str(r["scheduler"]))),
         ("steps", lambda r: str(r["steps"])),
-        ("reaches", lambda r: "yes" if r["reachable"] else f"not reachable under max-loss (best {_speedup_text(r)})"),
+        ("reaches", lambda r: "yes" if r["reachable"] else f"no (best {r['speedup']:.2f}x)"),
         ("speed-up", _speedup_text),
         ("score loss", _loss_text),
         ("settings", lambda r: settings_text(r["settings"])),
@@ -560,7 +560,7 @@ def import_(
     if not legacy.is_file():
         raise UsageError(f"--legacy {legacy}: no such file")
     trials, targets_added = import_legacy(_repository(db), legacy)
-    err.print(f"{legacy}: {trials} trial(s) and {targets_added} target(s) imported", highlight=False)
+    err.print(f"{legacy}: {trials} setting(s) and {targets_added} target(s) imported", highlight=False)
 
 
 @app.command()

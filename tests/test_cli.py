@@ -11,7 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from storage import Repository
-from storage.models import TrialRow
+from storage.models import QualityTrialRow, SpeedTrialRow
 from sweep.cli import app
 from tests.conftest import SMALL_SPACE, write_space
 
@@ -22,44 +22,44 @@ def _json(output: str) -> object:
     return json.loads(output[output.index("[") if output.lstrip().startswith("[") else output.index("{"):])
 
 
-def test_upbound_measures_then_skips_everything_stored(small_space: Path, sqlite_url: str) -> None:
+def test_upbound_on_random_weights_prints_a_speed_map_then_skips_everything_stored(small_space: Path, sqlite_url: str) -> None:
     first = runner.invoke(app, ["upbound", str(small_space), "--db", sqlite_url, "--device", "cpu", "--quiet", "--format", "json"])
     assert first.exit_code == 0, first.output
     (row,) = json.loads(first.stdout)
     assert row["pipeline"] == "tiny-sd-b" and row["scheduler"] == "DDIMScheduler" and row["steps"] == 4
-    assert row["max_loss"] == 0.02 and row["trials"] == 4 and row["quality_meaningful"] is False
-    assert row["speedup"] >= 1.0 and row["score_loss"] <= 0.02
-    assert row["time"] > 0 and row["baseline_time"] > 0 and isinstance(row["settings"], dict)
+    # random weights measure speed only: the fastest setting, quality unknown, never a 1.00x "bound"
+    assert row["kind"] == "speed map" and row["quality_known"] is False and row["score_loss"] is None
+    assert row["quality_source"] is None and row["speed_source"]["weights"] == "random"
+    assert row["speedup"] > 1.0 and row["settings"] != {} and row["trials"] == 4
+    # the published value is a precise paired timing, made after the setting was picked
+    assert row["confirmed"] is True and row["timing"] == "precise" and row["ci_half_width"] is not None
+    assert row["time"] > 0 and row["baseline_time"] > row["time"]
     # torch on a CPU generates bit-identical images for the same prompts and seeds; the protocol records it
     assert row["deterministic"] is True and row["repeat_max_pixel_diff"] == 0
-    if row["settings"]:  # an accelerated bound is published only once re-measured in a fresh paired run
-        assert row["confirmed"] is True and row["first_speedup"] > 0 and row["ci_half_width"] is not None
 
     repo = Repository(sqlite_url)
     with repo.session() as s:
-        trials = s.query(TrialRow).all()
-        failed = [t for t in trials if t.status == "failed"]
-    assert len(trials) == 5
+        speeds = s.query(SpeedTrialRow).all()
+        assert s.query(QualityTrialRow).count() == 0
+    assert len(speeds) == 5
     # deepcache with cache_interval=1 runs every step in full: applied, but it changes nothing.
-    (nothing,) = failed
+    (nothing,) = [t for t in speeds if t.status == "failed"]
     assert nothing.settings == {"deepcache": {"cache_branch_id": 0, "cache_interval": 1}}
     assert nothing.reason == "changed nothing: every image is identical to the baseline's"
 
     second = runner.invoke(app, ["upbound", str(small_space), "--db", sqlite_url, "--device", "cpu"])
     assert second.exit_code == 0, second.output
-    assert "small: 0 new, 6 stored, 0 failed, 0 confirmed" in second.output
+    assert "small: 0 new, 6 stored, 0 failed, 0 rejected early, 0 timed precisely; 0 images" in " ".join(second.output.split())
 
     status = runner.invoke(app, ["status", "--db", sqlite_url, "--format", "json"])
-    assert json.loads(status.stdout) == {"base_configs": 1, "baselines": 1, "trials": {"done": 4, "failed": 1}, "tasks": {}}
-    query = runner.invoke(app, ["query", "--db", sqlite_url, "--format", "json", "--max-loss", "0.5", "--speed-only"])
-    (loose,) = json.loads(query.stdout)
-    assert loose["max_loss"] == 0.5 and loose["speedup"] >= row["speedup"]
-    table = runner.invoke(app, ["query", "--db", sqlite_url, "--speed-only"])
-    assert "random weights" in table.stdout and "tiny-sd-b *" in table.stdout and "Speed-only" in table.stdout
-    # random-weight results never enter a quality-bounded table unless asked for
-    quality = runner.invoke(app, ["query", "--db", sqlite_url, "--format", "json"])
-    assert json.loads(quality.stdout) == []
-    assert "1 base configuration(s) measured with random weights left out" in quality.output
+    precise = sum(1 for t in speeds if t.speedup is not None)
+    assert precise >= 1
+    assert json.loads(status.stdout) == {
+        "base_configs": 1, "speed": {"baselines": 1, "trials": {"done": 4, "failed": 1}, "precise": precise},
+        "quality": {"baselines": 0, "trials": {}}, "tasks": {}}
+    table = runner.invoke(app, ["query", "--db", sqlite_url])
+    assert "Speed map (quality unknown)" in table.stdout and "unknown" in table.stdout
+    assert max(len(line) for line in table.stdout.splitlines()) <= 120
 
 
 def test_space_show_lists_base_configs(small_space: Path) -> None:

@@ -66,10 +66,14 @@ def test_coco_offline_is_a_clear_error(tmp_path: Path) -> None:
     assert "cannot load COCO captions from 'phiyodr/coco2017'" in " ".join(proc.stderr.split())
 
 
-def test_prompt_content_is_part_of_the_protocol(tmp_path: Path) -> None:
+def test_prompt_content_is_part_of_the_quality_protocol_not_the_timing(tmp_path: Path) -> None:
     other = tmp_path / "p.txt"
     other.write_text("\n".join(PROMPTS))
     a = Protocol.resolve(ProtocolSpec(prompts="bundled", num_prompts=3))
     b = Protocol.resolve(ProtocolSpec(prompts=str(other), num_prompts=3))
     c = Protocol.resolve(ProtocolSpec(prompts="bundled", num_prompts=3))
-    assert a.key != b.key and a.key == c.key
+    assert a.quality.key != b.quality.key and a.quality.key == c.quality.key
+    # speed does not depend on the prompts' words: both time the same work under one timing protocol
+    assert a.timing.key == b.timing.key and a.timing.images == 3
+    d = Protocol.resolve(ProtocolSpec(prompts="bundled", num_prompts=3, timing_prompts=2))
+    assert d.timing.key != a.timing.key and d.quality.key == a.quality.key and d.timing_prompts == a.timing_prompts[:2]

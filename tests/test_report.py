@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from sweep.cli import app
 from sweep.report import pareto_front
-from tests.test_query import _scope, _setting, _trial
+from tests.test_query import _quality, _quality_baseline, _scope, _setting, _speed, _speed_baseline
 from tests.test_targets import _study
 
 
@@ -35,14 +35,20 @@ def test_pareto_front() -> None:
 def test_report_page_shows_every_figure(sqlite_url: str, tmp_path: Path) -> None:
     repo, _ = _study(sqlite_url)
     other = _scope(repo, 25)
-    repo.save_baseline(other, time=1.0, time_spread=0.0, clip_score=30.0, image_digests=["d"], worker="t")
-    repo.save_trial(other, _trial(_setting(3), 2.4, 0.01))
+    _speed_baseline(repo, other)
+    _quality_baseline(repo, other)
+    _speed(repo, other, _setting(3), 2.4)
+    _quality(repo, other, _setting(3), 0.01)
+    speed_only = _scope(repo, 20, weights="random")  # listed in the speed map, kept out of the figures
+    _speed_baseline(repo, speed_only)
+    _speed(repo, speed_only, _setting(3), 2.2)
     out = tmp_path / "report"
     result = CliRunner().invoke(app, ["report", str(out), "--db", sqlite_url])
     assert result.exit_code == 0, result.output
     assert sorted(p.name for p in out.glob("*.png")) == ["heatmap.png", "scatter-000.png", "scatter-001.png"]
     page = (out / "index.html").read_text()
     assert "12.00x" in page and "SD1.5 / DDIMScheduler / 50 steps" in page
+    assert "Speed map" in page and "2.20x" in page
     assert _loaded(out / "index.html") == (3, 3)
     (out / "scatter-001.png").unlink()  # the check sees a broken image
     assert _loaded(out / "index.html") == (3, 2)

@@ -12,7 +12,7 @@ from pathlib import Path
 from sqlalchemy import func, select
 
 from storage import Repository
-from storage.models import BaselineRow, TrialRow
+from storage.models import SpeedBaselineRow, SpeedTrialRow
 from tests.conftest import write_space
 
 RESUME_SPACE = """
@@ -53,7 +53,7 @@ def _sweep(space: Path, url: str) -> subprocess.Popen[str]:
 
 def _count_trials(repo: Repository) -> int:
     with repo.session() as s:
-        return s.scalar(select(func.count()).select_from(TrialRow)) or 0
+        return s.scalar(select(func.count()).select_from(SpeedTrialRow)) or 0
 
 
 def test_sigkill_mid_sweep_then_resume(tmp_path: Path, sqlite_url: str) -> None:
@@ -68,8 +68,8 @@ def test_sigkill_mid_sweep_then_resume(tmp_path: Path, sqlite_url: str) -> None:
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     with repo.session() as s:
-        before_kill = {t.setting_key + str(t.base_config_id): (t.id, t.finished_at) for t in s.scalars(select(TrialRow))}
-        baselines_before = s.scalar(select(func.count()).select_from(BaselineRow)) or 0
+        before_kill = {t.setting_key + str(t.speed_config_id): (t.id, t.finished_at) for t in s.scalars(select(SpeedTrialRow))}
+        baselines_before = s.scalar(select(func.count()).select_from(SpeedBaselineRow)) or 0
     assert 4 <= len(before_kill) < EXPECTED_TRIALS, "the kill should land mid-sweep"
 
     resumed = _sweep(space, sqlite_url)
@@ -80,13 +80,13 @@ def test_sigkill_mid_sweep_then_resume(tmp_path: Path, sqlite_url: str) -> None:
     assert f"resume: {expected_new} new, {stored_before} stored" in " ".join(err.split())
 
     with repo.session() as s:
-        rows = list(s.scalars(select(TrialRow)))
-        keys = [(t.base_config_id, t.setting_key) for t in rows]
+        rows = list(s.scalars(select(SpeedTrialRow)))
+        keys = [(t.speed_config_id, t.setting_key) for t in rows]
         assert len(keys) == len(set(keys)) == EXPECTED_TRIALS
-        assert s.scalar(select(func.count()).select_from(BaselineRow)) == 2
+        assert s.scalar(select(func.count()).select_from(SpeedBaselineRow)) == 2
         for t in rows:
             if t.status == "done":  # no half-written row
-                assert None not in (t.time, t.speedup, t.clip_score, t.score_loss, t.baseline_id)
+                assert None not in (t.first_speedup, t.first_ci_half_width, t.first_time, t.first_baseline_time)
         # trials stored before the kill were not measured again
-        after = {t.setting_key + str(t.base_config_id): (t.id, t.finished_at) for t in rows}
+        after = {t.setting_key + str(t.speed_config_id): (t.id, t.finished_at) for t in rows}
         assert {k: after[k] for k in before_kill} == before_kill

@@ -59,9 +59,9 @@ def test_mistakes_name_file_entry_and_valid_choices(tmp_path: Path, change: tupl
     assert str(info.value).startswith(str(path))
 
 
-def test_random_only_pipeline_refuses_pretrained(tmp_path: Path) -> None:
+def test_a_builtin_architecture_has_no_pretrained_weights(tmp_path: Path) -> None:
     text = SMALL_SPACE + '\n[pipelines."tiny-sd-b"]\nweights = "pretrained"\n'
-    with pytest.raises(SpaceError, match=r"unknown weights 'pretrained'; valid: random"):
+    with pytest.raises(SpaceError, match=r"tiny-sd-b has no published weights: with weights = \"pretrained\" set model"):
         load_space(write_space(tmp_path, text))
 
 

@@ -13,14 +13,14 @@ from typer.testing import CliRunner
 
 from search_space.spec import parse_space
 from storage import Repository
-from storage.models import SearchRow, TrialRow
+from storage.models import QualityTrialRow, SearchRow, SpeedTrialRow
 from sweep.cli import app, parse_duration
 from sweep.errors import UsageError
 from sweep.runner import Runner, SearchOptions
 from sweep.strategies import Frontier, OptunaSearch
 from sweep.strategies.order import leq, lines_of
 from sweep.strategies.replay import Landscape, replay
-from tests.conftest import TINY_A_SPACE, write_space
+from tests.conftest import TINY_A_SPACE, quality_space, write_space
 
 LANDSCAPE = Path(__file__).parent / "data" / "landscape-h100-sd15.json"
 METRIC = "image_deviation"  # random weights: CLIP scores are undefined there, image deviation is measured
@@ -81,30 +81,40 @@ def test_budget_caps_the_trials(landscape: Landscape) -> None:
     assert r.result.evaluated == 7 and r.result.stop == "trial budget of 7 reached"
 
 
-def _space(tmp_path: Path):  # type: ignore[no-untyped-def]
-    path = write_space(tmp_path, STRATEGY_SPACE)
+def _space(tmp_path: Path, text: str = STRATEGY_SPACE):  # type: ignore[no-untyped-def]
+    path = write_space(tmp_path, text)
     return parse_space(tomllib.loads(path.read_text()), str(path))
 
 
-def test_each_strategy_through_the_runner_finds_the_grid_bound(tmp_path: Path, sqlite_url: str) -> None:
-    space = _space(tmp_path)
+def test_each_strategy_through_the_runner_finds_the_grid_bound(tmp_path: Path, sqlite_url: str,
+                                                               local_weights: dict[str, str]) -> None:
+    space = _space(tmp_path, quality_space(local_weights, prompts=4).replace("cache_interval = [2, 3]", "cache_interval = [2, 3, 4]"))
     repo = Repository(sqlite_url)
-    grid = Runner(repo, "cpu").run(space)
+    grid = Runner(repo, "cpu").run(space, confirm_top=0)
     assert grid.new == 12  # baseline + 11 settings
     with repo.session() as s:
-        trials = [t for t in s.query(TrialRow).all() if t.status == "done"]
-    losses = sorted(t.score_loss for t in trials)
-    threshold = losses[len(losses) // 2]  # a threshold that excludes half of the settings
-    grid_best = max(t.speedup for t in trials if t.score_loss <= threshold)
+        losses = {q.setting_key: q.score_loss for q in s.query(QualityTrialRow).all() if q.status == "done"}
+        speeds = {t.setting_key: t.first_speedup for t in s.query(SpeedTrialRow).all() if t.status == "done"}
+    ordered = sorted(losses.values())
+    threshold = ordered[len(ordered) // 2]  # a threshold that excludes half of the settings
+    grid_best = max(speeds[k] for k, loss in losses.items() if loss <= threshold)
 
     for strategy in ("grid", "frontier", "optuna"):
-        summary = Runner(repo, "cpu").run(space, search=SearchOptions(strategy, threshold, seed=1))
+        summary = Runner(repo, "cpu").run(space, search=SearchOptions(strategy, threshold, seed=1), confirm_top=0)
         assert summary.new == 0  # everything is stored: the strategies read, they do not measure again
         ((_, result),) = summary.searches
-        assert result.best is not None and result.best.speedup == grid_best, strategy
+        assert result.best is not None
+        if strategy == "frontier":
+            # the frontier trusts the order of aggressiveness, which random-weight CLIP scores do not follow: it is
+            # held to the best of what it looked at (its reach on a real landscape is tested by the replays above)
+            seen = [o.setting.key for o in result.outcomes]
+            assert len(seen) == len(set(seen)) == result.evaluated < 11
+            assert result.best.speedup == max(speeds[k] for k in seen if losses[k] <= threshold)
+        else:
+            assert result.best.speedup == grid_best, strategy
 
     with repo.session() as s:
-        searches = {r.strategy: r for r in s.query(SearchRow).all()}
+        searches = {r.strategy: r for r in s.query(SearchRow).all() if r.max_loss == threshold}
     assert set(searches) == {"grid", "frontier", "optuna"} and searches["frontier"].log
     study_name = searches["optuna"].study_name
     import optuna
@@ -150,10 +160,11 @@ def test_frontier_on_a_fresh_database_measures_part_of_the_grid(tmp_path: Path, 
     (row,) = json.loads(result.stdout)
     repo = Repository(sqlite_url)
     with repo.session() as s:
-        keys = [t.setting_key for t in s.query(TrialRow).all()]
+        keys = [t.setting_key for t in s.query(SpeedTrialRow).all()]
         (search,) = s.query(SearchRow).all()
+    # speed only (random weights): the frontier walks each axis to its fastest end and stops
     assert len(keys) == len(set(keys)) == search.evaluated < 11
-    assert row["trials"] == len(keys)
+    assert row["trials"] == len(keys) and row["kind"] == "speed map"
 
 
 def test_optuna_budget_and_bad_durations(tmp_path: Path, sqlite_url: str) -> None:
@@ -163,7 +174,7 @@ def test_optuna_budget_and_bad_durations(tmp_path: Path, sqlite_url: str) -> Non
     ])
     assert result.exit_code == 0, result.output
     with Repository(sqlite_url).session() as s:
-        assert s.query(TrialRow).count() == 3
+        assert s.query(SpeedTrialRow).count() == 3
     assert parse_duration("1h30m") == 5400 and parse_duration("90") == 90
     with pytest.raises(UsageError, match="not a duration"):
         parse_duration("ten minutes")

@@ -11,9 +11,9 @@ import pytest
 from typer.testing import CliRunner
 
 from storage import Repository
-from sweep.cli import app
-from sweep.targets import parse_factors, target_for, task_sentence
-from tests.test_query import _scope, _setting, _trial
+from storage.targets import target_for, task_sentence
+from sweep.cli import app, parse_factors
+from tests.test_query import _precise, _quality, _quality_baseline, _scope, _setting, _speed, _speed_baseline
 
 runner = CliRunner()
 
@@ -23,17 +23,18 @@ def db_url(request: pytest.FixtureRequest, sqlite_url: str) -> str:
     return sqlite_url if request.param == "sqlite" else request.getfixturevalue("postgres_url")
 
 
-def _study(url: str) -> tuple[Repository, int]:
-    """SD1.5 / DDIM / 50: a confirmed 12.0x bound within 2%, and slower settings with less loss."""
+def _study(url: str) -> tuple[Repository, object]:
+    """SD1.5 / DDIM / 50: a precisely timed 12.0x bound within 2%, and slower settings with less loss."""
     repo = Repository(url)
     scope = _scope(repo, 50)
-    repo.save_baseline(scope, time=2.0, time_spread=0.0, clip_score=30.0, image_digests=["d"], worker="t")
-    for t in (_trial(_setting(10, 0.5), 12.5, 0.019), _trial(_setting(10), 10.0, 0.012), _trial(_setting(5), 9.7, 0.004),
-              _trial(_setting(3), 8.0, 0.002), _trial(_setting(20), 15.0, 0.05)):
-        repo.save_trial(scope, t)
-    (top, *_) = repo.candidates(scope, 0.02)
-    repo.save_confirmation(top.trial_id, speedup=12.0, ci_half_width=0.02, repeats=10)
-    return repo, top.trial_id
+    _speed_baseline(repo, scope)
+    _quality_baseline(repo, scope)
+    for setting, speedup, loss in ((_setting(10, 0.5), 12.5, 0.019), (_setting(10), 10.0, 0.012), (_setting(5), 9.7, 0.004),
+                                   (_setting(3), 8.0, 0.002), (_setting(20), 15.0, 0.05)):
+        _speed(repo, scope, setting, speedup, half=0.02)
+        _quality(repo, scope, setting, loss)
+    _precise(repo, scope, _setting(10, 0.5), 12.0, half=0.02)
+    return repo, scope
 
 
 def test_target_arithmetic_and_sentence() -> None:
@@ -44,7 +45,7 @@ def test_target_arithmetic_and_sentence() -> None:
 
 
 def test_targets_are_stored_with_their_bound_and_go_stale(db_url: str, tmp_path: Path) -> None:
-    repo, top = _study(db_url)
+    repo, scope = _study(db_url)
     out = tmp_path / "tasks.json"
     result = runner.invoke(app, ["targets", "--db", db_url, "--out", str(out), "--format", "json"])
     assert result.exit_code == 0, result.output
@@ -55,7 +56,7 @@ def test_targets_are_stored_with_their_bound_and_go_stale(db_url: str, tmp_path:
     assert tasks["medium"]["settings"] == _setting(10, 0.5).as_dict()  # only the bound itself reaches 12.0x
     assert tasks["hard"]["settings"] is None and tasks["hard"]["upper_bound"] == 12.0
 
-    repo.save_confirmation(top, speedup=11.0, ci_half_width=0.02, repeats=10)  # the bound changes
+    _precise(repo, scope, _setting(10, 0.5), 11.0)  # timed again, the bound changes
     listed = runner.invoke(app, ["targets", "--db", db_url, "--format", "json"])
     assert "stale" in listed.output
     rows = json.loads(listed.stdout)
@@ -76,7 +77,7 @@ def test_query_by_target(db_url: str) -> None:
     reach = json.loads(runner.invoke(app, ["query", "--db", db_url, "--target", "8.5", "--format", "json"]).stdout)
     assert [(r["reachable"], r["speedup"], r["settings"]) for r in reach] == [(True, 9.7, _setting(5).as_dict())]
     far = runner.invoke(app, ["query", "--db", db_url, "--target", "14", "--format", "table"])
-    assert "not reachable under max-loss (best 12.00x)" in far.output
+    assert "no (best 12.00x)" in far.output
     loose = json.loads(runner.invoke(app, ["query", "--db", db_url, "--target", "14", "--max-loss", "0.06",
                                            "--format", "json"]).stdout)
     assert loose[0]["reachable"] and loose[0]["settings"] == _setting(20).as_dict()
@@ -98,15 +99,16 @@ def test_legacy_round_trip_loses_nothing(db_url: str, tmp_path: Path) -> None:
     original.write_text(json.dumps(LEGACY, indent=2))
     imported = runner.invoke(app, ["import", "--legacy", str(original), "--db", db_url])
     assert imported.exit_code == 0, imported.output
-    assert "3 trial(s) and 1 target(s) imported" in imported.output
+    assert "3 setting(s) and 1 target(s) imported" in imported.output
     exported = tmp_path / "again.json"
     result = runner.invoke(app, ["export", "--legacy", str(exported), "--db", db_url])
     assert result.exit_code == 0, result.output
     assert json.loads(exported.read_text()) == LEGACY
     rows = json.loads(runner.invoke(app, ["query", "--db", db_url, "--format", "json"]).stdout)
     assert {r["device"] for r in rows} == {"imported from search_params.json"}  # marked with their origin
+    assert {r["quality_source"]["scorer"] for r in rows} == {"imported:search_params.json"}
     again = runner.invoke(app, ["import", "--legacy", str(original), "--db", db_url])
-    assert "0 trial(s) and 0 target(s) imported" in again.output
+    assert "0 setting(s) and 0 target(s) imported" in again.output
 
     broken = tmp_path / "broken.json"
     broken.write_text(json.dumps({"('SD1.5', 'DDIMScheduler', 50, 'upbound_speedup', 0.02)": {"interval": 3, "time": 1,
@@ -142,7 +144,8 @@ def test_serve_answers_the_queries_over_a_socket(sqlite_url: str) -> None:
         assert status == 200 and reach[0]["settings"] == _setting(5).as_dict()
         status, targets = get("/targets")
         assert status == 200 and sorted(t["target"] for t in targets) == [9.6, 12.0, 14.4]
-        assert get("/status")[1]["trials"]["done"] == 5
+        assert get("/status")[1]["speed"]["trials"]["done"] == 5
+        assert get("/upper-bounds?environment=gpu")[0] == 200 and get("/upper-bounds?environment=TPU")[0] == 400
         assert get("/query")[0] == 400 and get("/upper-bounds?max_loss=2")[0] == 400
         assert get("/nothing")[0] == 404
     finally:

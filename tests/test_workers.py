@@ -19,9 +19,9 @@ from search_space.setting import AccelSetting
 from search_space.spec import load_preset
 from storage import Repository
 from storage.engine import open_engine
-from storage.models import BaselineRow, TaskRow, TrialRow
+from storage.models import QualityTrialRow, SpeedBaselineRow, SpeedTrialRow, TaskRow
 from storage.queue import BASELINE_KEY, WorkQueue
-from storage.repository import Scope
+from storage import Scope
 from storage.schema import head, upgrade
 from sweep.cli import app
 from sweep.runner import Runner
@@ -33,11 +33,12 @@ from tests.conftest import TINY_A_SPACE, write_space
 def _scope(repo: Repository) -> Scope:
     from search_space.base_config import BaseConfig
 
-    base = BaseConfig("tiny-sd-a", "configs/tiny-sd-a", "random", "DDIMScheduler", 6, 64, 64, "float32", 1)
-    return Scope(
-        repo.ensure_base_config(base), repo.ensure_environment("env", "cpu", {}),
-        repo.ensure_protocol("p", prompt_source="bundled", prompts=["a"], prompts_sha256="0" * 64, seed=0, timing={},
-                             scorer="open_clip:x:random", scorer_random=True),
+    base = BaseConfig("tiny-sd-a", "builtin:tiny-sd-a", "random", "DDIMScheduler", 6, 64, 64, "float32", 1)
+    return repo.scope(
+        base, repo.ensure_environment("env", "cpu", {}),
+        repo.ensure_quality_protocol("q", prompt_source="bundled", prompts=["a"], prompts_sha256="0" * 64, seed=0,
+                                     scorer="open_clip:x:random"),
+        repo.ensure_timing_protocol("t", images=1, policy={}),
     )
 
 
@@ -46,29 +47,34 @@ def db_url(request: pytest.FixtureRequest, sqlite_url: str) -> str:
     return sqlite_url if request.param == "sqlite" else request.getfixturevalue("postgres_url")
 
 
+def _baseline_row(repo: Repository, scope: Scope, worker: str):  # type: ignore[no-untyped-def]
+    return repo.measurements.speed_baseline_row(scope, time=1.0, time_spread=0.0, batch_seconds=[1.0], source="timing set",
+                                                image_digests=["d"], weights="random", worker=worker)
+
+
 def test_lease_expiry_hands_the_task_to_another_worker(db_url: str) -> None:
     repo = Repository(db_url)
     scope = _scope(repo)
     queue = WorkQueue(repo, lease_seconds=0.5)
     setting = AccelSetting.of({"deepcache": {"cache_interval": 2, "cache_branch_id": 0}})
-    assert queue.enqueue(scope, [BASELINE_KEY, setting.key]) == 2
-    assert queue.enqueue(scope, [BASELINE_KEY, setting.key]) == 0  # queued once
+    options = dict(measure_quality=False, max_loss=0.02, confirm_top=3)
+    assert queue.enqueue(scope, "baseline", [BASELINE_KEY], **options) == 1  # type: ignore[arg-type]
+    assert queue.enqueue(scope, "setting", [setting.key], **options) == 1  # type: ignore[arg-type]
+    assert queue.enqueue(scope, "setting", [setting.key], **options) == 0  # type: ignore[arg-type]  # queued once
 
     first = queue.claim(scope.environment_id, "A")
-    assert first is not None and first.is_baseline  # trials wait for their baseline
-    assert queue.claim(scope.environment_id, "B") is None  # the trial is not claimable yet, the baseline is held
+    assert first is not None and first.kind == "baseline"  # settings wait for their baseline
+    assert queue.claim(scope.environment_id, "B") is None  # the setting is not claimable yet, the baseline is held
     time.sleep(0.7)  # A stops renewing (killed): its lease expires
     second = queue.claim(scope.environment_id, "B")
     assert second is not None and second.task_id == first.task_id and second.attempt == 2
-    row = Repository.baseline_row(scope, time=1.0, time_spread=0.0, clip_score=20.0, image_digests=["d"], worker="A")
-    assert not queue.complete(first, "A", lambda s: s.add(row))  # A lost its lease: its result is refused
-    row = Repository.baseline_row(scope, time=1.0, time_spread=0.0, clip_score=20.0, image_digests=["d"], worker="B")
-    assert queue.complete(second, "B", lambda s: s.add(row))
+    assert not queue.complete(first, "A", lambda s: repo.insert_ignore(s, [_baseline_row(repo, scope, "A")]))  # refused
+    assert queue.complete(second, "B", lambda s: repo.insert_ignore(s, [_baseline_row(repo, scope, "B")]))
     with repo.session() as s:
-        assert [b.worker for b in s.scalars(select(BaselineRow))] == ["B"]
+        assert [b.worker for b in s.scalars(select(SpeedBaselineRow))] == ["B"]
 
     trial = queue.claim(scope.environment_id, "A")
-    assert trial is not None and trial.setting_key == setting.key
+    assert trial is not None and trial.setting_key == setting.key and trial.kind == "setting"
     assert queue.release(trial, "A", "RuntimeError: CUDA out of memory") == "retry"
     for attempt in (2, 3):
         again = queue.claim(scope.environment_id, "A")
@@ -76,8 +82,9 @@ def test_lease_expiry_hands_the_task_to_another_worker(db_url: str) -> None:
         outcome = queue.release(again, "A", "RuntimeError: CUDA out of memory")
     assert outcome == "failed" and queue.claim(scope.environment_id, "A") is None
     with repo.session() as s:
-        (failed,) = s.scalars(select(TrialRow)).all()
+        (failed,) = s.scalars(select(SpeedTrialRow)).all()
         assert failed.status == "failed" and "gave up after 3 attempts" in failed.reason and "out of memory" in failed.reason
+        assert s.scalars(select(QualityTrialRow)).all() == []  # no quality is measured in this scope
     assert queue.counts(scope.environment_id) == {"done": 1, "failed": 1}
 
 
@@ -107,8 +114,8 @@ def test_four_workers_on_postgres_one_killed_mid_trial(postgres_url: str) -> Non
         time.sleep(0.5)
         repo = Repository(postgres_url)
         with repo.session() as s:
-            trials = s.scalar(text("SELECT count(*) FROM sweep_trials"))
-            running = s.scalars(select(TaskRow).where(TaskRow.status == "running", TaskRow.setting_key != BASELINE_KEY)).all()
+            trials = s.scalar(text("SELECT count(*) FROM sweep_speed_trials"))
+            running = s.scalars(select(TaskRow).where(TaskRow.status == "running", TaskRow.kind == "setting")).all()
             victim = running[0] if trials >= 4 and running else None
             task_id = victim.id if victim else None
             owner = victim.lease_owner if victim else None
@@ -125,8 +132,8 @@ def test_four_workers_on_postgres_one_killed_mid_trial(postgres_url: str) -> Non
     expected = sum(len(e.settings) for e in space.entries)  # baselines + settings
     repo = Repository(postgres_url)
     with repo.session() as s:
-        keys = s.execute(select(TrialRow.base_config_id, TrialRow.setting_key)).all()
-        baselines = s.scalar(text("SELECT count(*) FROM sweep_baselines"))
+        keys = s.execute(select(SpeedTrialRow.speed_config_id, SpeedTrialRow.setting_key)).all()
+        baselines = s.scalar(text("SELECT count(*) FROM sweep_speed_baselines"))
         task = s.get(TaskRow, killed)
         statuses = set(s.scalars(select(TaskRow.status)))
     assert len(keys) == len(set(keys)) == expected - len(space.entries)  # every key once, none lost
@@ -141,11 +148,11 @@ def test_four_workers_on_postgres_one_killed_mid_trial(postgres_url: str) -> Non
     threads = torch.get_num_threads()
     torch.set_num_threads(cpu_threads(["cpu"] * 4))  # type: ignore[arg-type]
     try:
-        summary = Runner(repo, "cpu").run(space)
+        summary = Runner(repo, "cpu").run(space, confirm_top=0)
     finally:
         torch.set_num_threads(threads)
     assert summary.new == 0
-    single = [u.as_row() for u in repo.upper_bounds(0.02, summary.base_keys)]
+    single = [b.as_row() for b in repo.bounds.rows(0.02, environment_ids=[summary.environment_id])]
     assert [(r["pipeline"], r["scheduler"], r["steps"], r["speedup"], r["settings"]) for r in rows] == \
            [(r["pipeline"], r["scheduler"], r["steps"], r["speedup"], r["settings"]) for r in single]
 
@@ -153,14 +160,19 @@ def test_four_workers_on_postgres_one_killed_mid_trial(postgres_url: str) -> Non
 def test_two_workers_share_one_sqlite_file(tmp_path: Path, sqlite_url: str) -> None:
     result = CliRunner().invoke(app, [
         "upbound", str(write_space(tmp_path, TINY_A_SPACE)), "--db", sqlite_url, "--workers", "2", "--device", "cpu",
-        "--confirm-top", "0", "--quiet", "--format", "json",
+        "--quiet", "--format", "json",
     ])
     assert result.exit_code == 0, result.output
+    (row,) = json.loads(result.stdout)
     repo = Repository(sqlite_url)
     with repo.session() as s:
-        keys = s.scalars(select(TrialRow.setting_key)).all()
-        workers = set(s.scalars(select(TrialRow.worker)))
+        keys = s.scalars(select(SpeedTrialRow.setting_key)).all()
+        workers = set(s.scalars(select(SpeedTrialRow.worker)))
+        precise = s.scalars(select(TaskRow).where(TaskRow.kind == "precise")).all()
     assert len(keys) == len(set(keys)) == 8
+    # the worker that finished the last setting queued the contenders' precise timings, and a worker ran them
+    assert precise and {t.status for t in precise} == {"done"}
+    assert row["confirmed"] is True and row["timing"] == "precise" and row["kind"] == "speed map"
     assert 1 <= len(workers) <= 2  # one or both processes measured (the 4-worker test covers contention)
     assert cpu_threads(["cpu", "cpu"]) == max(1, (os.cpu_count() or 1) // 2)
 

@@ -124,6 +124,8 @@ class SearchResult:
     stop: str
     """Why the search ended: ``complete`` (the strategy's own rule) or the budget that ended it."""
     log: tuple[str, ...]
+    outcomes: tuple[Outcome, ...] = ()
+    """Every setting evaluated, in order."""
 
 
 class Strategy(ABC):
@@ -139,7 +141,7 @@ class Strategy(ABC):
         except BudgetExhausted as exc:
             stop = exc.reason
             evals.log.append(f"stopped: {exc.reason}")
-        return SearchResult(self.name, evals.count, evals.best(), stop, tuple(evals.log))
+        return SearchResult(self.name, evals.count, evals.best(), stop, tuple(evals.log), tuple(evals.order))
 
 
 def fmt_outcome(o: Outcome, max_loss: float) -> str:

@@ -1,9 +1,9 @@
-"""Benchmark: is a speed-up reproducible? Run the same small sweep twice and compare per-setting speed-ups.
+"""Benchmark: is a precise speed-up reproducible? Run the same small sweep twice and compare per-setting speed-ups.
 
 Usage: python scripts/bench_repeatability.py [--device cuda] [--steps 20] [--num-prompts 4] [--out FILE]
 
 Two independent runs (fresh databases, the pipeline loaded anew) of SD1.5's architecture with random
-weights (speed only) over a handful of DeepCache / ToMe settings, measured with sweep's paired protocol.
+weights (speed only) over a handful of DeepCache / ToMe settings, every setting timed precisely (paired).
 Prints, per setting, the speed-up of run 1 and run 2 and their relative difference, and each run's
 overhead ratio (wall time / summed generation time). Targets: median |difference| ≤ 2%, worst ≤ 5%,
 overhead ≤ 1.15.
@@ -20,7 +20,7 @@ from pathlib import Path
 import sweep._compat  # noqa: F401
 from search_space.spec import parse_space
 from storage import Repository
-from storage.models import TrialRow
+from storage.models import SpeedTrialRow
 from sweep.environment import Environment
 from sweep.output import settings_text
 from sweep.runner import Runner
@@ -58,9 +58,9 @@ def run_once(space_text: str, device: str, folder: Path, index: int) -> tuple[di
 
     space = parse_space(tomllib.loads(space_text), "bench_repeatability")
     repo = Repository(f"sqlite:///{folder / f'run{index}.db'}")
-    summary = Runner(repo, device).run(space)
+    summary = Runner(repo, device).run(space, precise_every=True)
     with repo.session() as s:
-        speedups = {settings_text(t.settings): t.speedup for t in s.query(TrialRow).filter(TrialRow.status == "done")}
+        speedups = {settings_text(t.settings): t.speedup for t in s.query(SpeedTrialRow).filter(SpeedTrialRow.speedup.is_not(None))}
     return speedups, summary.wall_seconds / summary.generation_seconds, summary.wall_seconds
 
 

@@ -4,8 +4,9 @@ Usage: python scripts/gpu_reference_row.py [--pipeline SD1.5 --scheduler DDIMSch
        [--num-prompts 4] [--db sqlite:///row.db] [--out row.md]
 
 The row's base configuration and settings come from the `reference` preset; weights are switched to random
-(no hub here), prompts to the bundled set and the scorer to random ViT-g-14 weights, so its CLIP numbers say
-nothing about quality. Everything else goes through sweep's own runner and storage.
+(no hub here) and prompts to the bundled set. Random weights measure speed only: every setting gets a first
+estimate from the timing set, the fastest contenders a precise paired timing (``--every`` times every setting
+precisely). Everything goes through sweep's own runner and storage.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import time
 import sweep._compat  # noqa: F401
 from search_space import load_preset
 from storage import Repository
-from storage.models import TrialRow
+from storage.models import SpeedTrialRow
 from sweep.environment import Environment
 from sweep.output import settings_text
 
@@ -53,6 +54,7 @@ def main() -> int:
     parser.add_argument("--db", default="sqlite:///gpu_reference_row.db")
     parser.add_argument("--out", default=None, help="also write the table (markdown) here")
     parser.add_argument("--time-budget", type=float, default=None, help="seconds; no new trial starts after it")
+    parser.add_argument("--every", action="store_true", help="time every setting precisely, not only the contenders")
     args = parser.parse_args()
 
     from sweep.runner import Runner, SearchOptions
@@ -72,42 +74,44 @@ def main() -> int:
     space = dataclasses.replace(reference, name="reference-row", protocol=protocol, entries=(entry,))
 
     repo = Repository(args.db)
-    summary = Runner(repo, args.device, PrintProgress()).run(space, search=SearchOptions(time_budget=args.time_budget))
+    summary = Runner(repo, args.device, PrintProgress()).run(space, search=SearchOptions(time_budget=args.time_budget),
+                                                             precise_every=args.every)
     env = Environment.detect(args.device)
-    bounds = repo.upper_bounds(0.02, [entry.base.key])
+    bounds = repo.bounds.rows(0.02, environment_ids=[summary.environment_id], speed_config_ids=summary.speed_config_ids)
     if not bounds:
         print(f"no baseline measured yet ({summary.budget_stop or 'nothing ran'}): run again on {args.db}")
         return 3
     (bound,) = bounds
 
     with repo.session() as s:
-        trials = s.query(TrialRow).filter(TrialRow.status.in_(["done", "failed"])).all()
+        trials = s.query(SpeedTrialRow).all()
         rows = sorted(
-            ((t.speedup or 0.0, t.time, t.paired_baseline_time, t.ci_half_width, t.repeats, settings_text(t.settings),
-              t.status, t.reason or "") for t in trials),
-            key=lambda r: r[0], reverse=True,
+            ((t.speedup or t.first_speedup or 0.0, t, settings_text(t.settings)) for t in trials), key=lambda r: r[0],
+            reverse=True,
         )
         total = len(entry.settings) - 1
     lines = [
         f"# {entry.base.label}, {entry.base.height}x{entry.base.width} {entry.base.dtype}, batch {entry.base.batch_size}, "
         f"random weights (speed only)",
         f"device: {env.device}; torch {env.libraries['torch']}, diffusers {env.libraries['diffusers']}, "
-        f"python {platform.python_version()}; {args.num_prompts} prompts; paired protocol (warm-up until stable, "
-        f"baseline and accelerated runs interleaved, speed-up = median of paired ratios, 95% CI)",
-        f"baseline (its own pass): {bound.baseline_time:.4f} s/image; {len(rows)} of {total} settings measured",
+        f"python {platform.python_version()}; timing set of {space.protocol.timing_prompts} prompts; first estimate "
+        f"(one pass, not interleaved) for every setting, precise paired timing (warm-up until stable, baseline and "
+        f"accelerated runs interleaved, median of paired ratios, 95% CI) for " + ("every setting" if args.every else "the contenders"),
+        f"baseline: {bound.baseline_time:.4f} s/image; {len(rows)} of {total} settings measured",
         "",
-        "| setting | s/image | paired baseline s/image | speed-up | 95% CI | pairs | status |",
-        "| --- | --- | --- | --- | --- | --- | --- |",
+        "| setting | first estimate | precise speed-up | 95% CI | pairs | s/image | paired baseline s/image | status |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
-    lines += [
-        f"| {text} | {'' if t is None else f'{t:.4f}'} | {'' if b is None else f'{b:.4f}'} | {s:.2f}x | "
-        f"{'' if ci is None else f'±{100 * ci:.1f}%'} | {n or ''} | {status}{': ' + reason if reason else ''} |"
-        for s, t, b, ci, n, text, status, reason in rows
-    ]
+    for _, t, text in rows:
+        first = f"{t.first_speedup:.2f}x ±{100 * t.first_ci_half_width:.0f}%" if t.first_speedup else ""
+        precise = f"{t.speedup:.2f}x" if t.speedup else ""
+        lines.append(f"| {text} | {first} | {precise} | {'' if t.ci_half_width is None else f'±{100 * t.ci_half_width:.1f}%'} "
+                     f"| {t.pairs or ''} | {'' if t.time is None else f'{t.time:.4f}'} | "
+                     f"{'' if t.baseline_time is None else f'{t.baseline_time:.4f}'} | {t.status}{': ' + t.reason if t.reason else ''} |")
     lines += [
         "",
-        f"{summary.new} measured in {summary.wall_seconds:.1f} s; wall / generation time = "
-        f"{summary.wall_seconds / max(summary.generation_seconds, 1e-9):.2f}",
+        f"{summary.new} measured, {summary.precise} timed precisely, {summary.images} images in {summary.wall_seconds:.1f} s; "
+        f"wall / generation time = {summary.wall_seconds / max(summary.generation_seconds, 1e-9):.2f}",
     ]
     table = "\n".join(lines)
     print(table)

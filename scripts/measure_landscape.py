@@ -3,9 +3,10 @@
 Usage: python scripts/measure_landscape.py [--space scripts/spaces/landscape-sd15.toml] [--db sqlite:///landscape.db]
            [--device cuda] [--time-budget SECONDS] [--out tests/data/landscape-h100-sd15.json]
 
-Goes through sweep's runner (paired timing, stored trial by trial), so a run stopped by its time budget or
-killed is resumed by running it again on the same database. When every setting is stored, the landscape
-is exported (one JSON file: every trial's settings, speed-up, CI, score loss and image deviation).
+Goes through sweep's runner (the quality pass forced on so that every setting's image deviation is measured,
+every setting timed precisely; stored setting by setting), so a run stopped by its time budget or killed is
+resumed by running it again on the same database. When every setting is stored, the landscape is exported
+(one JSON file: every setting's speed-up, CI, score loss and image deviation).
 """
 
 from __future__ import annotations
@@ -33,10 +34,12 @@ def main() -> int:
     args = parser.parse_args()
     space = parse_space(tomllib.loads(Path(args.space).read_text(encoding="utf-8")), args.space)
     repo = Repository(args.db)
-    summary = Runner(repo, args.device).run(space, search=SearchOptions(time_budget=args.time_budget))
+    summary = Runner(repo, args.device, force_quality=True).run(
+        space, search=SearchOptions(time_budget=args.time_budget), precise_every=True)
     total = sum(len(e.settings) for e in space.entries)
     status = repo.status()
-    stored = status["trials"]["done"] + status["trials"]["failed"] + status["baselines"]  # type: ignore[index]
+    speed = status["speed"]
+    stored = sum(speed["trials"].values()) + speed["baselines"]  # type: ignore[index,call-overload]
     gen = summary.generation_seconds
     print(f"{summary.new} new, {stored} of {total} stored, {summary.wall_seconds:.0f} s "
           f"(wall / generation = {summary.wall_seconds / gen:.2f})" if gen else f"{summary.new} new, {stored} of {total} stored")

@@ -18,7 +18,7 @@ from sqlalchemy import select
 
 from search_space.base_config import BaseConfig, SpeedConfig
 from storage.database import Database, base_from_row
-from storage.measurements import QualityResult, SpeedResult, _quality_result, _speed_result
+from storage.measurements import QualityResult, SpeedResult, _quality_result, _speed_result, real_quality
 from storage.models import (
     BaseConfigRow,
     QualityBaselineRow,
@@ -150,11 +150,13 @@ class Bounds:
 
     def rows(
         self, max_loss: float, *, environment_ids: Collection[int] | None = None,
-        speed_config_ids: Collection[int] | None = None, speed_only: bool = False,
+        speed_config_ids: Collection[int] | None = None, speed_only: bool = False, unreal_quality: bool = False,
     ) -> list[Bound]:
         """Every (speed scope × quality source) bound, or the speed map where no quality is known.
 
-        ``speed_only`` gives every speed scope's speed map, whatever quality exists.
+        ``speed_only`` gives every speed scope's speed map, whatever quality exists. Scores of random weights or
+        a random scorer are never quality: such a source joins nothing unless ``unreal_quality`` (benchmarks
+        that measure the quality pass's cost in a throwaway database).
         """
         with self.db.session() as s:
             query = select(SpeedBaselineRow)
@@ -172,6 +174,8 @@ class Bounds:
                 for qb in s.scalars(select(QualityBaselineRow).order_by(QualityBaselineRow.id)):
                     base = qb.base_config
                     proto = qb.quality_protocol
+                    if not unreal_quality and not real_quality(base.weights, proto.scorer):
+                        continue
                     sources[base.speed_config_id].append(QualitySource(
                         qb.base_config_id, qb.quality_protocol_id, base_from_row(base), proto.scorer, proto.prompt_source,
                         proto.prompt_count, qb.environment.device, qb.repeat_max_pixel_diff))

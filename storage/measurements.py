@@ -16,6 +16,7 @@ from storage.database import Database, Scope
 from storage.models import (
     Base,
     BaseConfigRow,
+    QualityProtocolRow,
     QualityBaselineRow,
     QualityTrialRow,
     SpeedBaselineRow,
@@ -100,9 +101,15 @@ class QualityResult:
     prompts_used: int | None
     rejected_at: float | None = None
     environment_id: int | None = None
+    image_deviation: float | None = None
 
     def feasible(self, max_loss: float) -> bool:
         return self.status == "done" and self.score_loss is not None and self.score_loss <= max_loss
+
+
+def real_quality(weights: str, scorer: str) -> bool:
+    """Whether a CLIP score measures quality: pretrained weights, scored by a scorer that is not random."""
+    return weights == "pretrained" and not scorer.endswith(":random")
 
 
 def _speed_result(r: SpeedTrialRow) -> SpeedResult:
@@ -113,7 +120,7 @@ def _speed_result(r: SpeedTrialRow) -> SpeedResult:
 
 def _quality_result(r: QualityTrialRow) -> QualityResult:
     return QualityResult(r.setting_key, r.status, r.reason, r.score_loss, r.loss_low, r.loss_high, r.prompts_used,
-                         r.rejected_at, r.environment_id)
+                         r.rejected_at, r.environment_id, r.image_deviation)
 
 
 class Measurements:
@@ -152,15 +159,18 @@ class Measurements:
             return {r.setting_key: _quality_result(r) for r in rows}
 
     def quality_sources(self, speed_config_id: int) -> list[tuple[int, int]]:
-        """(base config, quality protocol) pairs with a quality baseline whose base config has this speed config."""
+        """(base config, quality protocol) pairs with real quality (pretrained weights, a real scorer) whose base
+        config has this speed config."""
         with self.db.session() as s:
             rows = s.execute(
-                select(QualityBaselineRow.base_config_id, QualityBaselineRow.quality_protocol_id)
+                select(QualityBaselineRow.base_config_id, QualityBaselineRow.quality_protocol_id, BaseConfigRow.weights,
+                       QualityProtocolRow.scorer)
                 .join(BaseConfigRow, BaseConfigRow.id == QualityBaselineRow.base_config_id)
+                .join(QualityProtocolRow, QualityProtocolRow.id == QualityBaselineRow.quality_protocol_id)
                 .where(BaseConfigRow.speed_config_id == speed_config_id)
                 .order_by(QualityBaselineRow.id)
             ).all()
-        return [(b, q) for b, q in rows]
+        return [(b, q) for b, q, weights, scorer in rows if real_quality(weights, scorer)]
 
     # -- rows (a bundle is written by save(), or inside a queue task's completing transaction) --------------
 

@@ -144,7 +144,7 @@ def _print_bounds(rows: list[dict[str, object]], fmt: Format, max_loss: float) -
 
 
 class _RichProgress:
-    """A rich progress bar refreshed only between generations (no refresh thread runs while one is timed)."""
+    """A rich progress bar redrawn only when a measurement starts or ends (see sweep/progress.py)."""
 
     def __init__(self, progress: Progress) -> None:
         self._progress = progress

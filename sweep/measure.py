@@ -48,8 +48,6 @@ class Generator:
     device: str
     gate: threading.Lock = field(default_factory=threading.Lock)
     """Held during every timed generation."""
-    between: Callable[[], None] = lambda: None
-    """Called after each generation, outside the timed region (progress refresh, lease renewal)."""
     call: Callable[..., Any] | None = None
     """The call that generates, when an accelerator supplies its own (else the pipeline's ``__call__``)."""
     generation_seconds: float = 0.0
@@ -85,7 +83,6 @@ class Generator:
                 seconds = time.perf_counter() - began
         self.generation_seconds += seconds
         self.images += len(prompts)
-        self.between()
         return seconds, images
 
 
@@ -179,12 +176,12 @@ class PairedRun:
 
 def paired_run(
     gen: Generator, work: Sequence[Batch], accelerate: Callable[[], None], restore: Callable[[], None],
-    policy: TimingPolicy,
+    policy: TimingPolicy, below: float | None = None,
 ) -> PairedRun:
     """Warm up the accelerated pipeline, then time baseline and accelerated runs of each batch back to back.
 
     ``accelerate`` and ``restore`` switch the pipeline between the two; they run outside the timed region.
-    Returns with the pipeline restored.
+    ``below``: see :func:`sweep.stats.measure_paired`. Returns with the pipeline restored.
     """
 
     def run(batch: int, accelerated: bool) -> float:
@@ -195,7 +192,7 @@ def paired_run(
     try:
         accelerate()
         warm = warm_up(lambda: gen.run(work[0])[0], policy.warmup_tolerance, policy.warmup_cap)
-        paired = measure_paired(lambda b: run(b, False), lambda b: run(b, True), len(work), policy)
+        paired = measure_paired(lambda b: run(b, False), lambda b: run(b, True), len(work), policy, below)
     finally:
         restore()
     return PairedRun(paired, len(warm.seconds))

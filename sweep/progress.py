@@ -1,7 +1,10 @@
 """Progress reporting that never runs during a timed generation.
 
-A ProgressSink is told what happens between generations; nothing refreshes on its own (no timer thread), so
-the measured pipeline shares the CPU with nothing else while it is timed.
+A ProgressSink is told when a measurement starts (describe) and ends (advance). Nothing redraws on its own (no
+timer thread), and nothing redraws between the generations of a measurement: drawing a bar costs the CPU that a
+batch-1 pipeline on a fast GPU is bound by, and on an H100 a bar redrawn after every generation slowed the next
+one by 4 to 7% (docs/measurements/2026-11-26-h100-measurement.md). Every measurement starts with an untimed
+warm-up run, which absorbs whatever the redraw before it costs.
 """
 
 from __future__ import annotations
@@ -14,8 +17,6 @@ class ProgressSink(TypingProtocol):
     def retotal(self, total: int) -> None: ...
     def describe(self, text: str) -> None: ...
     def advance(self) -> None: ...
-    def refresh(self) -> None:
-        """Called after each generation, outside the timed region."""
 
 
 class NoProgress:
@@ -29,7 +30,4 @@ class NoProgress:
         pass
 
     def advance(self) -> None:
-        pass
-
-    def refresh(self) -> None:
         pass

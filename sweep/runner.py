@@ -27,6 +27,7 @@ from search_space.base_config import BaseConfig
 from search_space.setting import AccelSetting
 from search_space.spec import Entry, Space
 from storage import Repository, Scope
+from storage.measurements import real_quality
 from sweep.environment import Environment
 from sweep.measure import Generator
 from sweep.pipelines.loader import load_pipeline
@@ -95,7 +96,7 @@ def measures_quality(entry_weights: str, protocol: Protocol, force: bool = False
 
     ``force`` (benchmarks only) runs the pass anyway, so that its cost can be measured with random weights.
     """
-    return force or (entry_weights == "pretrained" and not protocol.quality.scorer_random)
+    return force or real_quality(entry_weights, protocol.quality.scorer)
 
 
 @dataclass
@@ -142,8 +143,7 @@ class Runner:
         def load() -> Generator:
             if not generator:
                 self.progress.describe(f"{base.label}: loading")
-                gen = Generator(load_pipeline(base, self.device), base.steps, base.height, base.width, self.device,
-                                between=self.progress.refresh)
+                gen = Generator(load_pipeline(base, self.device), base.steps, base.height, base.width, self.device)
                 if gate is not None:
                     gen.gate = gate
                 generator.append(gen)
@@ -152,9 +152,13 @@ class Runner:
         return ScopeRun(self.repo, scope, base, protocol, measure_quality=measure_quality, worker=self.worker,
                         load=load, scorer=lambda: self.scorer(protocol))
 
-    def run(self, space: Space, *, search: SearchOptions | None = None, confirm_top: int = defaults.CONFIRM_TOP) -> RunSummary:
+    def run(
+        self, space: Space, *, search: SearchOptions | None = None, confirm_top: int = defaults.CONFIRM_TOP,
+        precise_every: bool = False,
+    ) -> RunSummary:
         """Search every base configuration (by default: measure every setting not stored), then time the
-        contenders precisely (``confirm_top`` per round; 0: publish first estimates)."""
+        contenders precisely (``confirm_top`` per round; 0: publish first estimates; ``precise_every``: time every
+        measured setting precisely, which benchmarks of the timing itself need)."""
         search = search or SearchOptions()
         if search.strategy not in STRATEGIES:
             raise ValueError(f"unknown strategy {search.strategy!r}; valid: {', '.join(STRATEGIES)}")
@@ -183,7 +187,7 @@ class Runner:
             try:
                 self._search(item, summary, search, deadline)
                 if confirm_top and not (deadline is not None and time.monotonic() >= deadline):
-                    self._precise(item, summary, search.max_loss, confirm_top)
+                    self._precise(item, summary, search.max_loss, confirm_top, precise_every)
             finally:
                 self._unload(generators[item.entry.base.key], summary)
             # the bar counted this item's estimate; a search that stopped early hands the rest back
@@ -296,7 +300,7 @@ class Runner:
         if result.stop == "time budget reached":
             summary.budget_stop = "time budget reached"
 
-    def _precise(self, item: _Item, summary: RunSummary, max_loss: float, top: int) -> None:
+    def _precise(self, item: _Item, summary: RunSummary, max_loss: float, top: int, every: bool = False) -> None:
         """Time the contenders precisely, round after round, until no first estimate can beat the bound.
 
         The largest of many noisy first estimates is biased upward; a fresh paired timing of every setting
@@ -304,16 +308,16 @@ class Runner:
         """
         run = item.run
         failed: set[str] = set()
-        while todo := run.precise_todo(max_loss, failed)[:top]:
-            for key in todo:
+        while todo := run.precise_todo(max_loss, failed, every=every)[:top]:
+            for key in todo:  # fastest first: its interval becomes the bar the slower ones must reach
                 self.progress.describe(f"{item.entry.base.label}: timing {AccelSetting.from_key(key).describe()} precisely")
                 try:
-                    self.repo.measurements.save_precise(run.precise_statement(key))
+                    self.repo.measurements.save_precise(run.precise_statement(key, None if every else run.precise_bar(max_loss)))
                     summary.precise += 1
                 except Exception:  # keep its first estimate; the bound says it is not precise
                     log.warning("precise timing of %s failed", key, exc_info=True)
                     failed.add(key)
-            run.refresh()
+                run.refresh()
 
 
 def free_memory() -> None:

@@ -225,19 +225,30 @@ class ScopeRun:
         sources = m.quality_sources(self.scope.speed_config_id)
         return [m.qualities_of(b, q) for b, q in sources] or [None]
 
-    def precise_todo(self, max_loss: float, exclude: set[str] = frozenset()) -> list[str]:  # type: ignore[assignment]
-        """Settings that can still be the upper bound and have only a first estimate, fastest first."""
+    def precise_todo(self, max_loss: float, exclude: set[str] = frozenset(), *, every: bool = False) -> list[str]:  # type: ignore[assignment]
+        """Settings that can still be the upper bound and have only a first estimate, fastest first (with
+        ``every``: every measured setting, for benchmarks that compare precise timings)."""
         keys: dict[str, float] = {}
+        if every:
+            return [k for k, s in sorted(self.speeds.items(), key=lambda kv: -(kv[1].published or 0.0))
+                    if s.usable and not s.precise and k not in exclude]
         for quality in self.quality_views():
             for s in contenders(self.speeds, quality, max_loss):
                 if not s.precise and s.setting_key not in exclude:
                     keys[s.setting_key] = s.published or 0.0
         return sorted(keys, key=lambda k: -keys[k])
 
-    def precise_statement(self, setting_key: str) -> Update:
+    def precise_bar(self, max_loss: float) -> float | None:
+        """The lower end of the best precise speed-up's interval among the contenders: a contender whose own
+        interval falls under it is settled without timing it to the full precision."""
+        ends = [s.published * (1 - s.published_half_width) for quality in self.quality_views()  # type: ignore[operator]
+                for s in contenders(self.speeds, quality, max_loss) if s.precise]
+        return max(ends, default=None)
+
+    def precise_statement(self, setting_key: str, below: float | None = None) -> Update:
         gen = self._load()
         run = precise(gen, self.timing_set, AppliedSetting(gen.pipe, AccelSetting.from_key(setting_key)),
-                      self.protocol.timing.policy)
+                      self.protocol.timing.policy, below)
         return self.repo.measurements.precise_statement(
             self.scope, setting_key, speedup=run.paired.speedup, ci_half_width=run.paired.half_width,
             pairs=run.paired.pairs, time=run.seconds_per_image, baseline_time=run.baseline_seconds_per_image,

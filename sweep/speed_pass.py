@@ -48,7 +48,9 @@ def timing_set_pass(gen: Generator, timing_set: Sequence[Batch], applied: Applie
         gen.call = None
 
 
-def precise(gen: Generator, timing_set: Sequence[Batch], applied: AppliedSetting, policy: TimingPolicy) -> PairedRun:
+def precise(
+    gen: Generator, timing_set: Sequence[Batch], applied: AppliedSetting, policy: TimingPolicy, below: float | None = None,
+) -> PairedRun:
     def accelerate() -> None:
         applied.apply()
         gen.call = applied.call
@@ -57,4 +59,4 @@ def precise(gen: Generator, timing_set: Sequence[Batch], applied: AppliedSetting
         applied.remove()
         gen.call = None
 
-    return paired_run(gen, timing_set, accelerate, restore, policy)
+    return paired_run(gen, timing_set, accelerate, restore, policy, below)

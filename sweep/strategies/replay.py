@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from search_space.setting import AccelSetting
+from storage.measurements import QualityResult, SpeedResult
 from sweep.strategies.base import Evaluations, Outcome, Problem, SearchResult, Strategy
 
 
@@ -96,46 +97,53 @@ def replay(
     return Replay(result, tuple(evals.order), landscape.upper_bound(max_loss, metric))
 
 
+def _landscape_point(key: str, speed: SpeedResult, quality: QualityResult | None) -> dict[str, object]:
+    done = speed.usable and quality is not None and quality.status == "done"
+    return {
+        "settings": json.loads(key), "status": "done" if done else "failed", "speedup": speed.published,
+        "ci_half_width": speed.published_half_width, "precise": speed.precise,
+        "score_loss": quality.score_loss if quality else None,
+        "image_deviation": quality.image_deviation if quality else None, "time": speed.published_time,
+        "reason": speed.reason or (quality.reason if quality else None),
+    }
+
+
 def export_landscape(url: str, out: str | Path, *, description: str = "") -> list[Path]:
-    """Write one landscape file per measured (base config, environment, protocol) of a database.
+    """Write one landscape file per measured (base config, environment, protocols) of a database: each setting's
+    speed-up (precise where timed so, else its first estimate) joined with what its quality pass measured.
 
     With one scope in the database, ``out`` is the file; with several, ``out`` is a folder.
     """
     from sqlalchemy import select
 
     from storage import Repository
-    from storage.models import BaselineRow, TrialRow
+    from storage.models import QualityBaselineRow, SpeedBaselineRow
 
     repo = Repository(url)
     written: list[Path] = []
     with repo.session() as s:
-        baselines = s.scalars(select(BaselineRow)).all()
-        for b in baselines:
-            trials = s.scalars(select(TrialRow).where(
-                TrialRow.base_config_id == b.base_config_id, TrialRow.environment_id == b.environment_id,
-                TrialRow.protocol_id == b.protocol_id)).all()
-            base = b.base_config
-            label = f"{base.pipeline} / {base.scheduler} / {base.steps} steps"
+        pairs = [(sb, qb) for sb in s.scalars(select(SpeedBaselineRow)) for qb in s.scalars(select(QualityBaselineRow))
+                 if qb.base_config.speed_config_id == sb.speed_config_id]
+        for sb, qb in pairs:
+            scope = repo.scope_of(qb.base_config_id, sb.environment_id, qb.quality_protocol_id, sb.timing_protocol_id)
+            speeds, qualities = repo.measurements.speeds(scope), repo.measurements.qualities(scope)
+            base = qb.base_config
             data = {
-                "label": label,
+                "label": f"{base.pipeline} / {base.scheduler} / {base.steps} steps",
                 "description": description,
-                "device": b.environment.device,
-                "libraries": b.environment.details,
+                "device": sb.environment.device,
+                "libraries": sb.environment.details,
                 "base": {"pipeline": base.pipeline, "scheduler": base.scheduler, "steps": base.steps,
                          "height": base.height, "width": base.width, "dtype": base.dtype, "weights": base.weights},
-                "scorer": b.protocol.scorer,
-                "quality_meaningful": base.weights == "pretrained" and not b.protocol.scorer_random,
-                "baseline_time": b.time,
-                "trials": [{
-                    "settings": t.settings, "status": t.status, "speedup": t.speedup, "ci_half_width": t.ci_half_width,
-                    "score_loss": t.score_loss, "image_deviation": t.image_deviation, "time": t.time,
-                    "reason": t.reason,
-                } for t in sorted(trials, key=lambda t: t.setting_key)],
+                "scorer": qb.quality_protocol.scorer,
+                "quality_meaningful": base.weights == "pretrained" and not qb.quality_protocol.scorer.endswith(":random"),
+                "baseline_time": sb.time,
+                "trials": [_landscape_point(key, sp, qualities.get(key)) for key, sp in sorted(speeds.items())],
             }
             target = Path(out)
-            if len(baselines) > 1:
+            if len(pairs) > 1:
                 target.mkdir(parents=True, exist_ok=True)
-                target = target / f"{base.pipeline}-{base.scheduler}-{base.steps}-{b.id}.json".replace("/", "_")
+                target = target / f"{base.pipeline}-{base.scheduler}-{base.steps}-{sb.id}-{qb.id}.json".replace("/", "_")
             target.write_text(json.dumps(data, indent=1) + "\n", encoding="utf-8")
             written.append(target)
     repo.close()

@@ -321,6 +321,37 @@ def cost(args: argparse.Namespace) -> str:
 # -- rejection -------------------------------------------------------------------------------------------------------
 
 
+def _rejection_row(args: argparse.Namespace, space, max_loss: float, offset: float) -> str:  # type: ignore[no-untyped-def]
+    with tempfile.TemporaryDirectory() as tmp:
+        repo = Repository(f"sqlite:///{Path(tmp) / 'r.db'}")
+        runner = Runner(repo, args.device, force_quality=True)
+        if offset:  # a quality baseline that scored `offset` CLIP points more on every prompt than this pipeline does
+            from sweep.environment import Environment as Env
+            from sweep.protocol import Protocol
+
+            protocol = Protocol.resolve(space.protocol)
+            env, quality, timing = runner.ids(protocol, Env.detect(args.device))
+            for entry in space.entries:
+                scope = repo.scope(entry.base, env, quality, timing)
+                rows = runner.scope_run(entry.base, scope, protocol, True, []).baseline_rows()
+                for row in rows:
+                    if isinstance(row, QualityBaselineRow):
+                        row.scores = [x + offset for x in row.scores]
+                        row.clip_score = statistics.fmean(row.scores)
+                repo.measurements.save(rows)
+        summary = runner.run(space, search=SearchOptions(max_loss=max_loss), confirm_top=0)
+        with repo.session() as s:
+            trials = s.query(QualityTrialRow).all()
+            base_scores = [statistics.fmean(q.scores) for q in s.query(QualityBaselineRow).all()]
+    rejected = [t for t in trials if t.status == "rejected"]
+    losses = [t.score_loss for t in trials if t.score_loss is not None]
+    full = len(space.entries) * (args.prompts + 1) + len(trials) * args.prompts
+    used = f"{statistics.fmean(t.prompts_used for t in rejected):.1f} of {args.prompts}" if rejected else "-"
+    return (f"| {max_loss:g} | {offset:g} (mean baseline {statistics.fmean(base_scores):.2f}) | "
+            f"{100 * statistics.median(losses):.2f}% | {len(trials)} | {len(rejected)} | {used} | "
+            f"{summary.images} of {full} |")
+
+
 def rejection(args: argparse.Namespace) -> str:
     from search_space.spec import load_preset
 
@@ -332,21 +363,16 @@ def rejection(args: argparse.Namespace) -> str:
         "CLIP: its scores are test data, not quality)",
         f"device: {Environment.detect(args.device).device}",
         "",
-        "| max-loss | settings | rejected early | prompts used by rejected settings (mean of N) | images generated | "
-        "images of a pass without rejection |",
-        "| --- | --- | --- | --- | --- | --- |",
+        "Offset 0: the pipeline's own baseline. Offset k: its quality baseline scored k CLIP points more on every "
+        "prompt (as if stored from a better model), so every setting truly loses about k / (baseline + k).",
+        "",
+        "| max-loss | baseline offset | median loss | settings | rejected early | prompts used by rejected settings | "
+        "images generated (of a pass without rejection) |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
     ]
-    for max_loss in args.losses:
-        with tempfile.TemporaryDirectory() as tmp:
-            repo = Repository(f"sqlite:///{Path(tmp) / 'r.db'}")
-            summary = Runner(repo, args.device, force_quality=True).run(space, search=SearchOptions(max_loss=max_loss),
-                                                                        confirm_top=0)
-            with repo.session() as s:
-                trials = s.query(QualityTrialRow).all()
-            rejected = [t for t in trials if t.status == "rejected"]
-            full = len(space.entries) * (args.prompts + 1) + len(trials) * args.prompts
-            used = f"{statistics.fmean(t.prompts_used for t in rejected):.1f} of {args.prompts}" if rejected else "-"
-            lines.append(f"| {max_loss:g} | {len(trials)} | {len(rejected)} | {used} | {summary.images} | {full} |")
+    for offset in args.offsets:
+        for max_loss in args.losses:
+            lines.append(_rejection_row(args, space, max_loss, offset))
             print(lines[-1], flush=True)
     return "\n".join(lines)
 
@@ -373,6 +399,7 @@ def main() -> int:
     sub.choices["cost"].add_argument("--only", default="grid,frontier,old", help="which rows: grid, frontier, old")
     sub.choices["rejection"].add_argument("--prompts", type=int, default=16)
     sub.choices["rejection"].add_argument("--losses", type=float, nargs="+", default=[0.0, 0.005, 0.02])
+    sub.choices["rejection"].add_argument("--offsets", type=float, nargs="+", default=[0.0, 0.5, 2.0])
     args = parser.parse_args()
     table = {"fidelity": fidelity, "cost": cost, "rejection": rejection}[args.what](args)
     _write(table, args.out)

@@ -36,7 +36,12 @@ from pathlib import Path
 import sweep._compat  # noqa: F401
 from search_space.spec import parse_space
 from storage import Repository
-from storage.models import QualityBaselineRow, QualityTrialRow, SpeedBaselineRow, SpeedTrialRow
+from storage.models import (
+    QualityBaselineRow,
+    QualityTrialRow,
+    SpeedBaselineRow,
+    SpeedTrialRow,
+)
 from sweep.environment import Environment
 from sweep.output import settings_text
 from sweep.runner import Runner, SearchOptions

@@ -23,7 +23,6 @@ from sweep.strategies import Frontier, OptunaSearch
 from sweep.strategies.replay import Landscape, replay
 
 
-
 def quantile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]

@@ -50,10 +50,3 @@ class AccelSetting:
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, AccelSetting) and other.key == self.key
-
-    def describe(self) -> str:
-        from sweep.accelerators import ACCELERATORS
-
-        if self.is_baseline:
-            return "baseline"
-        return " + ".join(ACCELERATORS[name].short(params) for name, params in self.methods.items())

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import itertools
 import tomllib
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -177,15 +177,18 @@ def _accelerator_grids(r: _Reader, data: object) -> dict[str, list[dict[str, Par
 
 
 def _settings(
-    accelerators: Sequence[str], grids: Mapping[str, list[dict[str, ParamValue]]], combine: bool
+    accelerators: Sequence[str], grids: Mapping[str, list[dict[str, ParamValue]]], combine: bool,
+    combinable: Callable[[Sequence[str]], bool],
 ) -> tuple[AccelSetting, ...]:
+    """The baseline, then every setting: with ``combine``, each combination of the grids' parameter sets whose
+    methods may share a setting; else each method alone."""
     settings = [AccelSetting.baseline()]
     methods_of = {grid: grid.split("@", 1)[0] for grid in accelerators}
     if combine:
         options = [[None, *grids[grid]] for grid in accelerators]
         for combo in itertools.product(*options):
             methods = {methods_of[g]: params for g, params in zip(accelerators, combo, strict=True) if params is not None}
-            if methods:
+            if methods and combinable(list(methods)):
                 settings.append(AccelSetting.of(methods))
     else:
         settings.extend(AccelSetting.of({methods_of[g]: params}) for g in accelerators for params in grids[g])
@@ -194,7 +197,7 @@ def _settings(
 
 def parse_space(data: Mapping[str, object], source: str) -> Space:
     """Validate and expand a parsed space file; ``source`` names it in errors."""
-    from sweep.accelerators import ACCELERATORS
+    from sweep.accelerators import ACCELERATORS, combinable
     from sweep.pipelines.loader import scheduler_names
     from sweep.pipelines.registry import PIPELINES, canonical_alias
 
@@ -261,12 +264,12 @@ def parse_space(data: Mapping[str, object], source: str) -> Space:
                 raise r.fail(f"{alias} has no published weights: with weights = \"pretrained\" set model to a local "
                              "diffusers folder")
             base = BaseConfig(alias, model, weights, scheduler, n_steps, h, w, dtype, batch_size)  # type: ignore[arg-type]
-            usable = [a for a in names if info.denoiser in ACCELERATORS[a.split("@", 1)[0]].denoisers]
+            usable = [a for a in names if ACCELERATORS[a.split("@", 1)[0]].applies_to(info.denoiser, info.pipeline_class)]
             notes = tuple(
-                f"{a.split('@', 1)[0]}: not applicable to {alias} ({info.denoiser} denoiser)"
+                f"{a.split('@', 1)[0]}: not applicable to {alias} (supports {ACCELERATORS[a.split('@', 1)[0]].describe_support()})"
                 for a in names if a not in usable
             )
-            settings = _settings(usable, grids, combine)
+            settings = _settings(usable, grids, combine, combinable)
             previous = entries.get(base.key)
             if previous is not None:
                 settings = tuple(dict.fromkeys(previous.settings + settings))

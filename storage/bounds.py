@@ -18,7 +18,14 @@ from sqlalchemy import select
 
 from search_space.base_config import BaseConfig, SpeedConfig
 from storage.database import Database, base_from_row
-from storage.measurements import QualityResult, SpeedResult, _quality_result, _speed_result, real_quality
+from storage.measurements import (
+    QualityResult,
+    SpeedResult,
+    _quality_result,
+    _speed_result,
+    real_quality,
+    speeds_for,
+)
 from storage.models import (
     BaseConfigRow,
     QualityBaselineRow,
@@ -27,6 +34,16 @@ from storage.models import (
     SpeedConfigRow,
     SpeedTrialRow,
 )
+
+
+def usable_speeds(rows: list[SpeedResult], model: str | None, weight_dependent: bool) -> dict[str, SpeedResult]:
+    """The speeds that hold for a quality source's weights (``model``; None for a speed map). A weight-dependent
+    method's speed measured with random weights is left out unless ``weight_dependent`` asks for it."""
+    chosen = speeds_for(rows, model)
+    if weight_dependent:
+        for key, r in speeds_for(rows, "random").items():
+            chosen.setdefault(key, r)
+    return {k: r for k, r in chosen.items() if weight_dependent or not r.random_weights_only}
 
 
 def candidates(speeds: Mapping[str, SpeedResult], quality: Mapping[str, QualityResult] | None, max_loss: float) -> list[SpeedResult]:
@@ -122,7 +139,8 @@ class Bound:
             "quality_known": self.quality_known,
             "kind": "upper bound" if self.quality_known else "speed map",
             "speed_source": {"device": self.device, "weights": self.speed_weights,
-                             "timing": None if best is None else ("precise" if best.precise else "first estimate")},
+                             "timing": None if best is None else ("precise" if best.precise else "first estimate"),
+                             "weight_dependent_random": bool(best and best.random_weights_only)},
             "quality_source": None if q is None else {
                 "model": q.base.model, "weights": q.base.weights, "scorer": q.scorer, "prompts": q.prompt_source,
                 "prompt_count": q.prompt_count, "device": q.device},
@@ -151,12 +169,14 @@ class Bounds:
     def rows(
         self, max_loss: float, *, environment_ids: Collection[int] | None = None,
         speed_config_ids: Collection[int] | None = None, speed_only: bool = False, unreal_quality: bool = False,
+        weight_dependent: bool = False,
     ) -> list[Bound]:
         """Every (speed scope × quality source) bound, or the speed map where no quality is known.
 
         ``speed_only`` gives every speed scope's speed map, whatever quality exists. Scores of random weights or
         a random scorer are never quality: such a source joins nothing unless ``unreal_quality`` (benchmarks
-        that measure the quality pass's cost in a throwaway database).
+        that measure the quality pass's cost in a throwaway database). The speed of a method that depends on
+        the weights (DBCache-style), measured with random weights, enters only with ``weight_dependent``.
         """
         with self.db.session() as s:
             query = select(SpeedBaselineRow)
@@ -166,9 +186,9 @@ class Bounds:
                 query = query.where(SpeedBaselineRow.speed_config_id.in_(list(speed_config_ids)))
             baselines = s.scalars(query).all()
             configs = {c.id: c for c in s.scalars(select(SpeedConfigRow))}
-            speeds: dict[tuple[int, int, int], dict[str, SpeedResult]] = defaultdict(dict)
+            measured: dict[tuple[int, int, int], list[SpeedResult]] = defaultdict(list)
             for t in s.scalars(select(SpeedTrialRow)):
-                speeds[(t.speed_config_id, t.environment_id, t.timing_protocol_id)][t.setting_key] = _speed_result(t)
+                measured[(t.speed_config_id, t.environment_id, t.timing_protocol_id)].append(_speed_result(t))
             sources: dict[int, list[QualitySource]] = defaultdict(list)
             if not speed_only:
                 for qb in s.scalars(select(QualityBaselineRow).order_by(QualityBaselineRow.id)):
@@ -184,32 +204,32 @@ class Bounds:
                 qualities[(q.base_config_id, q.quality_protocol_id)][q.setting_key] = _quality_result(q)
             out: list[Bound] = []
             for b in baselines:
-                scope_speeds = speeds[(b.speed_config_id, b.environment_id, b.timing_protocol_id)]
+                rows = measured[(b.speed_config_id, b.environment_id, b.timing_protocol_id)]
                 c = configs[b.speed_config_id]
                 speed = SpeedConfig(c.pipeline, c.scheduler, c.steps, c.height, c.width, c.dtype, c.batch_size)
-                common = dict(speed_config=speed, speed_config_id=c.id, environment_id=b.environment_id,
-                              timing_protocol_id=b.timing_protocol_id, device=b.environment.device,
-                              speed_weights=b.weights, max_loss=max_loss, baseline_time=b.time,
-                              trials=sum(1 for r in scope_speeds.values() if r.usable),
-                              repeat_max_pixel_diff=b.repeat_max_pixel_diff)
                 for source in sources.get(c.id) or [None]:
+                    scope_speeds = usable_speeds(rows, None if source is None else source.base.model, weight_dependent)
                     quality = None if source is None else qualities[(source.base_config_id, source.quality_protocol_id)]
                     ranked = candidates(scope_speeds, quality, max_loss)
                     best = ranked[0] if ranked else None
-                    out.append(Bound(quality=source, best=best,
-                                     best_quality=quality.get(best.setting_key) if quality and best else None,
-                                     **common))  # type: ignore[arg-type]
+                    out.append(Bound(
+                        speed_config=speed, speed_config_id=c.id, environment_id=b.environment_id,
+                        timing_protocol_id=b.timing_protocol_id, device=b.environment.device, speed_weights=b.weights,
+                        quality=source, max_loss=max_loss, best=best,
+                        best_quality=quality.get(best.setting_key) if quality and best else None, baseline_time=b.time,
+                        trials=sum(1 for r in scope_speeds.values() if r.usable), repeat_max_pixel_diff=b.repeat_max_pixel_diff,
+                    ))
         out.sort(key=lambda r: (r.speed_config.pipeline, r.speed_config.scheduler, r.speed_config.steps,
                                 r.speed_config.key, r.device, r.environment_id, r.timing_protocol_id,
                                 r.quality.base_config_id if r.quality else 0, r.quality.quality_protocol_id if r.quality else 0))
         return out
 
-    def speeds(self, bound: Bound) -> dict[str, SpeedResult]:
+    def speeds(self, bound: Bound, weight_dependent: bool = False) -> dict[str, SpeedResult]:
         with self.db.session() as s:
-            rows = s.scalars(select(SpeedTrialRow).where(
+            rows = [_speed_result(r) for r in s.scalars(select(SpeedTrialRow).where(
                 SpeedTrialRow.speed_config_id == bound.speed_config_id, SpeedTrialRow.environment_id == bound.environment_id,
-                SpeedTrialRow.timing_protocol_id == bound.timing_protocol_id))
-            return {r.setting_key: _speed_result(r) for r in rows}
+                SpeedTrialRow.timing_protocol_id == bound.timing_protocol_id))]
+        return usable_speeds(rows, bound.quality.base.model if bound.quality else None, weight_dependent)
 
     def qualities(self, bound: Bound) -> dict[str, QualityResult] | None:
         if bound.quality is None:

@@ -6,7 +6,7 @@ stored first is skipped, so that result stands and nothing is stored twice.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
@@ -16,8 +16,8 @@ from storage.database import Database, Scope
 from storage.models import (
     Base,
     BaseConfigRow,
-    QualityProtocolRow,
     QualityBaselineRow,
+    QualityProtocolRow,
     QualityTrialRow,
     SpeedBaselineRow,
     SpeedTrialRow,
@@ -52,6 +52,13 @@ class SpeedResult:
     pairs: int | None = None
     time: float | None = None
     baseline_time: float | None = None
+    weights_key: str = ""
+    """Empty where the speed holds for any weights, else the weights it was measured with."""
+
+    @property
+    def random_weights_only(self) -> bool:
+        """A weight-dependent method's speed measured with random weights: stored, but not representative."""
+        return self.weights_key == "random" and self.status == "done"
 
     @property
     def precise(self) -> bool:
@@ -115,7 +122,21 @@ def real_quality(weights: str, scorer: str) -> bool:
 def _speed_result(r: SpeedTrialRow) -> SpeedResult:
     return SpeedResult(r.setting_key, r.status, r.reason, r.weights, r.first_speedup, r.first_ci_half_width,
                        r.first_source, r.first_time, r.first_baseline_time, r.speedup, r.ci_half_width, r.pairs,
-                       r.time, r.baseline_time)
+                       r.time, r.baseline_time, r.weights_key)
+
+
+def speeds_for(rows: Iterable[SpeedResult], weights: str | None) -> dict[str, SpeedResult]:
+    """setting key → the speed that holds for ``weights``: one measured for any weights, or with these very
+    weights (a measurement that succeeded is preferred to a failure). ``None``: every weights key, except that
+    a weight-dependent method's speed from random weights counts only where nothing else is stored."""
+    chosen: dict[str, SpeedResult] = {}
+    for r in rows:
+        if weights is not None and r.weights_key not in ("", weights):
+            continue
+        held = chosen.get(r.setting_key)
+        if held is None or (held.status != "done" and r.status == "done") or (held.random_weights_only and not r.random_weights_only):
+            chosen[r.setting_key] = r
+    return chosen
 
 
 def _quality_result(r: QualityTrialRow) -> QualityResult:
@@ -137,9 +158,11 @@ class Measurements:
             return SpeedBaseline(r.time, r.time_spread, tuple(r.batch_seconds), tuple(r.image_digests), r.source,
                                  r.repeat_max_pixel_diff)
 
-    def speeds(self, scope: Scope) -> dict[str, SpeedResult]:
+    def speeds(self, scope: Scope, weights: str | None = None) -> dict[str, SpeedResult]:
+        """The scope's speeds that hold for ``weights`` (see :func:`speeds_for`)."""
         with self.db.session() as s:
-            return {r.setting_key: _speed_result(r) for r in s.scalars(select(SpeedTrialRow).where(*scope.speed_filter(SpeedTrialRow)))}
+            rows = [_speed_result(r) for r in s.scalars(select(SpeedTrialRow).where(*scope.speed_filter(SpeedTrialRow)))]
+        return speeds_for(rows, weights)
 
     def quality_baseline(self, scope: Scope) -> QualityBaseline | None:
         with self.db.session() as s:
@@ -223,10 +246,11 @@ class Measurements:
     @staticmethod
     def precise_statement(
         scope: Scope, setting_key: str, *, speedup: float, ci_half_width: float, pairs: int, time: float,
-        baseline_time: float, time_spread: float, warmup_runs: int,
+        baseline_time: float, time_spread: float, warmup_runs: int, weights_key: str = "",
     ) -> Update:
         """The update that records a precise timing on the setting's speed record."""
-        return (update(SpeedTrialRow).where(*scope.speed_filter(SpeedTrialRow), SpeedTrialRow.setting_key == setting_key)
+        return (update(SpeedTrialRow).where(*scope.speed_filter(SpeedTrialRow), SpeedTrialRow.setting_key == setting_key,
+                                            SpeedTrialRow.weights_key == weights_key)
                 .values(speedup=speedup, ci_half_width=ci_half_width, pairs=pairs, time=time, baseline_time=baseline_time,
                         time_spread=time_spread, warmup_runs=warmup_runs, precise_at=datetime.now(timezone.utc)))
 

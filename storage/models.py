@@ -13,7 +13,18 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
-from sqlalchemy import JSON, Boolean, DateTime, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 
@@ -132,7 +143,7 @@ class SpeedTrialRow(Base):
     paired timing once the setting could be the upper bound."""
 
     __tablename__ = "sweep_speed_trials"
-    __table_args__ = (UniqueConstraint("speed_config_id", "environment_id", "timing_protocol_id", "setting_key"),)
+    __table_args__ = (UniqueConstraint("speed_config_id", "environment_id", "timing_protocol_id", "setting_key", "weights_key"),)
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     speed_config_id: Mapped[int] = mapped_column(ForeignKey("sweep_speed_configs.id"))
     environment_id: Mapped[int] = mapped_column(ForeignKey("sweep_environments.id"))
@@ -144,6 +155,10 @@ class SpeedTrialRow(Base):
     reason: Mapped[str | None] = mapped_column(Text, nullable=True)
     weights: Mapped[str] = mapped_column(Text)
     """The weights the pipeline had (``random`` or the model reference)."""
+    weights_key: Mapped[str] = mapped_column(Text, default="")
+    """Part of the key: empty where the speed holds for any weights (a measured speed of a method that does not
+    look at the activations); else the weights it was measured with (``random`` or the model), because a
+    DBCache-style method's speed depends on them, and so does a failure."""
     first_speedup: Mapped[float | None] = mapped_column(Float, nullable=True)
     """First estimate: baseline seconds per image / accelerated seconds per image, runs not interleaved."""
     first_ci_half_width: Mapped[float | None] = mapped_column(Float, nullable=True)

@@ -162,14 +162,16 @@ class WorkQueue:
 
     def _insert_failed(self, connection: Connection, task: object, reason: str) -> None:
         now = datetime.now(timezone.utc)
-        speed_config_id = connection.scalar(select(BaseConfigRow.speed_config_id).where(
-            BaseConfigRow.id == task.base_config_id))  # type: ignore[attr-defined]
+        base = connection.execute(select(BaseConfigRow.speed_config_id, BaseConfigRow.weights, BaseConfigRow.model).where(
+            BaseConfigRow.id == task.base_config_id)).one()  # type: ignore[attr-defined]
+        speed_config_id = base.speed_config_id
+        weights = "random" if base.weights == "random" else base.model  # a failure is kept with its weights
         settings = AccelSetting.from_key(task.setting_key).as_dict()  # type: ignore[attr-defined]
         common = {"setting_key": task.setting_key, "settings": settings, "status": "failed", "reason": reason,  # type: ignore[attr-defined]
                   "worker": "queue", "started_at": now, "finished_at": now}
         connection.execute(self._insert(SpeedTrialRow).on_conflict_do_nothing(), [{  # type: ignore[attr-defined]
             **common, "speed_config_id": speed_config_id, "environment_id": task.environment_id,  # type: ignore[attr-defined]
-            "timing_protocol_id": task.timing_protocol_id, "weights": "unknown"}])  # type: ignore[attr-defined]
+            "timing_protocol_id": task.timing_protocol_id, "weights": weights, "weights_key": weights}])  # type: ignore[attr-defined]
         if task.measure_quality:  # type: ignore[attr-defined]
             connection.execute(self._insert(QualityTrialRow).on_conflict_do_nothing(), [{  # type: ignore[attr-defined]
                 **common, "base_config_id": task.base_config_id, "quality_protocol_id": task.quality_protocol_id,  # type: ignore[attr-defined]

@@ -16,13 +16,20 @@ from typing import Annotated, TypeVar
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 
 from search_space import defaults
 from search_space.spec import Space, load_preset, load_space
 from storage.engine import DEFAULT_URL
-from sweep.errors import SweepError, UsageError
 from storage.targets import scheduler_name
+from sweep.errors import SweepError, UsageError
 from sweep.output import Column, Format, emit, settings_text
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
@@ -44,6 +51,8 @@ FormatOption = Annotated[Format, typer.Option("--format", help="Output format.")
 PresetOption = Annotated[str | None, typer.Option("--preset", help="A space shipped with sweep, e.g. tiny.")]
 SpeedOnlyOption = Annotated[bool, typer.Option(
     "--speed-only", help="Show every configuration's speed map (fastest setting, quality ignored).")]
+WeightDependentOption = Annotated[bool, typer.Option(
+    "--weight-dependent", help="Include speeds of weight-dependent methods (cache_dit) measured with random weights.")]
 EnvironmentOption = Annotated[str | None, typer.Option(
     "--environment", help="Whose speeds: an environment id or part of its device name (default: every environment).")]
 SpaceArgument = Annotated[Path | None, typer.Argument(help="Space file (TOML).", show_default=False)]
@@ -66,9 +75,10 @@ def handles_errors(command: F) -> F:
 def _quiet_libraries() -> None:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    import sweep._compat  # noqa: F401
     from diffusers.utils import logging as diffusers_logging
     from transformers.utils import logging as transformers_logging
+
+    import sweep._compat  # noqa: F401
 
     diffusers_logging.set_verbosity_error()
     transformers_logging.set_verbosity_error()
@@ -113,7 +123,7 @@ BOUND_COLUMNS: list[Column] = [
     ("speed-up", _speedup_text),
     ("timing", lambda r: {"precise": "precise", "first estimate": "first est."}.get(str(r["timing"]), "-")),
     ("score loss", _loss_text),
-    ("settings", lambda r: settings_text(r["settings"])),
+    ("settings", lambda r: settings_text(r["settings"]) + (" †" if r["speed_source"]["weight_dependent_random"] else "")),  # type: ignore[index]
     ("s/image", lambda r: f"{r['time']:.3f}" if r["time"] is not None else "-"),
     ("env", lambda r: str(r["environment_id"])),
 ]
@@ -129,6 +139,8 @@ def _print_bounds(rows: list[dict[str, object]], fmt: Format, max_loss: float) -
     devices = sorted({(int(r["environment_id"]), str(r["device"])) for r in rows})  # type: ignore[call-overload]
     notes.extend(f"env {i}: {device}" for i, device in devices)
     notes.extend(f"quality from {source}" for source in sorted(sources))
+    if any(r["speed_source"]["weight_dependent_random"] for r in rows):  # type: ignore[index]
+        notes.append("† a weight-dependent method's speed measured with random weights: not its speed with real weights")
     jitter = [r for r in rows if r.get("deterministic") is False]
     if jitter:
         worst = max(int(r["repeat_max_pixel_diff"]) for r in jitter)  # type: ignore[call-overload]
@@ -232,7 +244,13 @@ def _run_workers(  # type: ignore[no-untyped-def]
     import time
 
     from storage.queue import WorkQueue
-    from sweep.worker import THREADS_VARIABLE, apply_cpu_threads, cpu_threads, enqueue_space, spawn_workers
+    from sweep.worker import (
+        THREADS_VARIABLE,
+        apply_cpu_threads,
+        cpu_threads,
+        enqueue_space,
+        spawn_workers,
+    )
 
     threads = cpu_threads(devices)
     if threads is not None:  # the environment (and its key) is the workers': same thread count here
@@ -358,6 +376,7 @@ def upbound(
     prompts: Annotated[str | None, typer.Option(
         "--prompts", help="Prompt source instead of the space's: bundled, coco[:DATASET], or a .txt/.jsonl/.csv/.parquet file.")] = None,
     speed_only: SpeedOnlyOption = False,
+    weight_dependent: WeightDependentOption = False,
     confirm_top: Annotated[int, typer.Option(
         "--confirm-top", min=0, help="Contenders timed precisely per round before a bound is published (0: first estimates).")] = defaults.CONFIRM_TOP,
     strategy: Annotated[Strategy, typer.Option(
@@ -408,7 +427,7 @@ def upbound(
         assert summary.environment_id is not None
         env_id, speed_ids = summary.environment_id, summary.speed_config_ids
     rows = [b.as_row() for b in repo.bounds.rows(max_loss, environment_ids=[env_id], speed_config_ids=speed_ids,
-                                                  speed_only=speed_only)]
+                                                  speed_only=speed_only, weight_dependent=weight_dependent)]
     _print_bounds(rows, fmt, max_loss)
 
 
@@ -458,6 +477,7 @@ def _environments(repo, environment: str | None) -> list[int] | None:  # type: i
 def query(
     db: DbOption = DEFAULT_URL, max_loss: MaxLossOption = defaults.MAX_LOSS, fmt: FormatOption = Format.table,
     speed_only: SpeedOnlyOption = False, environment: EnvironmentOption = None,
+    weight_dependent: WeightDependentOption = False,
     target: Annotated[float | None, typer.Option(
         "--target", min=0.0, help="Per base configuration: the setting reaching this speed-up with the least loss.")] = None,
 ) -> None:
@@ -466,7 +486,8 @@ def query(
     repo = _repository(db)
     envs = _environments(repo, environment)
     if target is None:
-        _print_bounds([b.as_row() for b in repo.bounds.rows(max_loss, environment_ids=envs, speed_only=speed_only)], fmt, max_loss)
+        _print_bounds([b.as_row() for b in repo.bounds.rows(max_loss, environment_ids=envs, speed_only=speed_only,
+                                                            weight_dependent=weight_dependent)], fmt, max_loss)
         return
     rows = repo.bounds.by_target(target, max_loss, envs)
     columns: list[Column] = [
@@ -622,6 +643,41 @@ def pipelines(
         ("component", lambda r: str(r["component"])), ("class", lambda r: str(r["class"])),
         ("parameters", lambda r: f"{r['parameters']:,}"),
     ], title=f"{alias} ({weights} weights, built on {device})")
+
+
+@app.command()
+@handles_errors
+def accelerators(fmt: FormatOption = Format.table) -> None:
+    """List the installed acceleration methods: parameters, what they apply to, and whether their speed
+    depends on the weights."""
+    from importlib import metadata
+
+    from sweep.accelerators import ACCELERATORS
+
+    def version(dist: str) -> str:
+        try:
+            return metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            return "not installed"
+
+    rows = [{
+        "name": cls.name, "description": cls.description, "applies_to": cls.describe_support(),
+        "denoisers": sorted(cls.denoisers), "pipeline_classes": sorted(cls.pipeline_classes or []),
+        "speed_depends_on_weights": cls.speed_depends_on_weights,
+        "combines_with_own_loader": sorted(cls.absorbs), "excludes": sorted(cls.excludes),
+        "packages": {p: version(p) for p in cls.packages},
+        "params": [{"name": p.name, "type": p.kind.__name__, "default": p.default, "valid": p.describe_valid(),
+                    "aggressive": {1: "larger", -1: "smaller", 0: None}[p.aggressive], "help": p.help}
+                   for p in cls.params],
+    } for cls in ACCELERATORS.values()]
+    emit(rows, fmt, [
+        ("name", lambda r: str(r["name"])),
+        ("applies to", lambda r: str(r["applies_to"])),
+        ("parameters (→ more aggressive)", lambda r: ", ".join(
+            p["name"] + {"larger": " ↑", "smaller": " ↓"}.get(p["aggressive"], "") for p in r["params"])),  # type: ignore[attr-defined,index]
+        ("speed depends on weights", lambda r: "yes" if r["speed_depends_on_weights"] else "no"),
+        ("packages", lambda r: ", ".join(f"{k} {v}" for k, v in r["packages"].items())),  # type: ignore[attr-defined]
+    ], title="Acceleration methods")
 
 
 @app.command()

@@ -50,6 +50,8 @@ class Generator:
     """Held during every timed generation."""
     call: Callable[..., Any] | None = None
     """The call that generates, when an accelerator supplies its own (else the pipeline's ``__call__``)."""
+    options: dict[str, Any] = field(default_factory=dict)
+    """Arguments of every call that the pipeline family needs (see ``PipelineInfo.call_options``)."""
     generation_seconds: float = 0.0
     """Every timed generation so far, warm-up included: the denominator of the overhead ratio."""
     images: int = 0
@@ -73,7 +75,7 @@ class Generator:
                 began = time.perf_counter()
             images = call(
                 prompts, num_inference_steps=self.steps, height=self.height, width=self.width,
-                generator=generators, output_type="pil",
+                generator=generators, output_type="pil", **self.options,
             ).images
             if cuda:
                 end.record()

@@ -13,7 +13,13 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from sweep.accelerators import AppliedSetting
-from sweep.measure import Batch, Generator, digest, max_pixel_difference, mean_abs_deviation
+from sweep.measure import (
+    Batch,
+    Generator,
+    digest,
+    max_pixel_difference,
+    mean_abs_deviation,
+)
 from sweep.scoring.base import Scorer
 from sweep.stats import LossEstimate, paired_loss, reject
 

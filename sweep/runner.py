@@ -28,15 +28,26 @@ from search_space.setting import AccelSetting
 from search_space.spec import Entry, Space
 from storage import Repository, Scope
 from storage.measurements import real_quality
+from sweep.accelerators import describe
 from sweep.environment import Environment
 from sweep.measure import Generator
-from sweep.pipelines.loader import load_pipeline
+from sweep.pipelines.loader import load_pipeline, pipeline_info
 from sweep.progress import NoProgress, ProgressSink
 from sweep.protocol import Protocol
 from sweep.scope import ScopeRun
 from sweep.scoring.base import Scorer
 from sweep.scoring.clip_score import ClipScorer
-from sweep.strategies import STRATEGIES, Evaluations, Frontier, Grid, OptunaSearch, Outcome, Problem, SearchResult, Strategy
+from sweep.strategies import (
+    STRATEGIES,
+    Evaluations,
+    Frontier,
+    Grid,
+    OptunaSearch,
+    Outcome,
+    Problem,
+    SearchResult,
+    Strategy,
+)
 
 log = logging.getLogger(__name__)
 
@@ -143,7 +154,8 @@ class Runner:
         def load() -> Generator:
             if not generator:
                 self.progress.describe(f"{base.label}: loading")
-                gen = Generator(load_pipeline(base, self.device), base.steps, base.height, base.width, self.device)
+                gen = Generator(load_pipeline(base, self.device), base.steps, base.height, base.width, self.device,
+                                options=pipeline_info(base.pipeline).call_options)
                 if gate is not None:
                     gen.gate = gate
                 generator.append(gen)
@@ -271,7 +283,7 @@ class Runner:
             if run.stored(setting, search.max_loss):
                 return self._outcome(run, setting, stored=True)
             ensure_baselines()
-            self.progress.describe(f"{base.label}: {setting.describe()}")
+            self.progress.describe(f"{base.label}: {describe(setting)}")
             rows, statements = run.setting_rows(setting, search.max_loss)
             self._write(rows, statements)
             run.refresh()
@@ -310,7 +322,7 @@ class Runner:
         failed: set[str] = set()
         while todo := run.precise_todo(max_loss, failed, every=every)[:top]:
             for key in todo:  # fastest first: its interval becomes the bar the slower ones must reach
-                self.progress.describe(f"{item.entry.base.label}: timing {AccelSetting.from_key(key).describe()} precisely")
+                self.progress.describe(f"{item.entry.base.label}: timing {describe(AccelSetting.from_key(key))} precisely")
                 try:
                     self.repo.measurements.save_precise(run.precise_statement(key, None if every else run.precise_bar(max_loss)))
                     summary.precise += 1

@@ -19,7 +19,7 @@ from storage import Repository, Scope
 from storage.bounds import contenders
 from storage.measurements import QualityResult
 from storage.models import Base
-from sweep.accelerators import AppliedSetting
+from sweep.accelerators import AppliedSetting, describe, speed_depends_on_weights
 from sweep.errors import AcceleratorError
 from sweep.measure import Batch, Generator, batches
 from sweep.protocol import Protocol
@@ -66,7 +66,7 @@ class ScopeRun:
         m = self.repo.measurements
         self.speed_base = m.speed_baseline(self.scope)
         self.quality_base = m.quality_baseline(self.scope) if self.measure_quality else None
-        self.speeds = m.speeds(self.scope)
+        self.speeds = m.speeds(self.scope, weights_of(self.base))
         self.qualities = m.qualities(self.scope) if self.measure_quality else {}
 
     @property
@@ -147,7 +147,7 @@ class ScopeRun:
         except Exception as exc:  # a library failing on one setting must not end the sweep
             if not catch_errors:
                 raise
-            log.warning("%s / %s failed", self.base.label, setting.describe(), exc_info=True)
+            log.warning("%s / %s failed", self.base.label, describe(setting), exc_info=True)
             rows = self._failed(setting, f"{type(exc).__name__}: {exc}", need_quality, need_speed, started)
         return rows, statements
 
@@ -191,9 +191,15 @@ class ScopeRun:
                     rows.append(self._speed_row(setting, estimate, applied.patched, started))
         return rows
 
+    def weights_key(self, setting: AccelSetting, status: str = "done") -> str:
+        """A measured speed holds for any weights unless the method looks at the activations; a failure is kept
+        with the weights it happened with."""
+        return weights_of(self.base) if status != "done" or speed_depends_on_weights(setting) else ""
+
     def _speed_row(self, setting: AccelSetting, estimate: object, patched: int, started: datetime) -> Base:
         return self.repo.measurements.speed_trial_row(
             self.scope, settings=setting.as_dict(), setting_key=setting.key, status="done", weights=weights_of(self.base),
+            weights_key=self.weights_key(setting),
             first_speedup=estimate.speedup, first_ci_half_width=estimate.ci_half_width,  # type: ignore[attr-defined]
             first_source=estimate.source, first_time=estimate.time,  # type: ignore[attr-defined]
             first_baseline_time=estimate.baseline_time, patched_modules=patched,  # type: ignore[attr-defined]
@@ -202,7 +208,8 @@ class ScopeRun:
     def _speed_failed(self, setting: AccelSetting, reason: str, started: datetime) -> Base:
         return self.repo.measurements.speed_trial_row(
             self.scope, settings=setting.as_dict(), setting_key=setting.key, status="failed", reason=reason,
-            weights=weights_of(self.base), worker=self.worker, started_at=started)
+            weights=weights_of(self.base), weights_key=self.weights_key(setting, "failed"), worker=self.worker,
+            started_at=started)
 
     def _failed(self, setting: AccelSetting, reason: str, need_quality: bool, need_speed: bool, started: datetime) -> Rows:
         rows: Rows = []
@@ -247,12 +254,12 @@ class ScopeRun:
 
     def precise_statement(self, setting_key: str, below: float | None = None) -> Update:
         gen = self._load()
-        run = precise(gen, self.timing_set, AppliedSetting(gen.pipe, AccelSetting.from_key(setting_key)),
-                      self.protocol.timing.policy, below)
+        setting = AccelSetting.from_key(setting_key)
+        run = precise(gen, self.timing_set, AppliedSetting(gen.pipe, setting), self.protocol.timing.policy, below)
         return self.repo.measurements.precise_statement(
             self.scope, setting_key, speedup=run.paired.speedup, ci_half_width=run.paired.half_width,
             pairs=run.paired.pairs, time=run.seconds_per_image, baseline_time=run.baseline_seconds_per_image,
-            time_spread=run.spread, warmup_runs=run.warmup_runs)
+            time_spread=run.spread, warmup_runs=run.warmup_runs, weights_key=self.weights_key(setting))
 
 
 def _stdev(values: tuple[float, ...]) -> float:

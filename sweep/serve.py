@@ -1,6 +1,6 @@
 """A read-only HTTP JSON API over sweep's queries, for other tools.
 
-GET /upper-bounds?max_loss=0.02[&speed_only=1][&environment=H100]   the bounds and speed map (as `sweep query --format json`)
+GET /upper-bounds?max_loss=0.02[&speed_only=1][&environment=H100][&weight_dependent=1]   the bounds and speed map (as `sweep query --format json`)
 GET /query?target=8.5[&max_loss=0.02][&environment=H100]             who reaches a target (as `sweep query --target`)
 GET /targets[?max_loss=0.02]                      stored targets with their bound and staleness
 GET /status                                       counts (as `sweep status --format json`)
@@ -46,7 +46,9 @@ def make_server(repo: Repository, host: str, port: int) -> ThreadingHTTPServer:
     def upper_bounds(params: dict[str, list[str]]) -> object:
         max_loss = _float(params, "max_loss", defaults.MAX_LOSS, high=1.0)
         speed_only = params.get("speed_only", ["0"])[0] in ("1", "true")
-        return [b.as_row() for b in repo.bounds.rows(max_loss, environment_ids=environments(params), speed_only=speed_only)]  # type: ignore[arg-type]
+        weight_dependent = params.get("weight_dependent", ["0"])[0] in ("1", "true")
+        return [b.as_row() for b in repo.bounds.rows(max_loss, environment_ids=environments(params),  # type: ignore[arg-type]
+                                                     speed_only=speed_only, weight_dependent=weight_dependent)]
 
     def query(params: dict[str, list[str]]) -> object:
         target = _float(params, "target", None)

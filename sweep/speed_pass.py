@@ -14,7 +14,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from sweep.accelerators import AppliedSetting
-from sweep.measure import Batch, Generator, PairedRun, TimedPass, paired_run, quick_pass, stable_pass
+from sweep.measure import (
+    Batch,
+    Generator,
+    PairedRun,
+    TimedPass,
+    paired_run,
+    quick_pass,
+    stable_pass,
+)
 from sweep.stats import TimingPolicy, ratio_estimate
 
 

@@ -21,6 +21,7 @@ from search_space.setting import AccelSetting
 from search_space.spec import Space
 from storage import Repository, Scope
 from storage.queue import BASELINE_KEY, Claim, WorkQueue
+from sweep.accelerators import describe
 from sweep.environment import Environment
 from sweep.measure import Generator
 from sweep.progress import NoProgress, ProgressSink
@@ -146,12 +147,12 @@ class Worker:
                 rows = list(run.baseline_rows())
             elif claim.kind == "setting":
                 setting = AccelSetting.from_key(claim.setting_key)
-                self.progress.describe(f"{label}: {setting.describe()}")
+                self.progress.describe(f"{label}: {describe(setting)}")
                 found, statements = run.setting_rows(setting, claim.max_loss, catch_errors=False)
                 rows = list(found)
                 summary.failed += any(getattr(r, "status", None) == "failed" for r in rows)
             else:
-                self.progress.describe(f"{label}: timing {AccelSetting.from_key(claim.setting_key).describe()} precisely")
+                self.progress.describe(f"{label}: timing {describe(AccelSetting.from_key(claim.setting_key))} precisely")
                 statements = [run.precise_statement(claim.setting_key, run.precise_bar(claim.max_loss))]
         except Exception as exc:
             log.warning("task %s failed (attempt %d of %d)", claim.task_id, claim.attempt, claim.max_attempts, exc_info=True)

@@ -78,9 +78,18 @@ def test_offline_pretrained_request_fails_with_one_clear_line() -> None:
 def test_reference_preset_has_the_31_base_configurations() -> None:
     space = load_preset("reference")
     assert len(space.entries) == 31
+    assert all(len(e.settings) > 1 and not e.notes for e in space.entries)  # every row has settings
     pixart = [e for e in space.entries if e.base.pipeline.startswith("PixArt")]
-    assert len(pixart) == 4 and all(len(e.settings) == 1 for e in pixart)
-    assert all("not applicable" in " ".join(e.notes) for e in pixart)
+    # the replaced study's methods: T-GATE on the PixArt rows, DeepCache × ToMe on the SD rows
+    assert len(pixart) == 4 and {m for e in pixart for s in e.settings for m in s.methods} == {"tgate"}
+    assert {m for e in space.entries if e not in pixart for s in e.settings for m in s.methods} == {"deepcache", "tome"}
+    every = load_preset("reference-all")
+    assert len(every.entries) == 31
+    methods = {e.base.pipeline: {m for s in e.settings for m in s.methods} for e in every.entries}
+    assert methods["SD1.5"] == methods["SDXL"] == {"deepcache", "tome", "tgate"}
+    assert methods["PixArt-α"] == methods["PixArt-Σ"] == {"tgate", "cache_dit"}
+    combos = {tuple(sorted(s.methods)) for e in every.entries for s in e.settings if len(s.methods) > 1}
+    assert combos == {("deepcache", "tome"), ("deepcache", "tgate")}  # T-GATE with its own DeepCache loader
     sdxl = [e for e in space.entries if e.base.pipeline == "SDXL"]
     assert {s.methods["tome"]["max_downsample"] for e in sdxl for s in e.settings if "tome" in s.methods} == {2}
     assert {(e.base.height, e.base.width) for e in space.entries if e.base.pipeline == "SD2.1"} == {(768, 768)}

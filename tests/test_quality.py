@@ -16,7 +16,12 @@ from typer.testing import CliRunner
 
 from search_space.spec import parse_space
 from storage import Repository
-from storage.models import QualityBaselineRow, QualityTrialRow, SpeedBaselineRow, SpeedTrialRow
+from storage.models import (
+    QualityBaselineRow,
+    QualityTrialRow,
+    SpeedBaselineRow,
+    SpeedTrialRow,
+)
 from sweep.cli import app
 from sweep.runner import Runner, SearchOptions
 from tests.conftest import TINY_A_SPACE, quality_space, write_space
@@ -189,3 +194,51 @@ def test_legacy_quality_joins_speed_measured_here(tmp_path: Path, sqlite_url: st
     assert bound.quality_known and bound.quality is not None and bound.quality.scorer == "imported:search_params.json"
     assert bound.settings == {"deepcache": {"cache_interval": 2, "cache_branch_id": 0}}  # interval 3 is over 2%
     assert bound.device.startswith("cpu") and bound.speedup != 1.5  # this machine's speed, not the file's
+
+
+PIXART_SPACE = """
+name = "pixart"
+combine = true
+
+[protocol]
+prompts = "bundled"
+num_prompts = 2
+timing_prompts = 1
+scorer = "sweep-tiny-clip"
+scorer_pretrained = "random"
+warmup_cap = 2
+min_pairs = 2
+max_pairs = 2
+
+[[base]]
+pipelines = ["tiny-pixart"]
+schedulers = ["DPMSolverMultistepScheduler"]
+steps = [10]
+dtype = "float32"
+
+[accelerators.tgate]
+gate_step = [4]
+sp_interval = [2]
+
+[accelerators.cache_dit]
+Fn_compute_blocks = [1]
+max_warmup_steps = [2]
+residual_diff_threshold = [0.5]
+"""
+
+
+def test_weight_dependent_speed_from_random_weights_is_stored_but_kept_out(tmp_path: Path, sqlite_url: str) -> None:
+    space = _space(tmp_path, PIXART_SPACE)
+    assert sorted(sorted(dict(s)) for s in space.entries[0].settings[1:]) == [["cache_dit"], ["tgate"]]  # never combined
+    repo = Repository(sqlite_url)
+    Runner(repo, "cpu").run(space, confirm_top=0)
+    with repo.session() as s:
+        speeds = {next(iter(t.settings)): t for t in s.scalars(select(SpeedTrialRow))}
+    assert speeds["tgate"].weights_key == "" and speeds["tgate"].status == "done"  # its speed holds for any weights
+    assert speeds["cache_dit"].weights_key == "random" and speeds["cache_dit"].status == "done"
+    (row,) = [b.as_row() for b in repo.bounds.rows(0.02)]
+    assert row["kind"] == "speed map" and set(row["settings"]) == {"tgate"} and row["trials"] == 1
+    shown = json.loads(runner.invoke(app, ["query", "--db", sqlite_url, "--weight-dependent", "--format", "json"]).stdout)
+    (flagged,) = shown
+    assert flagged["trials"] == 2
+    assert flagged["speed_source"]["weight_dependent_random"] == ("cache_dit" in flagged["settings"])

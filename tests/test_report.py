@@ -11,7 +11,14 @@ from typer.testing import CliRunner
 
 from sweep.cli import app
 from sweep.report import pareto_front
-from tests.test_query import _quality, _quality_baseline, _scope, _setting, _speed, _speed_baseline
+from tests.test_query import (
+    _quality,
+    _quality_baseline,
+    _scope,
+    _setting,
+    _speed,
+    _speed_baseline,
+)
 from tests.test_targets import _study
 
 

@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 from search_space.spec import parse_space
 from storage import Repository
 from storage.models import QualityTrialRow, SearchRow, SpeedTrialRow
+from sweep.accelerators import describe
 from sweep.cli import app, parse_duration
 from sweep.errors import UsageError
 from sweep.runner import Runner, SearchOptions
@@ -38,7 +39,7 @@ def test_order_follows_each_parameters_aggressiveness(landscape: Landscape) -> N
     assert [ln.label() for ln in lines["deepcache"]] == [
         "deepcache[cache_branch_id=0]", "deepcache[cache_branch_id=1]", "deepcache[cache_branch_id=2]"]
     assert lines["deepcache"][0].values() == [2, 3, 4, 5, 6, 8, 10]
-    by_key = {p.setting.describe(): p.setting for p in landscape.points}
+    by_key = {describe(p.setting): p.setting for p in landscape.points}
     mild, harsh = by_key["deepcache(cache_interval=3, cache_branch_id=1)"], by_key["deepcache(cache_interval=5, cache_branch_id=0)"]
     assert leq(mild, harsh) and not leq(harsh, mild)
     combo = by_key["deepcache(cache_interval=5, cache_branch_id=0) + tome(ratio=0.3, max_downsample=1)"]

@@ -13,7 +13,15 @@ from typer.testing import CliRunner
 from storage import Repository
 from storage.targets import target_for, task_sentence
 from sweep.cli import app, parse_factors
-from tests.test_query import _precise, _quality, _quality_baseline, _scope, _setting, _speed, _speed_baseline
+from tests.test_query import (
+    _precise,
+    _quality,
+    _quality_baseline,
+    _scope,
+    _setting,
+    _speed,
+    _speed_baseline,
+)
 
 runner = CliRunner()
 

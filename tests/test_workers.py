@@ -17,17 +17,15 @@ from typer.testing import CliRunner
 
 from search_space.setting import AccelSetting
 from search_space.spec import load_preset
-from storage import Repository
+from storage import Repository, Scope
 from storage.engine import open_engine
 from storage.models import QualityTrialRow, SpeedBaselineRow, SpeedTrialRow, TaskRow
 from storage.queue import BASELINE_KEY, WorkQueue
-from storage import Scope
 from storage.schema import head, upgrade
 from sweep.cli import app
 from sweep.runner import Runner
 from sweep.worker import cpu_threads
 from tests.conftest import TINY_A_SPACE, write_space
-
 
 
 def _scope(repo: Repository) -> Scope:

@@ -2,18 +2,36 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from typing import TYPE_CHECKING, Any
 
 from search_space.setting import AccelSetting
 from sweep.accelerators.base import Accelerator, AppliedAccelerator, ParamSpec
+from sweep.accelerators.cache_dit import CacheDiT
 from sweep.accelerators.deepcache import DeepCache
+from sweep.accelerators.tgate import TGate
 from sweep.accelerators.tome import ToMe
 
 if TYPE_CHECKING:
     from diffusers import DiffusionPipeline
 
-ACCELERATORS: dict[str, type[Accelerator]] = {cls.name: cls for cls in (DeepCache, ToMe)}
+ACCELERATORS: dict[str, type[Accelerator]] = {cls.name: cls for cls in (DeepCache, ToMe, TGate, CacheDiT)}
+
+
+def combinable(names: Collection[str]) -> bool:
+    """Whether these methods may share a setting (none of them excludes another)."""
+    return not any(b in ACCELERATORS[a].excludes or a in ACCELERATORS[b].excludes for a in names for b in names if a != b)
+
+
+def speed_depends_on_weights(setting: AccelSetting) -> bool:
+    return any(ACCELERATORS[name].speed_depends_on_weights for name, _ in setting)
+
+
+def describe(setting: AccelSetting) -> str:
+    """``deepcache(cache_interval=3, cache_branch_id=0) + tome(ratio=0.5, max_downsample=1)``; ``baseline``."""
+    if setting.is_baseline:
+        return "baseline"
+    return " + ".join(ACCELERATORS[name].short(params) for name, params in setting)
 
 
 class AppliedSetting:
@@ -31,8 +49,13 @@ class AppliedSetting:
 
     def apply(self) -> None:
         if not self._handles:
-            for name, params in self.setting:
-                self._handles.append(ACCELERATORS[name]().apply(self.pipe, params))
+            methods = dict(self.setting)
+            absorbed = {a: b for b in methods for a in methods if a != b and a in ACCELERATORS[b].absorbs}
+            for name, params in methods.items():
+                if name in absorbed:
+                    continue  # the method absorbing it applies it its own way
+                mine = {a: methods[a] for a, b in absorbed.items() if b == name}
+                self._handles.append(ACCELERATORS[name]().apply(self.pipe, params, mine))
             self.patched = sum(h.patched for h in self._handles)
 
     def remove(self) -> None:
@@ -46,4 +69,7 @@ class AppliedSetting:
         return calls[-1] if calls else None
 
 
-__all__ = ["ACCELERATORS", "Accelerator", "AppliedAccelerator", "AppliedSetting", "DeepCache", "ParamSpec", "ToMe"]
+__all__ = [
+    "ACCELERATORS", "Accelerator", "AppliedAccelerator", "AppliedSetting", "CacheDiT", "DeepCache", "ParamSpec", "TGate",
+    "ToMe", "combinable", "describe", "speed_depends_on_weights",
+]

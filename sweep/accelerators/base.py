@@ -6,7 +6,7 @@ One loaded pipeline serves every trial, so ``apply`` must return a handle whose 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -79,10 +79,28 @@ class AppliedAccelerator(ABC):
 
 
 class Accelerator(ABC):
+    """One acceleration method: its parameter axes and what it applies to, declared on the class; ``apply``
+    patches a loaded pipeline and returns a handle whose ``remove`` restores it exactly.
+
+    Adding a method is one module with a subclass, plus its line in ``sweep/accelerators/__init__.py``.
+    """
+
     name: ClassVar[str]
+    description: ClassVar[str]
     params: ClassVar[tuple[ParamSpec, ...]]
     denoisers: ClassVar[frozenset[str]]
     """Denoiser families it can patch (``unet``, ``transformer``); the space uses this to skip it elsewhere."""
+    pipeline_classes: ClassVar[frozenset[str] | None] = None
+    """diffusers pipeline classes it supports, where narrower than its denoisers (None: any of them)."""
+    packages: ClassVar[tuple[str, ...]] = ()
+    """Distributions it runs on: their versions belong to the environment of results that use it."""
+    speed_depends_on_weights: ClassVar[bool] = False
+    """True for methods that decide what to skip from the activations (DBCache-style): their speed measured with
+    random weights says nothing about their speed with real ones."""
+    absorbs: ClassVar[frozenset[str]] = frozenset()
+    """Methods it applies itself when a setting combines them with it (T-GATE runs DeepCache its own way)."""
+    excludes: ClassVar[frozenset[str]] = frozenset()
+    """Methods it cannot be combined with; a space never combines them."""
 
     @classmethod
     def param(cls, name: str) -> ParamSpec:
@@ -109,9 +127,53 @@ class Accelerator(ABC):
         ]
         return f"{cls.name}({', '.join(shown)})"
 
-    @abstractmethod
+    @classmethod
+    def applies_to(cls, denoiser: str, pipeline_class: str) -> bool:
+        return denoiser in cls.denoisers and (cls.pipeline_classes is None or pipeline_class in cls.pipeline_classes)
+
+    @classmethod
+    def describe_support(cls) -> str:
+        if cls.pipeline_classes is not None:
+            return ", ".join(sorted(cls.pipeline_classes))
+        return " and ".join(sorted(cls.denoisers)) + " denoisers"
+
     def supports(self, pipe: DiffusionPipeline) -> str | None:
         """None if it can patch ``pipe``, else the reason it cannot."""
+        name = type(pipe).__name__
+        if self.pipeline_classes is not None and name not in self.pipeline_classes:
+            return f"{self.name} supports {self.describe_support()}, not {name}"
+        if not any(getattr(pipe, d, None) is not None for d in self.denoisers):
+            return f"{self.name} patches {' or '.join(sorted(self.denoisers))} denoisers; {name} has none"
+        return None
 
     @abstractmethod
-    def apply(self, pipe: DiffusionPipeline, params: Mapping[str, ParamValue]) -> AppliedAccelerator: ...
+    def apply(
+        self, pipe: DiffusionPipeline, params: Mapping[str, ParamValue],
+        absorbed: Mapping[str, Mapping[str, ParamValue]] | None = None,
+    ) -> AppliedAccelerator:
+        """Patch ``pipe``; ``absorbed`` holds the parameters of methods in ``absorbs`` that the setting combines
+        with this one (applied here, not by themselves)."""
+
+
+Snapshot = dict[int, tuple[set[str], list[str]]]
+
+
+def snapshot(modules: Iterable[object]) -> Snapshot:
+    """The instance attributes each module holds now, and the order of its submodules (to undo, later, what a
+    patch added or reordered)."""
+    return {id(m): (set(m.__dict__), list(getattr(m, "_modules", {}))) for m in modules}
+
+
+def restore_instance_attributes(modules: Iterable[object], before: Snapshot) -> None:
+    """Remove every instance attribute a patch added to ``modules`` since ``before`` was taken (a replaced
+    ``forward``, caches, counters) and put back the submodules' order a patch changed by re-registering one, so
+    the modules are what they were."""
+    for module in modules:
+        names, order = before.get(id(module), (set(), []))
+        for name in set(module.__dict__) - names:
+            del module.__dict__[name]
+        children = getattr(module, "_modules", None)
+        if children is not None and list(children) != order and set(children) == set(order):
+            reordered = {name: children[name] for name in order}
+            children.clear()
+            children.update(reordered)

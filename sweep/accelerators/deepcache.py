@@ -49,7 +49,9 @@ class _Applied(AppliedAccelerator):
 
 class DeepCache(Accelerator):
     name: ClassVar[str] = "deepcache"
+    description: ClassVar[str] = "DeepCache: reuse the UNet's deep features, recompute a shallow branch in between"
     denoisers: ClassVar[frozenset[str]] = frozenset({"unet"})
+    packages: ClassVar[tuple[str, ...]] = ("DeepCache",)
     params: ClassVar[tuple[ParamSpec, ...]] = (
         ParamSpec("cache_interval", int, 3, minimum=1, maximum=1000, help="full UNet step every N steps", primary=True,
                   aggressive=+1),
@@ -63,14 +65,21 @@ class DeepCache(Accelerator):
             return "DeepCache needs a UNet with down/up blocks; this pipeline has none"
         return None
 
-    def apply(self, pipe: DiffusionPipeline, params: Mapping[str, ParamValue]) -> AppliedAccelerator:
+    def apply(
+        self, pipe: DiffusionPipeline, params: Mapping[str, ParamValue],
+        absorbed: Mapping[str, Mapping[str, ParamValue]] | None = None,
+    ) -> AppliedAccelerator:
         reason = self.supports(pipe)
         if reason:
             raise AcceleratorError(reason)
-        branch = int(params["cache_branch_id"])
-        valid = valid_branch_ids(pipe.unet)
-        if branch not in valid:
-            raise AcceleratorError(
-                f"deepcache cache_branch_id={branch} does not exist in this UNet; valid: {', '.join(map(str, valid))}"
-            )
-        return _Applied(pipe, int(params["cache_interval"]), branch)
+        check_branch(pipe, params)
+        return _Applied(pipe, int(params["cache_interval"]), int(params["cache_branch_id"]))
+
+
+def check_branch(pipe: DiffusionPipeline, params: Mapping[str, ParamValue]) -> None:
+    branch = int(params["cache_branch_id"])
+    valid = valid_branch_ids(pipe.unet)
+    if branch not in valid:
+        raise AcceleratorError(
+            f"deepcache cache_branch_id={branch} does not exist in this UNet; valid: {', '.join(map(str, valid))}"
+        )

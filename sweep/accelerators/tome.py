@@ -63,7 +63,9 @@ class _Applied(AppliedAccelerator):
 
 class ToMe(Accelerator):
     name: ClassVar[str] = "tome"
+    description: ClassVar[str] = "Token Merging: merge redundant tokens before the UNet's attention blocks"
     denoisers: ClassVar[frozenset[str]] = frozenset({"unet"})
+    packages: ClassVar[tuple[str, ...]] = ("tomesd",)
     params: ClassVar[tuple[ParamSpec, ...]] = (
         ParamSpec("ratio", float, 0.5, minimum=0.0, maximum=0.75, help="fraction of tokens merged", primary=True,
                   aggressive=+1),
@@ -85,7 +87,10 @@ class ToMe(Accelerator):
             return "this UNet has no transformer blocks for ToMe to patch"
         return None
 
-    def apply(self, pipe: DiffusionPipeline, params: Mapping[str, ParamValue]) -> AppliedAccelerator:
+    def apply(
+        self, pipe: DiffusionPipeline, params: Mapping[str, ParamValue],
+        absorbed: Mapping[str, Mapping[str, ParamValue]] | None = None,
+    ) -> AppliedAccelerator:
         reason = self.supports(pipe)
         if reason:
             raise AcceleratorError(reason)

@@ -129,13 +129,18 @@ def _load_pretrained(info: PipelineInfo, reference: str, device: str, dtype: str
     return pipe.to(device)
 
 
+def pipeline_info(alias: str) -> PipelineInfo:
+    info = PIPELINES.get(canonical_alias(alias))
+    if info is None:
+        raise SpaceError(f"unknown pipeline {alias!r}; valid: {', '.join(PIPELINES)}")
+    return info
+
+
 def load_pipeline(config: BaseConfig, device: str) -> DiffusionPipeline:
     """The pipeline of ``config`` on ``device`` with its scheduler set, progress bars off."""
     import diffusers
 
-    info = PIPELINES.get(canonical_alias(config.pipeline))
-    if info is None:
-        raise SpaceError(f"unknown pipeline {config.pipeline!r}; valid: {', '.join(PIPELINES)}")
+    info = pipeline_info(config.pipeline)
     if config.weights == "random":
         pipe = build_random(info, device, config.dtype)
     else:

@@ -28,6 +28,16 @@ class PipelineInfo:
     description: str = ""
 
     @property
+    def call_options(self) -> dict[str, object]:
+        """Arguments every generation passes. PixArt pipelines snap the requested size to their aspect-ratio bins
+        by default (and refuse sizes outside them): sweep generates exactly the configured size. They also clean
+        captions with regular expressions (and BeautifulSoup, warning on every call when it is missing): text
+        preprocessing is not diffusion, and a warning must not be logged inside a timed generation."""
+        if self.pipeline_class.startswith("PixArt"):
+            return {"use_resolution_binning": False, "clean_caption": False}
+        return {}
+
+    @property
     def config_dir(self) -> Path:
         return Path(str(resources.files("sweep.pipelines") / "configs" / self.config_name))
 
@@ -62,6 +72,10 @@ PIPELINES: dict[str, PipelineInfo] = {
         PipelineInfo(
             "tiny-sd-b", "StableDiffusionPipeline", "builtin:tiny-sd-b", "unet", "tiny-sd-b", (64, 64), ("random", "pretrained"),
             "3-level SD-style UNet, 2 layers per block, attention at two resolutions (tests and demos)",
+        ),
+        PipelineInfo(
+            "tiny-pixart", "PixArtAlphaPipeline", "builtin:tiny-pixart", "transformer", "tiny-pixart", (64, 64),
+            ("random", "pretrained"), "4-layer PixArt-style DiT with a 2-layer T5 encoder, 64×64 images (tests and demos)",
         ),
     )
 }

@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
-from sweep.strategies.base import BudgetExhausted, Evaluations, Outcome, Problem, SearchResult, Strategy
+from sweep.strategies.base import (
+    BudgetExhausted,
+    Evaluations,
+    Outcome,
+    Problem,
+    SearchResult,
+    Strategy,
+)
 from sweep.strategies.frontier import Frontier
 from sweep.strategies.grid import Grid
 from sweep.strategies.optuna_study import OptunaSearch

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from search_space.setting import AccelSetting
+from sweep.accelerators import describe
 
 
 @dataclass(frozen=True)
@@ -100,7 +101,7 @@ class Evaluations:
         if setting.key in self._seen:
             return self._seen[setting.key]
         if setting.key not in self._space:
-            raise ValueError(f"{setting.describe()} is not in the space of {self.problem.label}")
+            raise ValueError(f"{describe(setting)} is not in the space of {self.problem.label}")
         if self.max_trials is not None and self.count >= self.max_trials:
             raise BudgetExhausted(f"trial budget of {self.max_trials} reached")
         if self.deadline is not None and time.monotonic() >= self.deadline and not self.is_stored(setting):
@@ -146,9 +147,9 @@ class Strategy(ABC):
 
 def fmt_outcome(o: Outcome, max_loss: float) -> str:
     if o.status != "done" or o.speedup is None:
-        return f"{o.setting.describe()}: failed"
+        return f"{describe(o.setting)}: failed"
     if o.score_loss is None:
-        return f"{o.setting.describe()}: {o.speedup:.2f}x, quality unknown"
+        return f"{describe(o.setting)}: {o.speedup:.2f}x, quality unknown"
     mark = "ok" if o.feasible(max_loss) else "over"
     loss = f"{100 * o.score_loss:.2f}%"
-    return f"{o.setting.describe()}: {o.speedup:.2f}x, loss {loss} ({mark})"
+    return f"{describe(o.setting)}: {o.speedup:.2f}x, loss {loss} ({mark})"

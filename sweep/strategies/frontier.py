@@ -23,6 +23,7 @@ from __future__ import annotations
 import itertools
 
 from search_space.setting import AccelSetting
+from sweep.accelerators import describe
 from sweep.strategies.base import Evaluations, Outcome, Strategy, fmt_outcome
 from sweep.strategies.order import Line, compose, leq, lines_of
 
@@ -40,7 +41,6 @@ class Frontier(Strategy):
         return evals.problem.feasible(o) or o.status == "failed"
 
     def _implied(self, evals: Evaluations, setting: AccelSetting) -> bool | None:
-        t = evals.problem.max_loss
         for o in evals.order:
             if o.status != "done":
                 continue
@@ -149,12 +149,12 @@ class Frontier(Strategy):
                     break
             if moved is None:
                 evals.log.append(
-                    f"polish around {best.setting.describe()}: {tried} neighbour(s) measured "
+                    f"polish around {describe(best.setting)}: {tried} neighbour(s) measured "
                     f"({against_order} the order predicted over the threshold), none better"
                 )
                 return
             evals.log.append(
-                f"polish: {fmt_outcome(moved, t)} beats {best.setting.describe()}"
+                f"polish: {fmt_outcome(moved, t)} beats {describe(best.setting)}"
                 + (" (the order had predicted it over the threshold)" if against_order else "")
             )
 
@@ -178,7 +178,6 @@ class Frontier(Strategy):
                       if (o := evals.known(self._line_setting(line, lv))) is not None and evals.problem.feasible(o) and o.speedup]
             return max(speeds + [1.0])  # an accelerator slower alone may still help in a combination
 
-        t = evals.problem.max_loss
         ratio = 1.0
         for rank, (a, b) in enumerate(sorted(pairs, key=lambda p: line_best(p[0]) * line_best(p[1]), reverse=True)):
             best = evals.best()

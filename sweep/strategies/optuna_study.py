@@ -20,6 +20,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 from search_space.setting import AccelSetting, ParamValue
+from sweep.accelerators import describe
 from sweep.strategies.base import Evaluations, Outcome, Problem, Strategy, fmt_outcome
 
 if TYPE_CHECKING:
@@ -118,7 +119,7 @@ class OptunaSearch(Strategy):
         from optuna.trial import TrialState
 
         trial.set_user_attr("setting_key", outcome.setting.key)
-        trial.set_user_attr("setting", outcome.setting.describe())
+        trial.set_user_attr("setting", describe(outcome.setting))
         trial.set_user_attr("stored", outcome.stored)
         if outcome.status == "done" and outcome.speedup is not None:
             if problem.quality_known:
@@ -173,7 +174,7 @@ class OptunaSearch(Strategy):
             trial = study.ask()
             setting = space.sample(trial)
             if not evals.in_space(setting):
-                trial.set_user_attr("outside_space", setting.describe())
+                trial.set_user_attr("outside_space", describe(setting))
                 study.tell(trial, state=TrialState.FAIL)
                 repeats += 1
             else:

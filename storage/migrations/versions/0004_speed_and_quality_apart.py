@@ -107,6 +107,7 @@ def _create_new_tables() -> dict[str, sa.Table]:
         sa.Column('status', sa.String(length=16), nullable=False),
         sa.Column('reason', sa.Text(), nullable=True),
         sa.Column('weights', sa.Text(), nullable=False),
+        sa.Column('weights_key', sa.Text(), nullable=False),
         sa.Column('first_speedup', sa.Float(), nullable=True),
         sa.Column('first_ci_half_width', sa.Float(), nullable=True),
         sa.Column('first_source', sa.Text(), nullable=True),
@@ -128,7 +129,7 @@ def _create_new_tables() -> dict[str, sa.Table]:
         sa.ForeignKeyConstraint(['speed_config_id'], ['sweep_speed_configs.id'], ),
         sa.ForeignKeyConstraint(['timing_protocol_id'], ['sweep_timing_protocols.id'], ),
         sa.PrimaryKeyConstraint('id'),
-        sa.UniqueConstraint('speed_config_id', 'environment_id', 'timing_protocol_id', 'setting_key'),
+        sa.UniqueConstraint('speed_config_id', 'environment_id', 'timing_protocol_id', 'setting_key', 'weights_key'),
     )
     t["quality_baselines"] = op.create_table('sweep_quality_baselines',
         sa.Column('id', sa.Integer(), nullable=False),
@@ -351,6 +352,7 @@ def upgrade() -> None:
             speed_config_id=speed_of[t.base_config_id], environment_id=t.environment_id,
             timing_protocol_id=timing_of[t.protocol_id], setting_key=t.setting_key, settings=_json(t.settings),
             status="failed" if speed_failed else "done", reason=t.reason if speed_failed else None, weights=weights,
+            weights_key=weights if speed_failed else "",  # 0.1.0 had no method whose speed depends on the weights
             first_speedup=t.speedup, first_ci_half_width=t.ci_half_width,
             first_source="imported" if imported[t.protocol_id] else "paired run (before 0.2)",
             first_time=t.time, first_baseline_time=t.paired_baseline_time,

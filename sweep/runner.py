@@ -20,6 +20,7 @@ import socket
 import threading
 import time
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import sweep._compat  # noqa: F401  (before diffusers)
 from search_space import defaults
@@ -31,7 +32,7 @@ from storage.measurements import real_quality
 from sweep.accelerators import describe
 from sweep.environment import Environment
 from sweep.measure import Generator
-from sweep.pipelines.loader import load_pipeline, pipeline_info
+from sweep.pipelines.loader import load_pipeline, pipeline_info, reuse_pipeline
 from sweep.progress import NoProgress, ProgressSink
 from sweep.protocol import Protocol
 from sweep.scope import ScopeRun
@@ -48,6 +49,9 @@ from sweep.strategies import (
     SearchResult,
     Strategy,
 )
+
+if TYPE_CHECKING:
+    from diffusers import DiffusionPipeline
 
 log = logging.getLogger(__name__)
 
@@ -128,6 +132,7 @@ class Runner:
         self.force_quality = force_quality
         self._scorers: dict[str, Scorer] = {}
         self._optuna_storage: object = None
+        self._pipe: tuple[tuple[str, str, str, str], DiffusionPipeline] | None = None
 
     def scorer(self, protocol: Protocol) -> Scorer:
         q = protocol.quality
@@ -153,8 +158,7 @@ class Runner:
 
         def load() -> Generator:
             if not generator:
-                self.progress.describe(f"{base.label}: loading")
-                gen = Generator(load_pipeline(base, self.device), base.steps, base.height, base.width, self.device,
+                gen = Generator(self.pipeline(base), base.steps, base.height, base.width, self.device,
                                 options=pipeline_info(base.pipeline).call_options)
                 if gate is not None:
                     gen.gate = gate
@@ -163,6 +167,24 @@ class Runner:
 
         return ScopeRun(self.repo, scope, base, protocol, measure_quality=measure_quality, worker=self.worker,
                         load=load, scorer=lambda: self.scorer(protocol))
+
+    def pipeline(self, base: BaseConfig) -> DiffusionPipeline:
+        """The pipeline of ``base``: the one loaded last when only the scheduler or steps differ (the scheduler
+        is swapped), else a fresh load (the previous one is released first)."""
+        key = (base.pipeline, base.model, base.weights, base.dtype)
+        if self._pipe is not None and self._pipe[0] == key:
+            return reuse_pipeline(self._pipe[1], base)
+        self.release()
+        self.progress.describe(f"{base.label}: loading")
+        pipe = load_pipeline(base, self.device)
+        self._pipe = (key, pipe)
+        return pipe
+
+    def release(self) -> None:
+        """Drop the cached pipeline and hand its memory back."""
+        if self._pipe is not None:
+            self._pipe = None
+            free_memory()
 
     def run(
         self, space: Space, *, search: SearchOptions | None = None, confirm_top: int = defaults.CONFIRM_TOP,
@@ -205,6 +227,7 @@ class Runner:
             # the bar counted this item's estimate; a search that stopped early hands the rest back
             estimates[index] = summary.new - done_before
             self.progress.retotal(sum(estimates))
+        self.release()
         if confirm_top and deadline is not None and time.monotonic() >= deadline:
             summary.budget_stop = (summary.budget_stop or "time budget reached") + ": upper bounds not all timed precisely"
         summary.wall_seconds = time.perf_counter() - started
@@ -225,12 +248,11 @@ class Runner:
         return missing + (not item.run.baselines_stored())
 
     def _unload(self, generator: list[Generator], summary: RunSummary) -> None:
+        """Count a base configuration's generations; its pipeline stays cached for the next one."""
         if generator:
             gen = generator.pop()
             summary.generation_seconds += gen.generation_seconds
             summary.images += gen.images
-            del gen
-            free_memory()
 
     def _strategy(self, item: _Item, search: SearchOptions) -> tuple[Strategy, str | None]:
         if search.strategy == "grid":

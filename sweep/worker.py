@@ -26,7 +26,7 @@ from sweep.environment import Environment
 from sweep.measure import Generator
 from sweep.progress import NoProgress, ProgressSink
 from sweep.protocol import Protocol, QualityProtocol, TimingProtocol
-from sweep.runner import Runner, free_memory, measures_quality, worker_name
+from sweep.runner import Runner, measures_quality, worker_name
 from sweep.scope import ScopeRun
 
 log = logging.getLogger(__name__)
@@ -107,12 +107,15 @@ class Worker:
         self._loaded[1].refresh()
         return self._loaded[1]
 
-    def _unload(self, summary: WorkerSummary) -> None:
+    def _unload(self, summary: WorkerSummary, release: bool = False) -> None:
+        """Forget the scope in hand (its pipeline stays cached for a next scope of the same model, unless
+        ``release``)."""
         if self._loaded is not None:
             for gen in self._loaded[2]:
                 summary.generation_seconds += gen.generation_seconds
             self._loaded = None
-            free_memory()
+        if release:
+            self.runner.release()
 
     def run(self) -> WorkerSummary:
         started = time.perf_counter()
@@ -130,7 +133,7 @@ class Worker:
                     continue
                 self._work(claim, summary)
         finally:
-            self._unload(summary)
+            self._unload(summary, release=True)
             summary.wall_seconds = time.perf_counter() - started
         return summary
 
@@ -160,7 +163,7 @@ class Worker:
             outcome = self.queue.release(claim, self.name, f"{type(exc).__name__}: {exc}")
             summary.retried += outcome == "retry"
             summary.failed += outcome == "failed"
-            self._unload(summary)  # the pipeline may be in a bad state (patched, out of memory)
+            self._unload(summary, release=True)  # the pipeline may be in a bad state (patched, out of memory)
             return
         heartbeat.stop()
 

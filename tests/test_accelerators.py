@@ -27,6 +27,10 @@ CASES: dict[str, list[tuple[str, dict[str, dict[str, object]]]]] = {
         ("tiny-pixart", {"tgate": {"gate_step": 4, "sp_interval": 2}}),
         ("tiny-sd-a", {"tgate": {"gate_step": 4, "sp_interval": 1, "warm_up": 0}, "deepcache": {"cache_interval": 3}}),
     ],
+    "pab": [
+        ("tiny-pixart", {"pab": {"spatial_skip": 3}}),
+        ("tiny-pixart", {"pab": {"spatial_skip": 2, "cross_skip": 3, "timestep_low": 0, "timestep_high": 1000}}),
+    ],
     "cache_dit": [
         ("tiny-pixart", {"cache_dit": {"Fn_compute_blocks": 1, "max_warmup_steps": 2, "residual_diff_threshold": 0.5}}),
         ("tiny-pixart", {"cache_dit": {"Fn_compute_blocks": 1, "Bn_compute_blocks": 1, "max_warmup_steps": 4,
@@ -82,7 +86,7 @@ def test_apply_changes_output_and_remove_restores(alias: str, methods: dict[str,
 
 
 def test_methods_that_rewrite_the_same_blocks_never_share_a_setting() -> None:
-    assert not combinable(["tgate", "tome"]) and not combinable(["cache_dit", "tgate"])
+    assert not combinable(["tgate", "tome"]) and not combinable(["cache_dit", "tgate"]) and not combinable(["pab", "tgate"])
     assert combinable(["deepcache", "tome"]) and combinable(["tgate", "deepcache"])
 
 

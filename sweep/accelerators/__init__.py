@@ -9,13 +9,16 @@ from search_space.setting import AccelSetting
 from sweep.accelerators.base import Accelerator, AppliedAccelerator, ParamSpec
 from sweep.accelerators.cache_dit import CacheDiT
 from sweep.accelerators.deepcache import DeepCache
+from sweep.accelerators.pab import PyramidAttentionBroadcast
 from sweep.accelerators.tgate import TGate
 from sweep.accelerators.tome import ToMe
 
 if TYPE_CHECKING:
     from diffusers import DiffusionPipeline
 
-ACCELERATORS: dict[str, type[Accelerator]] = {cls.name: cls for cls in (DeepCache, ToMe, TGate, CacheDiT)}
+ACCELERATORS: dict[str, type[Accelerator]] = {
+    cls.name: cls for cls in (DeepCache, ToMe, TGate, CacheDiT, PyramidAttentionBroadcast)
+}
 
 
 def combinable(names: Collection[str]) -> bool:
@@ -70,6 +73,6 @@ class AppliedSetting:
 
 
 __all__ = [
-    "ACCELERATORS", "Accelerator", "AppliedAccelerator", "AppliedSetting", "CacheDiT", "DeepCache", "ParamSpec", "TGate",
-    "ToMe", "combinable", "describe", "speed_depends_on_weights",
+    "ACCELERATORS", "Accelerator", "AppliedAccelerator", "AppliedSetting", "CacheDiT", "DeepCache", "ParamSpec",
+    "PyramidAttentionBroadcast", "TGate", "ToMe", "combinable", "describe", "speed_depends_on_weights",
 ]

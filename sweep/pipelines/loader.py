@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import warnings
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -136,18 +137,31 @@ def pipeline_info(alias: str) -> PipelineInfo:
     return info
 
 
-def load_pipeline(config: BaseConfig, device: str) -> DiffusionPipeline:
-    """The pipeline of ``config`` on ``device`` with its scheduler set, progress bars off."""
+def set_scheduler(pipe: DiffusionPipeline, name: str, config: Mapping[str, object] | None = None) -> None:
+    """Give ``pipe`` the scheduler class ``name``, built from ``config`` (default: its current scheduler's)."""
     import diffusers
 
+    scheduler_cls = getattr(diffusers, name, None)
+    if scheduler_cls is None or not name.endswith("Scheduler"):
+        raise SpaceError(f"unknown scheduler {name!r}; valid: {', '.join(scheduler_names())}")
+    pipe.scheduler = scheduler_cls.from_config(config if config is not None else pipe.scheduler.config)
+
+
+def load_pipeline(config: BaseConfig, device: str) -> DiffusionPipeline:
+    """The pipeline of ``config`` on ``device`` with its scheduler set, progress bars off."""
     info = pipeline_info(config.pipeline)
     if config.weights == "random":
         pipe = build_random(info, device, config.dtype)
     else:
         pipe = _load_pretrained(info, config.model, device, config.dtype)
-    scheduler_cls = getattr(diffusers, config.scheduler, None)
-    if scheduler_cls is None:
-        raise SpaceError(f"unknown scheduler {config.scheduler!r}; valid: {', '.join(scheduler_names())}")
-    pipe.scheduler = scheduler_cls.from_config(pipe.scheduler.config)
+    pipe.__dict__["_sweep_scheduler_config"] = dict(pipe.scheduler.config)  # the model's own, whatever is set later
+    set_scheduler(pipe, config.scheduler)
     pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+def reuse_pipeline(pipe: DiffusionPipeline, config: BaseConfig) -> DiffusionPipeline:
+    """``pipe`` (loaded by :func:`load_pipeline`) for another scheduler of the same model: only the scheduler
+    changes, built from the model's own scheduler configuration."""
+    set_scheduler(pipe, config.scheduler, pipe.__dict__["_sweep_scheduler_config"])
     return pipe

@@ -31,6 +31,9 @@ CASES: dict[str, list[tuple[str, dict[str, dict[str, object]]]]] = {
         ("tiny-pixart", {"pab": {"spatial_skip": 3}}),
         ("tiny-pixart", {"pab": {"spatial_skip": 2, "cross_skip": 3, "timestep_low": 0, "timestep_high": 1000}}),
     ],
+    "fastercache": [
+        ("tiny-pixart", {"fastercache": {"spatial_skip": 2, "uncond_skip": 3}}),
+    ],
     "cache_dit": [
         ("tiny-pixart", {"cache_dit": {"Fn_compute_blocks": 1, "max_warmup_steps": 2, "residual_diff_threshold": 0.5}}),
         ("tiny-pixart", {"cache_dit": {"Fn_compute_blocks": 1, "Bn_compute_blocks": 1, "max_warmup_steps": 4,
@@ -87,6 +90,7 @@ def test_apply_changes_output_and_remove_restores(alias: str, methods: dict[str,
 
 def test_methods_that_rewrite_the_same_blocks_never_share_a_setting() -> None:
     assert not combinable(["tgate", "tome"]) and not combinable(["cache_dit", "tgate"]) and not combinable(["pab", "tgate"])
+    assert not combinable(["fastercache", "pab"]) and not combinable(["fastercache", "cache_dit"])
     assert combinable(["deepcache", "tome"]) and combinable(["tgate", "deepcache"])
 
 

@@ -87,7 +87,7 @@ def test_reference_preset_has_the_31_base_configurations() -> None:
     assert len(every.entries) == 31
     methods = {e.base.pipeline: {m for s in e.settings for m in s.methods} for e in every.entries}
     assert methods["SD1.5"] == methods["SDXL"] == {"deepcache", "tome", "tgate"}
-    assert methods["PixArt-α"] == methods["PixArt-Σ"] == {"tgate", "cache_dit", "pab"}
+    assert methods["PixArt-α"] == methods["PixArt-Σ"] == {"tgate", "cache_dit", "pab", "fastercache"}
     combos = {tuple(sorted(s.methods)) for e in every.entries for s in e.settings if len(s.methods) > 1}
     assert combos == {("deepcache", "tome"), ("deepcache", "tgate")}  # T-GATE with its own DeepCache loader
     sdxl = [e for e in space.entries if e.base.pipeline == "SDXL"]

@@ -9,6 +9,7 @@ from search_space.setting import AccelSetting
 from sweep.accelerators.base import Accelerator, AppliedAccelerator, ParamSpec
 from sweep.accelerators.cache_dit import CacheDiT
 from sweep.accelerators.deepcache import DeepCache
+from sweep.accelerators.fastercache import FasterCache
 from sweep.accelerators.pab import PyramidAttentionBroadcast
 from sweep.accelerators.tgate import TGate
 from sweep.accelerators.tome import ToMe
@@ -17,7 +18,7 @@ if TYPE_CHECKING:
     from diffusers import DiffusionPipeline
 
 ACCELERATORS: dict[str, type[Accelerator]] = {
-    cls.name: cls for cls in (DeepCache, ToMe, TGate, CacheDiT, PyramidAttentionBroadcast)
+    cls.name: cls for cls in (DeepCache, ToMe, TGate, CacheDiT, PyramidAttentionBroadcast, FasterCache)
 }
 
 
@@ -73,6 +74,6 @@ class AppliedSetting:
 
 
 __all__ = [
-    "ACCELERATORS", "Accelerator", "AppliedAccelerator", "AppliedSetting", "CacheDiT", "DeepCache", "ParamSpec",
+    "ACCELERATORS", "Accelerator", "AppliedAccelerator", "AppliedSetting", "CacheDiT", "DeepCache", "FasterCache", "ParamSpec",
     "PyramidAttentionBroadcast", "TGate", "ToMe", "combinable", "describe", "speed_depends_on_weights",
 ]

@@ -177,3 +177,31 @@ def restore_instance_attributes(modules: Iterable[object], before: Snapshot) -> 
             reordered = {name: children[name] for name in order}
             children.clear()
             children.update(reordered)
+
+
+class TimestepReader:
+    """The current timestep of a transformer, for diffusers hooks that need it (PixArt pipelines do not expose
+    it): a forward pre-hook reads the ``timestep`` argument once per step, one small device-to-host copy."""
+
+    def __init__(self, transformer: Any) -> None:
+        self.timestep = 1000
+
+        def read(_module: Any, _args: Any, kwargs: dict[str, Any]) -> None:
+            self.timestep = int(kwargs["timestep"].flatten()[0].item())
+
+        self._handle = transformer.register_forward_pre_hook(read, with_kwargs=True)
+
+    def __call__(self) -> int:
+        return self.timestep
+
+    def remove(self) -> None:
+        self._handle.remove()
+
+
+def remove_diffusers_hooks(root: Any, names: Iterable[str]) -> None:
+    """Remove diffusers hooks registered under ``names`` on ``root`` and every module under it."""
+    from diffusers.hooks import HookRegistry
+
+    registry = HookRegistry.check_if_exists_or_initialize(root)
+    for name in names:
+        registry.remove_hook(name, recurse=True)

@@ -73,7 +73,7 @@ class CacheDiT(Accelerator):
     pipeline_classes: ClassVar[frozenset[str] | None] = frozenset({"PixArtAlphaPipeline", "PixArtSigmaPipeline"})
     packages: ClassVar[tuple[str, ...]] = ("cache-dit",)
     speed_depends_on_weights: ClassVar[bool] = True
-    excludes: ClassVar[frozenset[str]] = frozenset({"tgate"})  # both rewrite the transformer's attention path
+    excludes: ClassVar[frozenset[str]] = frozenset({"tgate", "pab", "fastercache"})  # all rewrite the blocks' path
     params: ClassVar[tuple[ParamSpec, ...]] = (
         ParamSpec("residual_diff_threshold", float, 0.08, minimum=0.0, maximum=10.0,
                   help="skip while the first blocks' relative change is below this", primary=True, aggressive=+1),

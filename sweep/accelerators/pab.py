@@ -12,10 +12,18 @@ attributes they added, giving back the unpatched transformer.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 from search_space.setting import ParamValue
-from sweep.accelerators.base import Accelerator, AppliedAccelerator, ParamSpec, restore_instance_attributes, snapshot
+from sweep.accelerators.base import (
+    Accelerator,
+    AppliedAccelerator,
+    ParamSpec,
+    TimestepReader,
+    remove_diffusers_hooks,
+    restore_instance_attributes,
+    snapshot,
+)
 from sweep.errors import AcceleratorError
 
 if TYPE_CHECKING:
@@ -31,28 +39,21 @@ class _Applied(AppliedAccelerator):
         transformer = pipe.transformer
         self._modules = list(transformer.modules())
         self._before = snapshot(self._modules)
-        current = {"timestep": 1000}
-
-        def read_timestep(_module: Any, _args: Any, kwargs: dict[str, Any]) -> None:
-            current["timestep"] = int(kwargs["timestep"].flatten()[0].item())
-
-        self._timestep_hook = transformer.register_forward_pre_hook(read_timestep, with_kwargs=True)
+        self._timestep = TimestepReader(transformer)
         window = (int(params["timestep_low"]), int(params["timestep_high"]))
         cross = int(params["cross_skip"])
         config = PyramidAttentionBroadcastConfig(
             spatial_attention_block_skip_range=int(params["spatial_skip"]), spatial_attention_timestep_skip_range=window,
             cross_attention_block_skip_range=cross or None, cross_attention_timestep_skip_range=window,
-            current_timestep_callback=lambda: current["timestep"],
+            current_timestep_callback=self._timestep,
         )
         apply_pyramid_attention_broadcast(transformer, config)
         self._transformer = transformer
         self.patched = sum(1 for m in self._modules if HOOK in getattr(getattr(m, "_diffusers_hook", None), "hooks", {}))
 
     def remove(self) -> None:
-        from diffusers.hooks import HookRegistry
-
-        self._timestep_hook.remove()
-        HookRegistry.check_if_exists_or_initialize(self._transformer).remove_hook(HOOK, recurse=True)
+        self._timestep.remove()
+        remove_diffusers_hooks(self._transformer, [HOOK])
         restore_instance_attributes(self._modules, self._before)  # the registries and the forwards they wrapped
 
 
@@ -63,7 +64,7 @@ class PyramidAttentionBroadcast(Accelerator):
     denoisers: ClassVar[frozenset[str]] = frozenset({"transformer"})
     pipeline_classes: ClassVar[frozenset[str] | None] = frozenset({"PixArtAlphaPipeline", "PixArtSigmaPipeline"})
     packages: ClassVar[tuple[str, ...]] = ("diffusers",)
-    excludes: ClassVar[frozenset[str]] = frozenset({"tgate", "cache_dit"})  # all three rewrite the attention path
+    excludes: ClassVar[frozenset[str]] = frozenset({"tgate", "cache_dit", "fastercache"})  # all rewrite attention
     params: ClassVar[tuple[ParamSpec, ...]] = (
         ParamSpec("spatial_skip", int, 2, minimum=2, maximum=100,
                   help="self-attention computed every N steps inside the window", primary=True, aggressive=+1),

@@ -82,7 +82,7 @@ class TGate(Accelerator):
     pipeline_classes: ClassVar[frozenset[str] | None] = frozenset(LOADERS)
     packages: ClassVar[tuple[str, ...]] = ("tgate",)
     absorbs: ClassVar[frozenset[str]] = frozenset({"deepcache"})
-    excludes: ClassVar[frozenset[str]] = frozenset({"tome"})  # both rewrite the same attention blocks
+    excludes: ClassVar[frozenset[str]] = frozenset({"tome", "cache_dit", "pab", "fastercache"})  # same attention path
     params: ClassVar[tuple[ParamSpec, ...]] = (
         ParamSpec("gate_step", int, 10, minimum=1, maximum=1000, help="step after which cross-attention is cached",
                   primary=True, aggressive=-1),

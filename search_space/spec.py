@@ -229,6 +229,9 @@ def parse_space(data: Mapping[str, object], source: str) -> Space:
         for required in ("pipelines", "schedulers", "steps"):
             if required not in table:
                 raise r.fail(f"missing {required!r}")
+        for axis in ("pipelines", "schedulers", "steps", "resolutions"):
+            if axis in table and r.as_list(table[axis]) == []:
+                raise r.fail(f"{axis} has no values")
         pipelines = [r.choice(canonical_alias(str(p)), "pipeline", list(PIPELINES)) for p in r.as_list(table["pipelines"])]
         schedulers = [r.str_(s, "scheduler") for s in r.as_list(table["schedulers"])]
         for name in schedulers:

@@ -36,6 +36,10 @@ from storage.models import (
 )
 
 
+IMPORTED = "imported:"
+"""Key prefix of the environment and protocols an import creates."""
+
+
 def usable_speeds(rows: list[SpeedResult], model: str | None, weight_dependent: bool) -> dict[str, SpeedResult]:
     """The speeds that hold for a quality source's weights (``model``; None for a speed map). A weight-dependent
     method's speed measured with random weights is left out unless ``weight_dependent`` asks for it."""
@@ -79,6 +83,8 @@ class QualitySource:
     device: str
     """Where its images were generated (quality does not depend on the machine)."""
     repeat_max_pixel_diff: int | None
+    imported: bool = False
+    """Score losses read from a legacy file, not measured by sweep."""
 
     def describe(self) -> str:
         return f"{self.scorer} on {self.prompt_count} {self.prompt_source} prompts ({self.base.model}; from {self.device})"
@@ -101,6 +107,8 @@ class Bound:
     baseline_time: float
     trials: int
     repeat_max_pixel_diff: int | None
+    speed_imported: bool = False
+    """Speeds read from a legacy file, not measured by sweep."""
 
     @property
     def quality_known(self) -> bool:
@@ -198,7 +206,8 @@ class Bounds:
                         continue
                     sources[base.speed_config_id].append(QualitySource(
                         qb.base_config_id, qb.quality_protocol_id, base_from_row(base), proto.scorer, proto.prompt_source,
-                        proto.prompt_count, qb.environment.device, qb.repeat_max_pixel_diff))
+                        proto.prompt_count, qb.environment.device, qb.repeat_max_pixel_diff,
+                        imported=proto.key.startswith(IMPORTED)))
             qualities: dict[tuple[int, int], dict[str, QualityResult]] = defaultdict(dict)
             for q in s.scalars(select(QualityTrialRow)):
                 qualities[(q.base_config_id, q.quality_protocol_id)][q.setting_key] = _quality_result(q)
@@ -218,6 +227,7 @@ class Bounds:
                         quality=source, max_loss=max_loss, best=best,
                         best_quality=quality.get(best.setting_key) if quality and best else None, baseline_time=b.time,
                         trials=sum(1 for r in scope_speeds.values() if r.usable), repeat_max_pixel_diff=b.repeat_max_pixel_diff,
+                        speed_imported=b.environment.key.startswith(IMPORTED),
                     ))
         out.sort(key=lambda r: (r.speed_config.pipeline, r.speed_config.scheduler, r.speed_config.steps,
                                 r.speed_config.key, r.device, r.environment_id, r.timing_protocol_id,

@@ -332,3 +332,16 @@ class TargetRow(Base):
     """A measured setting that reaches the target (least score loss when chosen), if any."""
     origin: Mapped[str] = mapped_column(Text, default="sweep")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class LegacyEntryRow(Base):
+    """An entry of an imported legacy ``search_params.json``, as it was written: exported again word for word."""
+
+    __tablename__ = "sweep_legacy_entries"
+    __table_args__ = (UniqueConstraint("origin", "key"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    origin: Mapped[str] = mapped_column(Text)
+    """``import:FILE`` of the import that stored it."""
+    key: Mapped[str] = mapped_column(Text)
+    value: Mapped[dict[str, object]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

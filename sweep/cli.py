@@ -16,6 +16,7 @@ from typing import Annotated, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -39,7 +40,7 @@ app.add_typer(space_app, name="space")
 db_app = typer.Typer(no_args_is_help=True, help="The database schema (Alembic migrations).")
 app.add_typer(db_app, name="db")
 
-err = Console(stderr=True)
+err = Console(stderr=True, markup=False, highlight=False)  # messages carry file names and "[tables]": plain text
 F = TypeVar("F", bound=Callable[..., object])
 
 SPEED_MAP_NOTE = ("speed map: quality unknown (random weights or scorer, and no quality of this configuration "
@@ -65,8 +66,8 @@ def handles_errors(command: F) -> F:
     def wrapper(*args: object, **kwargs: object) -> object:
         try:
             return command(*args, **kwargs)
-        except SweepError as exc:
-            err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        except SweepError as exc:  # the message is plain text: "[accelerators.x]" is not rich markup
+            err.print(f"[bold red]error:[/] {escape(str(exc))}", markup=True, soft_wrap=True)
             raise typer.Exit(exc.exit_code) from None
 
     return wrapper  # type: ignore[return-value]
@@ -434,7 +435,8 @@ def upbound(
 def _print_summary(space: Space, summary, strategy: Strategy) -> None:  # type: ignore[no-untyped-def]
     if strategy is not Strategy.grid:
         for label, result in summary.searches:
-            err.print(f"[bold]{label}[/bold] ({result.strategy}: {result.evaluated} evaluated, {result.stop})")
+            err.print(f"[bold]{escape(label)}[/bold] ({result.strategy}: {result.evaluated} evaluated, {escape(result.stop)})",
+                      markup=True)
             for line in result.log:
                 err.print(f"  {line}", highlight=False, markup=False)
     overhead = (

@@ -19,6 +19,7 @@ from sweep.errors import ModelLoadError
 from sweep.scoring.base import Scorer
 
 if TYPE_CHECKING:
+    import torch
     from PIL.Image import Image
 
 log = logging.getLogger(__name__)
@@ -84,7 +85,13 @@ class ClipScorer(Scorer):
         with torch.inference_mode():
             pixels = torch.stack([self._preprocess(image) for image in images]).to(self.device)
             tokens = self._tokenizer(list(prompts)).to(self.device)
-            image_emb = torch.nn.functional.normalize(self._model.encode_image(pixels).float(), dim=-1)
-            text_emb = torch.nn.functional.normalize(self._model.encode_text(tokens).float(), dim=-1)
-            cosine = (image_emb * text_emb).sum(dim=-1)
-        return (100.0 * cosine.clamp(min=0)).tolist()
+            return clip_scores(self._model.encode_image(pixels), self._model.encode_text(tokens))
+
+
+def clip_scores(image_embeddings: torch.Tensor, text_embeddings: torch.Tensor) -> list[float]:
+    """``100 · max(cos(image_i, text_i), 0)`` for each row pair (the definition of torchmetrics' CLIPScore)."""
+    import torch
+
+    image = torch.nn.functional.normalize(image_embeddings.float(), dim=-1)
+    text = torch.nn.functional.normalize(text_embeddings.float(), dim=-1)
+    return (100.0 * (image * text).sum(dim=-1).clamp(min=0)).tolist()

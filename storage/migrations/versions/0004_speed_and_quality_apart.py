@@ -254,6 +254,15 @@ def _create_scoped_tables() -> dict[str, sa.Table]:
         sa.UniqueConstraint('base_config_id', 'quality_protocol_id', 'environment_id', 'timing_protocol_id',
                             'max_loss', 'difficulty'),
     )
+    t["legacy_entries"] = op.create_table('sweep_legacy_entries',
+        sa.Column('id', sa.Integer(), nullable=False),
+        sa.Column('origin', sa.Text(), nullable=False),
+        sa.Column('key', sa.Text(), nullable=False),
+        sa.Column('value', sa.JSON(), nullable=False),
+        sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint('id'),
+        sa.UniqueConstraint('origin', 'key'),
+    )
     return t
 
 

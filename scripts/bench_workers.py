@@ -52,7 +52,7 @@ def run(admin_url: str, workers: int, preset: str) -> tuple[int, float, float]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--admin-url", default=os.environ.get("SWEEP_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432/test"))
+    parser.add_argument("--admin-url", default=os.environ.get("SWEEP_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"))
     parser.add_argument("--workers", default="1,2,4")
     parser.add_argument("--preset", default="tiny")
     parser.add_argument("--out", default=None)

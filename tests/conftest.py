@@ -11,7 +11,8 @@ import pytest
 
 import sweep._compat  # noqa: F401  (before diffusers in any test module)
 
-POSTGRES_ADMIN_URL = os.environ.get("SWEEP_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+POSTGRES_ADMIN_URL = os.environ.get("SWEEP_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+"""scripts/test sets it to the server it started (or the one SWEEP_TEST_PG_URL named)."""
 
 SMALL_SPACE = """
 name = "small"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
@@ -24,8 +25,8 @@ from tests.test_targets import _study
 
 def _loaded(index: Path) -> tuple[int, int]:
     """(images on the page, images the browser decoded), read from the DOM after the load event."""
-    browser = shutil.which("chromium") or shutil.which("chromium-browser")
-    assert browser, "Chromium is needed for this test (Debian: apt-get install chromium); .ci/run installs it"
+    browser = os.environ.get("SWEEP_TEST_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
+    assert browser, "Chromium is needed for this test: run the suite with scripts/test, which finds or installs it"
     dom = subprocess.run(
         [browser, "--headless", "--no-sandbox", "--disable-gpu", "--virtual-time-budget=5000", "--dump-dom",
          index.resolve().as_uri()], capture_output=True, text=True, timeout=120, check=True,

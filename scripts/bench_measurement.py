@@ -34,7 +34,6 @@ import tomllib
 from pathlib import Path
 
 import sweep._compat  # noqa: F401
-from search_space.spec import parse_space
 from storage import Repository
 from storage.models import (
     QualityBaselineRow,
@@ -42,6 +41,7 @@ from storage.models import (
     SpeedBaselineRow,
     SpeedTrialRow,
 )
+from sweep.catalogue import parse_space
 from sweep.environment import Environment
 from sweep.output import settings_text
 from sweep.runner import Runner, SearchOptions
@@ -244,7 +244,7 @@ OLD_DRIVER = """
 import json, sys, time, tomllib
 sys.path.insert(0, {root!r})
 import sweep._compat
-from search_space.spec import parse_space
+from sweep.catalogue import parse_space
 from storage import Repository
 from sweep.runner import Runner, SearchOptions
 space = parse_space(tomllib.loads(open({space!r}).read()), "bench_measurement")
@@ -358,7 +358,7 @@ def _rejection_row(args: argparse.Namespace, space, max_loss: float, offset: flo
 
 
 def rejection(args: argparse.Namespace) -> str:
-    from search_space.spec import load_preset
+    from sweep.catalogue import load_preset
 
     tiny = load_preset("tiny")
     space = dataclasses.replace(tiny, protocol=dataclasses.replace(tiny.protocol, num_prompts=args.prompts))

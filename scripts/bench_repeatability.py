@@ -18,9 +18,9 @@ import tempfile
 from pathlib import Path
 
 import sweep._compat  # noqa: F401
-from search_space.spec import parse_space
 from storage import Repository
 from storage.models import SpeedTrialRow
+from sweep.catalogue import parse_space
 from sweep.environment import Environment
 from sweep.output import settings_text
 from sweep.runner import Runner

@@ -18,9 +18,9 @@ import sys
 import time
 
 import sweep._compat  # noqa: F401
-from search_space import load_preset
 from storage import Repository
 from storage.models import SpeedTrialRow
+from sweep.catalogue import load_preset
 from sweep.environment import Environment
 from sweep.output import settings_text
 

@@ -17,8 +17,8 @@ import tomllib
 from pathlib import Path
 
 import sweep._compat  # noqa: F401
-from search_space.spec import parse_space
 from storage import Repository
+from sweep.catalogue import parse_space
 from sweep.runner import Runner, SearchOptions
 from sweep.strategies.replay import export_landscape
 

@@ -1,6 +1,7 @@
 """Read a space file (TOML) and expand it into base configurations and acceleration settings.
 
-Every mistake in a file becomes one SpaceError naming the file, the entry and the valid choices.
+Every mistake in a file becomes one SpaceError naming the file, the entry and the valid choices. What a file
+may name (methods, pipelines, schedulers) comes from a Catalogue the caller passes (``sweep.catalogue``).
 """
 
 from __future__ import annotations
@@ -8,20 +9,17 @@ from __future__ import annotations
 import itertools
 import tomllib
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from importlib import resources
 from pathlib import Path
 
 from search_space import defaults
 from search_space.base_config import DTYPES, BaseConfig
+from search_space.catalogue import Catalogue
 from search_space.errors import SpaceError
 from search_space.setting import AccelSetting, ParamValue
 
 TOP_LEVEL_KEYS = ("name", "description", "combine", "protocol", "pipelines", "base", "accelerators")
-PROTOCOL_KEYS = (
-    "prompts", "num_prompts", "timing_prompts", "seed", "scorer", "scorer_pretrained",
-    "warmup_tolerance", "warmup_cap", "min_pairs", "max_pairs", "target_half_width",
-)
 BASE_KEYS = ("pipelines", "schedulers", "steps", "resolutions", "dtype", "batch_size", "accelerators")
 PIPELINE_KEYS = ("model", "weights")
 
@@ -113,6 +111,9 @@ class _Reader:
         return str(value)
 
 
+PROTOCOL_KEYS = tuple(f.name for f in fields(ProtocolSpec))
+
+
 def _unique(values: Sequence[object]) -> list[object]:
     seen: list[object] = []
     for v in values:
@@ -121,41 +122,40 @@ def _unique(values: Sequence[object]) -> list[object]:
     return seen
 
 
+# how each [protocol] key is read: the reader and its extra argument (an integer's minimum)
+_PROTOCOL_READERS: dict[str, tuple[str, ...] | tuple[str, int]] = {
+    "prompts": ("str_",), "num_prompts": ("int_", 1), "timing_prompts": ("int_", 1), "seed": ("int_", 0),
+    "scorer": ("str_",), "scorer_pretrained": ("str_",), "warmup_tolerance": ("fraction",), "warmup_cap": ("int_", 2),
+    "min_pairs": ("int_", 1), "max_pairs": ("int_", 1), "target_half_width": ("fraction",),
+}
+
+
 def _protocol(r: _Reader, data: object) -> ProtocolSpec:
     table = r.table(data, "[protocol]")
     r.where = ["[protocol]"]
     r.keys(table, PROTOCOL_KEYS)
     declared = ProtocolSpec()
-    spec = ProtocolSpec(
-        prompts=r.str_(table.get("prompts", declared.prompts), "prompts"),
-        num_prompts=r.int_(table.get("num_prompts", declared.num_prompts), "num_prompts", 1),
-        timing_prompts=r.int_(table.get("timing_prompts", declared.timing_prompts), "timing_prompts", 1),
-        seed=r.int_(table.get("seed", declared.seed), "seed"),
-        scorer=r.str_(table.get("scorer", declared.scorer), "scorer"),
-        scorer_pretrained=r.str_(table.get("scorer_pretrained", declared.scorer_pretrained), "scorer_pretrained"),
-        warmup_tolerance=r.fraction(table.get("warmup_tolerance", declared.warmup_tolerance), "warmup_tolerance"),
-        warmup_cap=r.int_(table.get("warmup_cap", declared.warmup_cap), "warmup_cap", 2),
-        min_pairs=r.int_(table.get("min_pairs", declared.min_pairs), "min_pairs", 1),
-        max_pairs=r.int_(table.get("max_pairs", declared.max_pairs), "max_pairs", 1),
-        target_half_width=r.fraction(table.get("target_half_width", declared.target_half_width), "target_half_width"),
-    )
+    values = {
+        key: getattr(r, reader)(table.get(key, getattr(declared, key)), key, *extra)
+        for key, (reader, *extra) in _PROTOCOL_READERS.items()
+    }
+    spec = ProtocolSpec(**values)
     if spec.max_pairs < spec.min_pairs:
         raise r.fail(f"max_pairs ({spec.max_pairs}) must be at least min_pairs ({spec.min_pairs})")
     r.where = []
     return spec
 
 
-def _accelerator_grids(r: _Reader, data: object) -> dict[str, list[dict[str, ParamValue]]]:
-    from sweep.accelerators import ACCELERATORS
-
+def _accelerator_grids(r: _Reader, data: object, catalogue: Catalogue) -> dict[str, list[dict[str, ParamValue]]]:
+    methods = catalogue.methods
     grids: dict[str, list[dict[str, ParamValue]]] = {}
     for name, params in r.table(data, "[accelerators]").items():
         # "tome@sdxl" is a second grid of accelerator "tome" that [[base]] groups can select by that name.
         r.where = [f"[accelerators.{name}]" if name.isidentifier() else f'[accelerators."{name}"]']
         accelerator = name.split("@", 1)[0]
-        if accelerator not in ACCELERATORS:
-            raise r.fail(f"unknown accelerator {accelerator!r}; valid: {', '.join(ACCELERATORS)}")
-        cls = ACCELERATORS[accelerator]
+        if accelerator not in methods:
+            raise r.fail(f"unknown accelerator {accelerator!r}; valid: {', '.join(methods)}")
+        cls = methods[accelerator]
         table = r.table(params, f"[accelerators.{name}]")
         valid = [p.name for p in cls.params]
         r.keys(table, valid)
@@ -195,25 +195,22 @@ def _settings(
     return tuple(dict.fromkeys(settings))
 
 
-def parse_space(data: Mapping[str, object], source: str) -> Space:
+def parse_space(data: Mapping[str, object], source: str, catalogue: Catalogue) -> Space:
     """Validate and expand a parsed space file; ``source`` names it in errors."""
-    from sweep.accelerators import ACCELERATORS, combinable
-    from sweep.pipelines.loader import scheduler_names
-    from sweep.pipelines.registry import PIPELINES, canonical_alias
-
+    methods, pipelines_known, canonical_alias = catalogue.methods, catalogue.pipelines, catalogue.alias
     r = _Reader(source)
     r.keys(data, TOP_LEVEL_KEYS)
     combine = data.get("combine", True)
     if not isinstance(combine, bool):
         raise r.fail(f"combine must be true or false, got {combine!r}")
     protocol = _protocol(r, data.get("protocol", {}))
-    grids = _accelerator_grids(r, data.get("accelerators", {}))
+    grids = _accelerator_grids(r, data.get("accelerators", {}), catalogue)
 
     overrides: dict[str, Mapping[str, object]] = {}
     for alias, table in r.table(data.get("pipelines", {}), "[pipelines]").items():
         r.where = [f'[pipelines."{alias}"]']
         alias = canonical_alias(alias)
-        r.choice(alias, "pipeline", list(PIPELINES))
+        r.choice(alias, "pipeline", list(pipelines_known))
         overrides[alias] = r.table(table, f"[pipelines.{alias}]")
         r.keys(overrides[alias], PIPELINE_KEYS)
 
@@ -232,11 +229,11 @@ def parse_space(data: Mapping[str, object], source: str) -> Space:
         for axis in ("pipelines", "schedulers", "steps", "resolutions"):
             if axis in table and r.as_list(table[axis]) == []:
                 raise r.fail(f"{axis} has no values")
-        pipelines = [r.choice(canonical_alias(str(p)), "pipeline", list(PIPELINES)) for p in r.as_list(table["pipelines"])]
+        pipelines = [r.choice(canonical_alias(str(p)), "pipeline", list(pipelines_known)) for p in r.as_list(table["pipelines"])]
         schedulers = [r.str_(s, "scheduler") for s in r.as_list(table["schedulers"])]
         for name in schedulers:
             if known_schedulers is None:
-                known_schedulers = scheduler_names()
+                known_schedulers = catalogue.schedulers()
             r.choice(name, "scheduler", known_schedulers)
         steps = [r.int_(s, "steps", 1) for s in r.as_list(table["steps"])]
         resolutions_raw = table.get("resolutions")
@@ -258,7 +255,7 @@ def parse_space(data: Mapping[str, object], source: str) -> Space:
             raise r.fail(f"accelerators {names} name one accelerator twice; choose one grid of each")
 
         for alias, scheduler, n_steps, size in itertools.product(pipelines, schedulers, steps, resolutions):
-            info = PIPELINES[alias]
+            info = pipelines_known[alias]
             h, w = size or info.resolution
             r.where = [f"[[base]] #{index}", alias]
             weights = r.choice(overrides.get(alias, {}).get("weights", info.weights[0]), "weights", info.weights)
@@ -267,12 +264,12 @@ def parse_space(data: Mapping[str, object], source: str) -> Space:
                 raise r.fail(f"{alias} has no published weights: with weights = \"pretrained\" set model to a local "
                              "diffusers folder")
             base = BaseConfig(alias, model, weights, scheduler, n_steps, h, w, dtype, batch_size)  # type: ignore[arg-type]
-            usable = [a for a in names if ACCELERATORS[a.split("@", 1)[0]].applies_to(info.denoiser, info.pipeline_class)]
+            usable = [a for a in names if methods[a.split("@", 1)[0]].applies_to(info.denoiser, info.pipeline_class)]
             notes = tuple(
-                f"{a.split('@', 1)[0]}: not applicable to {alias} (supports {ACCELERATORS[a.split('@', 1)[0]].describe_support()})"
+                f"{a.split('@', 1)[0]}: not applicable to {alias} (supports {methods[a.split('@', 1)[0]].describe_support()})"
                 for a in names if a not in usable
             )
-            settings = _settings(usable, grids, combine, combinable)
+            settings = _settings(usable, grids, combine, catalogue.combinable)
             previous = entries.get(base.key)
             if previous is not None:
                 settings = tuple(dict.fromkeys(previous.settings + settings))
@@ -284,7 +281,7 @@ def parse_space(data: Mapping[str, object], source: str) -> Space:
     return Space(str(name), source, protocol, tuple(entries.values()), str(description), combine)
 
 
-def load_space(path: str | Path) -> Space:
+def load_space(path: str | Path, catalogue: Catalogue) -> Space:
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
@@ -296,7 +293,7 @@ def load_space(path: str | Path) -> Space:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise SpaceError(f"{path}: not valid TOML ({exc})") from None
-    return parse_space(data, str(path))
+    return parse_space(data, str(path), catalogue)
 
 
 def preset_names() -> list[str]:
@@ -304,8 +301,8 @@ def preset_names() -> list[str]:
     return sorted(p.name.removesuffix(".toml") for p in folder.iterdir() if p.name.endswith(".toml"))
 
 
-def load_preset(name: str) -> Space:
+def load_preset(name: str, catalogue: Catalogue) -> Space:
     if name not in preset_names():
         raise SpaceError(f"unknown preset {name!r}; valid: {', '.join(preset_names())}")
     resource = resources.files("search_space") / "presets" / f"{name}.toml"
-    return parse_space(tomllib.loads(resource.read_text(encoding="utf-8")), f"preset:{name}")
+    return parse_space(tomllib.loads(resource.read_text(encoding="utf-8")), f"preset:{name}", catalogue)

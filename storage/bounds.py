@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from collections import defaultdict
 from collections.abc import Collection, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from sqlalchemy import select
 
@@ -27,14 +27,12 @@ from storage.measurements import (
     speeds_for,
 )
 from storage.models import (
-    BaseConfigRow,
     QualityBaselineRow,
     QualityTrialRow,
     SpeedBaselineRow,
     SpeedConfigRow,
     SpeedTrialRow,
 )
-
 
 IMPORTED = "imported:"
 """Key prefix of the environment and protocols an import creates."""
@@ -109,6 +107,8 @@ class Bound:
     repeat_max_pixel_diff: int | None
     speed_imported: bool = False
     """Speeds read from a legacy file, not measured by sweep."""
+    weight_dependent: bool = False
+    """Whether a weight-dependent method's speed measured with random weights was let in (``rows``'s flag)."""
 
     @property
     def quality_known(self) -> bool:
@@ -227,19 +227,19 @@ class Bounds:
                         quality=source, max_loss=max_loss, best=best,
                         best_quality=quality.get(best.setting_key) if quality and best else None, baseline_time=b.time,
                         trials=sum(1 for r in scope_speeds.values() if r.usable), repeat_max_pixel_diff=b.repeat_max_pixel_diff,
-                        speed_imported=b.environment.key.startswith(IMPORTED),
+                        speed_imported=b.environment.key.startswith(IMPORTED), weight_dependent=weight_dependent,
                     ))
         out.sort(key=lambda r: (r.speed_config.pipeline, r.speed_config.scheduler, r.speed_config.steps,
                                 r.speed_config.key, r.device, r.environment_id, r.timing_protocol_id,
                                 r.quality.base_config_id if r.quality else 0, r.quality.quality_protocol_id if r.quality else 0))
         return out
 
-    def speeds(self, bound: Bound, weight_dependent: bool = False) -> dict[str, SpeedResult]:
+    def speeds(self, bound: Bound) -> dict[str, SpeedResult]:
         with self.db.session() as s:
             rows = [_speed_result(r) for r in s.scalars(select(SpeedTrialRow).where(
                 SpeedTrialRow.speed_config_id == bound.speed_config_id, SpeedTrialRow.environment_id == bound.environment_id,
                 SpeedTrialRow.timing_protocol_id == bound.timing_protocol_id))]
-        return usable_speeds(rows, bound.quality.base.model if bound.quality else None, weight_dependent)
+        return usable_speeds(rows, bound.quality.base.model if bound.quality else None, bound.weight_dependent)
 
     def qualities(self, bound: Bound) -> dict[str, QualityResult] | None:
         if bound.quality is None:
@@ -261,24 +261,15 @@ class Bounds:
         best = min(hits, key=lambda s: (quality[s.setting_key].score_loss, -(s.published or 0.0)))  # type: ignore[arg-type,return-value]
         return best, quality[best.setting_key]
 
-    def by_target(self, target: float, max_loss: float, environment_ids: Collection[int] | None = None) -> list[dict[str, object]]:
+    def by_target(self, target: float, max_loss: float, environment_ids: Collection[int] | None = None, *,
+                  weight_dependent: bool = False) -> list[dict[str, object]]:
         """Per bound with known quality: the least-loss setting reaching ``target``, or the best there is."""
         rows = []
-        for bound in self.rows(max_loss, environment_ids=environment_ids):
+        for bound in self.rows(max_loss, environment_ids=environment_ids, weight_dependent=weight_dependent):
             if not bound.quality_known:
                 continue
-            row = {**bound.as_row(), "target": target}
             hit = self.reaching(bound, target)
-            row["reachable"] = hit is not None
-            if hit is not None:
-                speed, quality = hit
-                row.update(speedup=speed.published, score_loss=quality.score_loss, time=speed.published_time,
-                           settings=json.loads(speed.setting_key), confirmed=speed.precise,
-                           timing="precise" if speed.precise else "first estimate")
-            rows.append(row)
+            shown = bound if hit is None else replace(bound, best=hit[0], best_quality=hit[1])
+            rows.append({**shown.as_row(), "target": target, "reachable": hit is not None})
         return rows
 
-
-def bases_of_speed_config(db: Database, speed_config_id: int) -> list[BaseConfig]:
-    with db.session() as s:
-        return [base_from_row(r) for r in s.scalars(select(BaseConfigRow).where(BaseConfigRow.speed_config_id == speed_config_id))]

@@ -27,9 +27,10 @@ from rich.progress import (
 )
 
 from search_space import defaults
-from search_space.spec import Space, load_preset, load_space
+from search_space.spec import Space
 from storage.engine import DEFAULT_URL
 from storage.targets import scheduler_name
+from sweep.catalogue import load_preset, load_space
 from sweep.errors import SweepError, UsageError
 from sweep.output import Column, Format, emit, settings_text
 
@@ -491,7 +492,9 @@ def query(
         _print_bounds([b.as_row() for b in repo.bounds.rows(max_loss, environment_ids=envs, speed_only=speed_only,
                                                             weight_dependent=weight_dependent)], fmt, max_loss)
         return
-    rows = repo.bounds.by_target(target, max_loss, envs)
+    if speed_only:
+        raise UsageError("--target looks up settings by their score loss; --speed-only shows no quality: give one of them")
+    rows = repo.bounds.by_target(target, max_loss, envs, weight_dependent=weight_dependent)
     columns: list[Column] = [
         ("pipeline", lambda r: str(r["pipeline"])),
         ("scheduler", lambda r: scheduler_name(str(r["scheduler"]))),

@@ -1,7 +1,7 @@
 """A read-only HTTP JSON API over sweep's queries, for other tools.
 
 GET /upper-bounds?max_loss=0.02[&speed_only=1][&environment=H100][&weight_dependent=1]   the bounds and speed map (as `sweep query --format json`)
-GET /query?target=8.5[&max_loss=0.02][&environment=H100]             who reaches a target (as `sweep query --target`)
+GET /query?target=8.5[&max_loss=0.02][&environment=H100][&weight_dependent=1]   who reaches a target (as `sweep query --target`)
 GET /targets[?max_loss=0.02]                      stored targets with their bound and staleness
 GET /status                                       counts (as `sweep status --format json`)
 Anything else is 404; a bad parameter is 400 with {"error": "..."}; only GET is served.
@@ -54,7 +54,8 @@ def make_server(repo: Repository, host: str, port: int) -> ThreadingHTTPServer:
         target = _float(params, "target", None)
         if target is None:
             raise _BadRequest("target is required, e.g. /query?target=8.5")
-        return repo.bounds.by_target(target, _float(params, "max_loss", defaults.MAX_LOSS, high=1.0), environments(params))  # type: ignore[arg-type]
+        return repo.bounds.by_target(target, _float(params, "max_loss", defaults.MAX_LOSS, high=1.0), environments(params),  # type: ignore[arg-type]
+                                     weight_dependent=params.get("weight_dependent", ["0"])[0] in ("1", "true"))
 
     routes = {
         "/upper-bounds": upper_bounds,

@@ -79,6 +79,7 @@ def test_space_show_lists_base_configs(small_space: Path) -> None:
         (["upbound", "--preset", "huge"], "unknown preset 'huge'"),
         (["upbound", "--preset", "tiny", "--max-loss", "1"], "--max-loss must be in [0, 1), got 1.0"),
         (["query", "--max-loss", "-0.1"], "--max-loss must be in [0, 1), got -0.1"),
+        (["query", "--target", "2", "--speed-only"], "--target looks up settings by their score loss"),
         (["status", "--db", "sqlite:////no/such/folder/x.db"], "folder /no/such/folder does not exist"),
         (["status", "--db", "postgresql://nobody@127.0.0.1:1/x"], "cannot open postgresql://nobody@127.0.0.1:1/x: connection failed"),
         (["status", "--db", "mysql://x/y"], "unsupported database 'mysql'"),

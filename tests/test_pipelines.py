@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from search_space import load_preset
 from search_space.base_config import BaseConfig
+from sweep.catalogue import load_preset
 from sweep.errors import ModelLoadError, SpaceError
 from sweep.pipelines.loader import build_random, load_pipeline
 from sweep.pipelines.registry import PIPELINES

@@ -13,10 +13,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from search_space.setting import AccelSetting
-from search_space.spec import parse_space
 from storage.bounds import candidates
 from storage.measurements import QualityResult, SpeedResult
 from sweep.accelerators import DeepCache, TGate, ToMe
+from sweep.catalogue import parse_space
 from sweep.scoring.clip_score import clip_scores
 from sweep.stats import Paired, paired_loss
 

@@ -14,7 +14,6 @@ import torch
 from sqlalchemy import select
 from typer.testing import CliRunner
 
-from search_space.spec import parse_space
 from storage import Repository
 from storage.models import (
     QualityBaselineRow,
@@ -22,6 +21,7 @@ from storage.models import (
     SpeedBaselineRow,
     SpeedTrialRow,
 )
+from sweep.catalogue import parse_space
 from sweep.cli import app
 from sweep.runner import Runner, SearchOptions
 from tests.conftest import TINY_A_SPACE, quality_space, write_space

@@ -168,3 +168,87 @@ def test_contenders_of_a_speed_map_are_the_fastest(db_url: str) -> None:
     }
     assert [s.setting_key for s in contenders(results, None, 0.02)] == ["a", "b"]  # 1.7 × 1.1 ≥ 2.0 × 0.9
     assert contenders({}, None, 0.02) == []
+
+
+def _joined_study(repo: Repository) -> tuple[Scope, Scope]:
+    """Speed on an H100 with random weights (repeat runs differ by 3 levels); quality from another machine."""
+    here = _scope(repo, 25, device="H100", weights="random")
+    there = _scope(repo, 25, device="small GPU", weights="pretrained")
+    repo.measurements.save([repo.measurements.speed_baseline_row(
+        here, time=2.0, time_spread=0.0, batch_seconds=[2.0], source="timing set", image_digests=["d"],
+        weights="random", worker="t", repeat_max_pixel_diff=3)])
+    repo.measurements.save([repo.measurements.quality_baseline_row(
+        there, scores=[30.0, 30.0], image_digests=["d", "e"], worker="t", repeat_max_pixel_diff=0)])
+    for setting, speedup, loss, low, high in ((_setting(2), 1.7, 0.004, None, None), (_setting(3), 2.4, 0.012, 0.008, 0.016),
+                                              (_setting(5), 3.9, 0.05, None, None)):
+        _speed(repo, here, setting, speedup)
+        repo.measurements.save([repo.measurements.quality_trial_row(
+            there, settings=setting.as_dict(), setting_key=setting.key, status="done", score_loss=loss, loss_low=low,
+            loss_high=high, scores=[30 * (1 - loss)] * 2, prompts_used=2, worker="t", started_at=NOW)])
+    _precise(repo, here, _setting(3), 2.3)
+    return here, there
+
+
+SPEED_CONFIG = {"pipeline": "SD1.5", "scheduler": "DDIMScheduler", "steps": 25, "height": 512, "width": 512,
+                "dtype": "float16", "batch_size": 1, "device": "H100"}
+QUALITY_SOURCE = {"model": "ref", "weights": "pretrained", "scorer": "open_clip:ViT-g-14:laion2b_s34b_b88k",
+                  "prompts": "bundled", "prompt_count": 2, "device": "small GPU"}
+
+
+def test_a_bound_row_states_every_field_exactly(db_url: str) -> None:
+    repo = Repository(db_url)
+    here, _ = _joined_study(repo)
+    (bound,) = repo.bounds.rows(0.02)
+    assert bound.as_row() == {
+        **SPEED_CONFIG, "environment_id": here.environment_id, "quality_known": True, "kind": "upper bound",
+        "speed_source": {"device": "H100", "weights": "random", "timing": "precise", "weight_dependent_random": False},
+        "quality_source": QUALITY_SOURCE, "max_loss": 0.02, "speedup": 2.3, "first_speedup": 2.4, "confirmed": True,
+        "timing": "precise", "ci_half_width": 0.01, "score_loss": 0.012, "score_loss_ci": [0.008, 0.016],
+        "time": 2.0 / 2.3, "baseline_time": 2.0, "settings": _setting(3).as_dict(), "trials": 3,
+        "deterministic": True, "repeat_max_pixel_diff": 0,  # the quality source's images decide determinism
+    }
+    (speed_map,) = repo.bounds.rows(0.02, speed_only=True)
+    assert speed_map.as_row() == {
+        **SPEED_CONFIG, "environment_id": here.environment_id, "quality_known": False, "kind": "speed map",
+        "speed_source": {"device": "H100", "weights": "random", "timing": "first estimate",
+                         "weight_dependent_random": False},
+        "quality_source": None, "max_loss": 0.02, "speedup": 3.9, "first_speedup": 3.9, "confirmed": False,
+        "timing": "first estimate", "ci_half_width": 0.05, "score_loss": None, "score_loss_ci": None,
+        "time": 2.0 / 3.9, "baseline_time": 2.0, "settings": _setting(5).as_dict(), "trials": 3,
+        "deterministic": False, "repeat_max_pixel_diff": 3,
+    }
+
+
+def test_rows_by_target_show_the_least_loss_setting_reaching_it(db_url: str) -> None:
+    repo = Repository(db_url)
+    _joined_study(repo)
+    (bound,) = repo.bounds.rows(0.02)
+    (at_two,) = repo.bounds.by_target(2.0, 0.02)
+    assert at_two == {**bound.as_row(), "target": 2.0, "reachable": True}  # only the bound itself reaches 2.0
+    (easy,) = repo.bounds.by_target(1.5, 0.02)  # 1.7 at 0.4% loss beats 2.3 at 1.2%
+    assert easy == {**bound.as_row(), "target": 1.5, "reachable": True, "speedup": 1.7, "first_speedup": 1.7,
+                    "confirmed": False, "timing": "first estimate", "ci_half_width": 0.05, "score_loss": 0.004,
+                    "score_loss_ci": None, "time": 2.0 / 1.7, "settings": _setting(2).as_dict(),
+                    "speed_source": {**bound.as_row()["speed_source"], "timing": "first estimate"}}  # type: ignore[dict-item]
+    assert repo.bounds.reaching(bound, 1.7) is not None and repo.bounds.reaching(bound, 2.31) is None
+    (out_of_reach,) = repo.bounds.by_target(3.0, 0.02)  # 3.9 is over max-loss
+    assert out_of_reach == {**bound.as_row(), "target": 3.0, "reachable": False}
+    (loose,) = repo.bounds.by_target(3.0, 0.05)
+    assert (loose["reachable"], loose["speedup"], loose["score_loss"]) == (True, 3.9, 0.05)
+    assert repo.bounds.by_target(2.0, 0.02, environment_ids=repo.environment_ids("small GPU")) == []  # no speed there
+
+
+def test_a_weight_dependent_speed_from_random_weights_reaches_a_target_only_when_asked(db_url: str) -> None:
+    repo = Repository(db_url)
+    here, there = _joined_study(repo)
+    dbcache_like = _setting(4)
+    repo.measurements.save([repo.measurements.speed_trial_row(
+        here, settings=dbcache_like.as_dict(), setting_key=dbcache_like.key, status="done", weights="random",
+        weights_key="random", first_speedup=3.0, first_ci_half_width=0.05, first_source="timing set", first_time=2.0 / 3.0,
+        first_baseline_time=2.0, worker="t", started_at=NOW)])
+    _quality(repo, there, dbcache_like, 0.01)
+    (plain,) = repo.bounds.by_target(2.5, 0.02)
+    assert not plain["reachable"] and plain["speedup"] == 2.3
+    (asked,) = repo.bounds.by_target(2.5, 0.02, weight_dependent=True)
+    assert asked["reachable"] and asked["settings"] == dbcache_like.as_dict()
+    assert asked["speed_source"]["weight_dependent_random"] is True  # type: ignore[index]

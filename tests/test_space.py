@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from search_space import load_preset, load_space
+from sweep.catalogue import load_preset, load_space
 from sweep.errors import SpaceError
 from tests.conftest import SMALL_SPACE, write_space
 
@@ -70,3 +70,76 @@ def test_missing_file_and_unknown_preset(tmp_path: Path) -> None:
         load_space(tmp_path / "nope.toml")
     with pytest.raises(SpaceError, match="unknown preset 'huge'; valid: .*tiny"):
         load_preset("huge")
+
+
+def _parse(data: dict[str, object], source: str = "s.toml"):  # type: ignore[no-untyped-def]
+    import tomllib
+
+    from search_space.spec import parse_space
+    from sweep.catalogue import CATALOGUE
+
+    return parse_space({**tomllib.loads(SMALL_SPACE), **data}, source, CATALOGUE)
+
+
+def test_every_protocol_key_is_read_as_declared() -> None:
+    from search_space.spec import _PROTOCOL_READERS, PROTOCOL_KEYS, ProtocolSpec
+
+    assert set(_PROTOCOL_READERS) == set(PROTOCOL_KEYS)
+    declared = {
+        "prompts": "mine.txt", "num_prompts": 7, "timing_prompts": 3, "seed": 0, "scorer": "ViT-L-14",
+        "scorer_pretrained": "openai", "warmup_tolerance": 0.2, "warmup_cap": 2, "min_pairs": 5, "max_pairs": 5,
+        "target_half_width": 0.01,
+    }
+    assert _parse({"protocol": declared}).protocol == ProtocolSpec(**declared)  # type: ignore[arg-type]
+    assert _parse({"protocol": {}}).protocol == ProtocolSpec()
+    assert _parse({"protocol": {"warmup_tolerance": 1e-9}}).protocol.warmup_tolerance == 1e-9
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "message"),
+    [
+        ("prompts", "", "prompts must be a non-empty string, got ''"),
+        ("prompts", 3, "prompts must be a non-empty string, got 3"),
+        ("num_prompts", 0, "num_prompts must be an integer ≥ 1, got 0"),
+        ("num_prompts", 2.0, "num_prompts must be an integer ≥ 1, got 2.0"),
+        ("timing_prompts", 0, "timing_prompts must be an integer ≥ 1, got 0"),
+        ("seed", -1, "seed must be an integer ≥ 0, got -1"),
+        ("seed", True, "seed must be an integer ≥ 0, got True"),
+        ("scorer", "", "scorer must be a non-empty string, got ''"),
+        ("scorer_pretrained", "", "scorer_pretrained must be a non-empty string, got ''"),
+        ("warmup_tolerance", 0, "warmup_tolerance must be a number in (0, 1), got 0"),
+        ("warmup_tolerance", 1, "warmup_tolerance must be a number in (0, 1), got 1"),
+        ("warmup_tolerance", "x", "warmup_tolerance must be a number in (0, 1), got 'x'"),
+        ("warmup_tolerance", False, "warmup_tolerance must be a number in (0, 1), got False"),
+        ("warmup_cap", 1, "warmup_cap must be an integer ≥ 2, got 1"),
+        ("min_pairs", 0, "min_pairs must be an integer ≥ 1, got 0"),
+        ("max_pairs", 0, "max_pairs must be an integer ≥ 1, got 0"),
+        ("max_pairs", 1, "max_pairs (1) must be at least min_pairs (6)"),
+        ("target_half_width", 1.5, "target_half_width must be a number in (0, 1), got 1.5"),
+    ],
+)
+def test_each_protocol_mistake_names_its_key(key: str, value: object, message: str) -> None:
+    protocol = {key: value} if key != "max_pairs" or value != 1 else {"min_pairs": 6, "max_pairs": 1}
+    with pytest.raises(SpaceError) as info:
+        _parse({"protocol": protocol})
+    assert str(info.value) == f"s.toml: [protocol]: {message}"
+
+
+def test_file_level_mistakes_have_no_place_and_entry_mistakes_name_theirs() -> None:
+    cases = [
+        ({"protocol": 3}, "s.toml: [protocol] must be a table"),
+        ({"combine": "yes"}, "s.toml: combine must be true or false, got 'yes'"),
+        ({"base": []}, "s.toml: no [[base]] entries: declare at least one group of pipelines × schedulers × steps"),
+        ({"accelerators": {"deepcache": 1}}, "s.toml: [accelerators.deepcache]: [accelerators.deepcache] must be a table"),
+        ({"accelerators": {"deepcache": {"cache_interval": []}}}, "s.toml: [accelerators.deepcache]: cache_interval has no values"),
+        ({"accelerators": {"deep-cache": {}}}, "s.toml: [accelerators.\"deep-cache\"]: unknown accelerator 'deep-cache'; valid: deepcache, tome, tgate, cache_dit, pab, fastercache"),
+        ({"base": [{"pipelines": "tiny-sd-b", "schedulers": "DDIMScheduler"}]}, "s.toml: [[base]] #1: missing 'steps'"),
+        ({"base": [{"pipelines": "tiny-sd-b", "schedulers": "DDIMScheduler", "steps": 2},
+                   {"pipelines": "tiny-sd-b", "schedulers": "DDIMScheduler", "steps": []}]}, "s.toml: [[base]] #2: steps has no values"),
+        ({"pipelines": {"tiny-sd-b": {"model": ""}}}, "s.toml: [[base]] #1 tiny-sd-b: model must be a non-empty string, got ''"),
+        ({"pipelines": {"tiny-sd-b": {"revision": "x"}}}, "s.toml: [pipelines.\"tiny-sd-b\"]: unknown key 'revision'; valid: model, weights"),
+    ]
+    for data, message in cases:
+        with pytest.raises(SpaceError) as info:
+            _parse(data)
+        assert str(info.value) == message

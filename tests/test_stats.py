@@ -8,7 +8,7 @@ import statistics
 import pytest
 
 from sweep.measure import max_pixel_difference
-from sweep.stats import Paired, TimingPolicy, measure_paired, median_interval, warm_up
+from sweep.stats import Paired, TimingPolicy, Warmup, measure_paired, median_interval, warm_up
 
 
 def stream(values: list[float]):  # type: ignore[no-untyped-def]
@@ -144,3 +144,99 @@ def test_rejection_rarely_stops_a_setting_within_the_threshold() -> None:
                 rejected += 1
                 break
     assert rejected / runs <= 0.05
+
+
+# -- boundaries: each pins one comparison or index of sweep/stats.py (found by the mutation run) --------------
+
+
+def test_warm_up_boundaries() -> None:
+    # two equal runs agree at tolerance 0; a third is never asked for
+    assert warm_up(stream([1.0, 1.0, 5.0]), tolerance=0.0, cap=8) == Warmup((1.0, 1.0), True)
+    # |2.5 - 2.0| = 0.5 is exactly 0.25 * min(2.0, 2.5): agreement includes the boundary
+    assert warm_up(stream([2.0, 2.5, 9.0]), tolerance=0.25, cap=8) == Warmup((2.0, 2.5), True)
+    # the last two runs are compared, not the first ones: 4.0/1.0 and 1.0/2.0 disagree, 2.0/2.5 agree
+    assert warm_up(stream([4.0, 1.0, 2.0, 2.5]), tolerance=0.25, cap=4) == Warmup((4.0, 1.0, 2.0, 2.5), True)
+    # 2.5 vs 2.0 at tolerance 0.22: 0.5 > 0.44 (the smaller run) but not > 0.55 (the larger): still unstable
+    result = warm_up(stream([4.0, 2.5, 2.0]), tolerance=0.22, cap=3)
+    assert result.seconds == (4.0, 2.5, 2.0) and result.stable is False
+
+
+@pytest.mark.parametrize(
+    ("n", "confidence", "expected"),
+    [
+        (9, 0.95, (2, 8)),  # P(B(9) <= 1) = 10/512 <= 0.025 < P(B(9) <= 2) = 46/512
+        (10, 0.95, (2, 9)),
+        (20, 0.95, (6, 15)),  # P(B(20) <= 5) = 0.0207
+        (6, 0.95, (1, 6)),  # P(B(6) <= 0) = 1/64: k = 1, the order statistics are the extremes
+        (8, 0.95, (1, 8)),  # P(B(8) <= 1) = 9/256 > 0.025
+        (5, 0.95, (1, 5)),  # P(B(5) <= 0) = 1/32 > 0.025: too few values, the whole range
+        (5, 0.5, (2, 4)),  # k stops at n // 2 = 2
+        (5, 0.625, (2, 4)),  # P(B(5) <= 1) = 6/32 equals alpha / 2 = 0.1875 exactly: included
+        (7, 0.95, (1, 7)),  # P(B(7) <= 1) = 8/128 > 0.025: k = 1
+    ],
+)
+def test_median_interval_order_statistics_by_hand(n: int, confidence: float, expected: tuple[int, int]) -> None:
+    values = [float(i) for i in range(n, 0, -1)]  # reversed: the function must sort
+    assert median_interval(values, confidence) == (float(expected[0]), float(expected[1]))
+
+
+def test_paired_timing_stops_at_the_minimum_when_already_narrow() -> None:
+    steady = lambda _b: 1.0  # noqa: E731
+    paired = measure_paired(steady, steady, batches=1, policy=TimingPolicy(min_pairs=6, max_pairs=20, target_half_width=0.0))
+    assert paired.pairs == 6  # half-width 0 <= target 0: the boundary counts as narrow enough
+
+
+def test_paired_timing_stops_early_only_when_the_whole_interval_is_below() -> None:
+    toggle = {"i": 0}
+
+    def accelerated(_b: int) -> float:
+        toggle["i"] += 1
+        return 0.5 if toggle["i"] % 2 else 1.0  # ratios alternate 2.0 and 1.0: interval (1.0, 2.0)
+
+    policy = TimingPolicy(min_pairs=6, max_pairs=20, target_half_width=0.01)
+    touching = measure_paired(lambda _b: 1.0, accelerated, 1, policy, below=2.0)
+    assert touching.pairs == 20 and touching.interval == (1.0, 2.0)  # upper end 2.0 is not below 2.0
+    toggle["i"] = 0
+    under = measure_paired(lambda _b: 1.0, accelerated, 1, policy, below=2.5)
+    assert under.pairs == 6
+
+
+def test_first_estimate_combines_both_samples() -> None:
+    from sweep.stats import ratio_estimate
+
+    speedup, half = ratio_estimate([1.0, 3.0], [2.0, 2.0], margin=0.0)
+    # baseline: stdev 1.414 / mean 2 / sqrt 2 = 0.5; accelerated: no spread
+    assert speedup == 1.0 and half == pytest.approx(1.959964 * 0.5, rel=1e-6)
+    _, wider = ratio_estimate([1.0, 3.0], [2.0, 2.0], margin=0.0, confidence=0.99)
+    assert wider == pytest.approx(2.575829 * 0.5, rel=1e-6)
+
+
+def test_paired_loss_of_one_prompt_and_of_too_short_a_baseline() -> None:
+    from sweep.stats import LossEstimate, paired_loss
+
+    one = paired_loss([30.0, 30.0], [29.7])
+    assert one == LossEstimate(pytest.approx(0.01), None, None, 1, None)  # type: ignore[arg-type]
+    with pytest.raises(ValueError):
+        paired_loss([30.0], [29.0, 28.0])  # more accelerated scores than baseline ones
+    wide = paired_loss([30.0, 30.0, 30.0, 30.0], [29.0, 28.0, 29.0, 28.0], confidence=0.99)
+    se = statistics.stdev([1, 2, 1, 2]) / 2 / 30.0
+    assert wide is not None and wide.high - wide.loss == pytest.approx(5.840909 * se, rel=1e-5)  # t(0.995, 3)
+    assert wide.loss - wide.low == pytest.approx(5.840909 * se, rel=1e-5)
+
+
+def test_rejection_thresholds_worked_by_hand() -> None:
+    from sweep.stats import LossEstimate, reject
+
+    estimate = LossEstimate(0.06, None, None, 4, 0.01)
+    # one look: lower bound 0.06 - t(0.95, 3) * 0.01 = 0.03647
+    assert reject(estimate, max_loss=0.034, looks=1)
+    assert not reject(estimate, max_loss=0.038, looks=1)
+    assert reject(estimate, max_loss=0.034, looks=0)  # no look counted yet: as one
+    # two looks spend half the error each: 0.06 - t(0.975, 3) * 0.01 = 0.02818
+    assert not reject(estimate, max_loss=0.030, looks=2)
+    assert reject(estimate, max_loss=0.027, looks=2)
+    assert not reject(estimate, max_loss=0.034, looks=1, confidence=0.99)  # 0.06 - 4.541 * 0.01 = 0.0146
+    assert reject(LossEstimate(0.9, None, None, 3, 0.01), max_loss=0.02, looks=1)  # three prompts suffice
+    assert not reject(LossEstimate(0.9, None, None, 2, 0.01), max_loss=0.02, looks=1)
+    assert not reject(LossEstimate(0.05, None, None, 5, 0.0), max_loss=0.05, looks=1)  # equal is not above
+    assert not reject(LossEstimate(0.9, None, None, 5, None), max_loss=0.02, looks=1)

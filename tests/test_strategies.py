@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from search_space.spec import parse_space
 from storage import Repository
 from storage.models import QualityTrialRow, SearchRow, SpeedTrialRow
 from sweep.accelerators import describe
+from sweep.catalogue import parse_space
 from sweep.cli import app, parse_duration
 from sweep.errors import UsageError
 from sweep.runner import Runner, SearchOptions

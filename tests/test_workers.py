@@ -16,12 +16,12 @@ from sqlalchemy import select, text
 from typer.testing import CliRunner
 
 from search_space.setting import AccelSetting
-from search_space.spec import load_preset
 from storage import Repository, Scope
 from storage.engine import open_engine
 from storage.models import QualityTrialRow, SpeedBaselineRow, SpeedTrialRow, TaskRow
 from storage.queue import BASELINE_KEY, WorkQueue
 from storage.schema import head, upgrade
+from sweep.catalogue import load_preset
 from sweep.cli import app
 from sweep.runner import Runner
 from sweep.worker import cpu_threads

@@ -5,8 +5,9 @@ from __future__ import annotations
 from collections.abc import Callable, Collection
 from typing import TYPE_CHECKING, Any
 
+from search_space.catalogue import ParamSpec
 from search_space.setting import AccelSetting
-from sweep.accelerators.base import Accelerator, AppliedAccelerator, ParamSpec
+from sweep.accelerators.base import Accelerator, AppliedAccelerator
 from sweep.accelerators.cache_dit import CacheDiT
 from sweep.accelerators.deepcache import DeepCache
 from sweep.accelerators.fastercache import FasterCache

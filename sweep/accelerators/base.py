@@ -7,62 +7,13 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from search_space.catalogue import ParamSpec
 from search_space.setting import ParamValue
 
 if TYPE_CHECKING:
     from diffusers import DiffusionPipeline
-
-
-@dataclass(frozen=True)
-class ParamSpec:
-    """One parameter axis of an accelerator, with its type, default and valid range."""
-
-    name: str
-    kind: type[int] | type[float] | type[bool]
-    default: ParamValue
-    minimum: float | None = None
-    maximum: float | None = None
-    choices: tuple[ParamValue, ...] | None = None
-    help: str = ""
-    primary: bool = False
-    """Shown in short descriptions of a setting even at its default value."""
-    aggressive: int = 0
-    """+1: larger values are more aggressive (faster, further from the baseline's images); -1: smaller values
-    are; 0: not ordered. The frontier strategy and the dominance order of settings rely on it."""
-
-    def describe_valid(self) -> str:
-        if self.choices is not None:
-            return "one of " + ", ".join(str(c) for c in self.choices)
-        if self.kind is bool:
-            return "true or false"
-        low = "-inf" if self.minimum is None else f"{self.minimum:g}"
-        high = "inf" if self.maximum is None else f"{self.maximum:g}"
-        return f"{self.kind.__name__} in [{low}, {high}]"
-
-    def coerce(self, value: object) -> ParamValue:
-        """Return ``value`` in canonical type, or raise ValueError saying what is valid."""
-        if self.kind is bool:
-            if not isinstance(value, bool):
-                raise ValueError(f"{value!r} is not {self.describe_valid()}")
-            return value
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ValueError(f"{value!r} is not {self.describe_valid()}")
-        if self.kind is int:
-            if isinstance(value, float) and not value.is_integer():
-                raise ValueError(f"{value!r} is not {self.describe_valid()}")
-            coerced: ParamValue = int(value)
-        else:
-            coerced = float(value)
-        if self.choices is not None and coerced not in self.choices:
-            raise ValueError(f"{value!r} is not {self.describe_valid()}")
-        if (self.minimum is not None and coerced < self.minimum) or (
-            self.maximum is not None and coerced > self.maximum
-        ):
-            raise ValueError(f"{value!r} is not {self.describe_valid()}")
-        return coerced
 
 
 class AppliedAccelerator(ABC):

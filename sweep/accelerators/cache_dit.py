@@ -16,11 +16,11 @@ from collections.abc import Mapping
 from types import ModuleType
 from typing import TYPE_CHECKING, ClassVar
 
+from search_space.catalogue import ParamSpec
 from search_space.setting import ParamValue
 from sweep.accelerators.base import (
     Accelerator,
     AppliedAccelerator,
-    ParamSpec,
     restore_instance_attributes,
     snapshot,
 )

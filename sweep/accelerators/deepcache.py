@@ -9,8 +9,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, ClassVar
 
+from search_space.catalogue import ParamSpec
 from search_space.setting import ParamValue
-from sweep.accelerators.base import Accelerator, AppliedAccelerator, ParamSpec
+from sweep.accelerators.base import Accelerator, AppliedAccelerator
 from sweep.errors import AcceleratorError
 
 if TYPE_CHECKING:

@@ -13,11 +13,11 @@ import warnings
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, ClassVar
 
+from search_space.catalogue import ParamSpec
 from search_space.setting import ParamValue
 from sweep.accelerators.base import (
     Accelerator,
     AppliedAccelerator,
-    ParamSpec,
     TimestepReader,
     remove_diffusers_hooks,
     restore_instance_attributes,

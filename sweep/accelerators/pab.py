@@ -14,11 +14,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, ClassVar
 
+from search_space.catalogue import ParamSpec
 from search_space.setting import ParamValue
 from sweep.accelerators.base import (
     Accelerator,
     AppliedAccelerator,
-    ParamSpec,
     TimestepReader,
     remove_diffusers_hooks,
     restore_instance_attributes,

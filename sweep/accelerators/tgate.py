@@ -13,11 +13,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from search_space.catalogue import ParamSpec
 from search_space.setting import ParamValue
 from sweep.accelerators.base import (
     Accelerator,
     AppliedAccelerator,
-    ParamSpec,
     restore_instance_attributes,
     snapshot,
 )

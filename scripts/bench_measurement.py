@@ -101,9 +101,9 @@ def fidelity(args: argparse.Namespace) -> str:
     from rich.progress import Progress
 
     from search_space.base_config import BaseConfig
-    from sweep.cli import PROGRESS_COLUMNS, _RichProgress
     from sweep.measure import Generator, batches, quick_pass
     from sweep.pipelines.loader import load_pipeline
+    from sweep.progress import PROGRESS_COLUMNS, RichProgress
     from sweep.prompts import load_prompts
 
     dtype = "float32" if args.device == "cpu" else "float16"
@@ -118,7 +118,7 @@ def fidelity(args: argparse.Namespace) -> str:
     console = Console(stderr=True, force_terminal=True)  # a live bar, as an interactive `sweep upbound` shows
 
     class EveryGeneration(Generator):  # the bar redrawn after every generation
-        sink: _RichProgress | None = None
+        sink: RichProgress | None = None
 
         def run(self, batch):  # type: ignore[no-untyped-def]
             result = super().run(batch)
@@ -128,7 +128,7 @@ def fidelity(args: argparse.Namespace) -> str:
 
     def sweep_run(auto_refresh: bool, every_generation: bool = False) -> list[float]:
         with Progress(*PROGRESS_COLUMNS, console=console, auto_refresh=auto_refresh, refresh_per_second=10) as progress:
-            sink = _RichProgress(progress)
+            sink = RichProgress(progress)
             sink.start(len(work))
             sink.describe(f"{base.label}: measuring")  # drawn as a measurement starts, before its warm-up
             gen = EveryGeneration(pipe, base.steps, base.height, base.width, args.device)

@@ -30,3 +30,10 @@ FIRST_ESTIMATE_MARGIN = 0.05
 """Added to a first estimate's half-width: a first estimate compares runs minutes apart, and the clock drifts."""
 CONFIRM_TOP = 3
 """Contenders timed precisely per round before an upper bound is published."""
+
+LEASE_SECONDS = 60.0
+"""How long a worker holds a claimed task without renewing it (it renews every third of this)."""
+PATIENCE = 15
+"""optuna: stop after this many new trials without a better setting within max-loss."""
+TARGET_FACTORS = "easy=0.8,medium=1.0,hard=1.2"
+"""Task difficulties and their factors: target = floor(upper bound × factor × 10) / 10."""

@@ -114,6 +114,11 @@ class _Reader:
 PROTOCOL_KEYS = tuple(f.name for f in fields(ProtocolSpec))
 
 
+def _method(grid: str) -> str:
+    """The method of a grid: ``tome@sdxl`` is a second grid of ``tome``."""
+    return grid.partition("@")[0]
+
+
 def _unique(values: Sequence[object]) -> list[object]:
     seen: list[object] = []
     for v in values:
@@ -152,7 +157,7 @@ def _accelerator_grids(r: _Reader, data: object, catalogue: Catalogue) -> dict[s
     for name, params in r.table(data, "[accelerators]").items():
         # "tome@sdxl" is a second grid of accelerator "tome" that [[base]] groups can select by that name.
         r.where = [f"[accelerators.{name}]" if name.isidentifier() else f'[accelerators."{name}"]']
-        accelerator = name.split("@", 1)[0]
+        accelerator = _method(name)
         if accelerator not in methods:
             raise r.fail(f"unknown accelerator {accelerator!r}; valid: {', '.join(methods)}")
         cls = methods[accelerator]
@@ -171,7 +176,7 @@ def _accelerator_grids(r: _Reader, data: object, catalogue: Catalogue) -> dict[s
                 except ValueError as exc:
                     raise r.fail(f"{spec.name}: {exc}") from None
             axes.append([v for v in _unique(coerced)])  # type: ignore[misc]
-        grids[name] = [dict(zip(valid, combo, strict=True)) for combo in itertools.product(*axes)]
+        grids[name] = [dict(zip(valid, combo)) for combo in itertools.product(*axes)]  # noqa: B905 (one value per axis)
     r.where = []
     return grids
 
@@ -183,11 +188,11 @@ def _settings(
     """The baseline, then every setting: with ``combine``, each combination of the grids' parameter sets whose
     methods may share a setting; else each method alone."""
     settings = [AccelSetting.baseline()]
-    methods_of = {grid: grid.split("@", 1)[0] for grid in accelerators}
+    methods_of = {grid: _method(grid) for grid in accelerators}
     if combine:
         options = [[None, *grids[grid]] for grid in accelerators]
         for combo in itertools.product(*options):
-            methods = {methods_of[g]: params for g, params in zip(accelerators, combo, strict=True) if params is not None}
+            methods = {methods_of[g]: params for g, params in zip(accelerators, combo) if params is not None}  # noqa: B905
             if methods and combinable(list(methods)):
                 settings.append(AccelSetting.of(methods))
     else:
@@ -251,7 +256,7 @@ def parse_space(data: Mapping[str, object], source: str, catalogue: Catalogue) -
         batch_size = r.int_(table.get("batch_size", 1), "batch_size", 1)
         default_grids = [g for g in grids if "@" not in g]
         names = [r.choice(a, "accelerator", list(grids)) for a in r.as_list(table.get("accelerators", default_grids))]
-        if len({n.split("@", 1)[0] for n in names}) != len(names):
+        if len({_method(n) for n in names}) != len(names):
             raise r.fail(f"accelerators {names} name one accelerator twice; choose one grid of each")
 
         for alias, scheduler, n_steps, size in itertools.product(pipelines, schedulers, steps, resolutions):
@@ -264,11 +269,9 @@ def parse_space(data: Mapping[str, object], source: str, catalogue: Catalogue) -
                 raise r.fail(f"{alias} has no published weights: with weights = \"pretrained\" set model to a local "
                              "diffusers folder")
             base = BaseConfig(alias, model, weights, scheduler, n_steps, h, w, dtype, batch_size)  # type: ignore[arg-type]
-            usable = [a for a in names if methods[a.split("@", 1)[0]].applies_to(info.denoiser, info.pipeline_class)]
-            notes = tuple(
-                f"{a.split('@', 1)[0]}: not applicable to {alias} (supports {methods[a.split('@', 1)[0]].describe_support()})"
-                for a in names if a not in usable
-            )
+            usable = [a for a in names if methods[_method(a)].applies_to(info.denoiser, info.pipeline_class)]
+            notes = tuple(f"{_method(a)}: not applicable to {alias} (supports {methods[_method(a)].describe_support()})"
+                          for a in names if a not in usable)
             settings = _settings(usable, grids, combine, catalogue.combinable)
             previous = entries.get(base.key)
             if previous is not None:
@@ -284,7 +287,7 @@ def parse_space(data: Mapping[str, object], source: str, catalogue: Catalogue) -
 def load_space(path: str | Path, catalogue: Catalogue) -> Space:
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text("utf-8")
     except FileNotFoundError:
         raise SpaceError(f"{path}: no such space file") from None
     except (IsADirectoryError, PermissionError, UnicodeDecodeError) as exc:

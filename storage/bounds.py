@@ -195,7 +195,7 @@ class Bounds:
             baselines = s.scalars(query).all()
             configs = {c.id: c for c in s.scalars(select(SpeedConfigRow))}
             measured: dict[tuple[int, int, int], list[SpeedResult]] = defaultdict(list)
-            for t in s.scalars(select(SpeedTrialRow)):
+            for t in s.scalars(select(SpeedTrialRow).order_by(SpeedTrialRow.id)):
                 measured[(t.speed_config_id, t.environment_id, t.timing_protocol_id)].append(_speed_result(t))
             sources: dict[int, list[QualitySource]] = defaultdict(list)
             if not speed_only:
@@ -238,7 +238,7 @@ class Bounds:
         with self.db.session() as s:
             rows = [_speed_result(r) for r in s.scalars(select(SpeedTrialRow).where(
                 SpeedTrialRow.speed_config_id == bound.speed_config_id, SpeedTrialRow.environment_id == bound.environment_id,
-                SpeedTrialRow.timing_protocol_id == bound.timing_protocol_id))]
+                SpeedTrialRow.timing_protocol_id == bound.timing_protocol_id).order_by(SpeedTrialRow.id))]
         return usable_speeds(rows, bound.quality.base.model if bound.quality else None, bound.weight_dependent)
 
     def qualities(self, bound: Bound) -> dict[str, QualityResult] | None:

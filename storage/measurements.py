@@ -6,7 +6,7 @@ stored first is skipped, so that result stands and nothing is stored twice.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
@@ -54,6 +54,8 @@ class SpeedResult:
     baseline_time: float | None = None
     weights_key: str = ""
     """Empty where the speed holds for any weights, else the weights it was measured with."""
+    packages_key: str = ""
+    """The versions of the setting's own packages it was measured with (empty where none)."""
 
     @property
     def random_weights_only(self) -> bool:
@@ -122,19 +124,30 @@ def real_quality(weights: str, scorer: str) -> bool:
 def _speed_result(r: SpeedTrialRow) -> SpeedResult:
     return SpeedResult(r.setting_key, r.status, r.reason, r.weights, r.first_speedup, r.first_ci_half_width,
                        r.first_source, r.first_time, r.first_baseline_time, r.speedup, r.ci_half_width, r.pairs,
-                       r.time, r.baseline_time, r.weights_key)
+                       r.time, r.baseline_time, r.weights_key, r.packages_key)
 
 
-def speeds_for(rows: Iterable[SpeedResult], weights: str | None) -> dict[str, SpeedResult]:
+def speeds_for(
+    rows: Iterable[SpeedResult], weights: str | None, packages: Callable[[str], str] | None = None,
+) -> dict[str, SpeedResult]:
     """setting key → the speed that holds for ``weights``: one measured for any weights, or with these very
     weights (a measurement that succeeded is preferred to a failure). ``None``: every weights key, except that
-    a weight-dependent method's speed from random weights counts only where nothing else is stored."""
+    a weight-dependent method's speed from random weights counts only where nothing else is stored.
+
+    ``packages`` (setting key → the versions of its packages installed now) keeps only speeds measured with
+    those versions; without it, of the records of several package versions the newest counts (``rows`` in the
+    order they were stored)."""
     chosen: dict[str, SpeedResult] = {}
     for r in rows:
         if weights is not None and r.weights_key not in ("", weights):
             continue
+        if packages is not None and r.packages_key != packages(r.setting_key):
+            continue
         held = chosen.get(r.setting_key)
-        if held is None or (held.status != "done" and r.status == "done") or (held.random_weights_only and not r.random_weights_only):
+        rank = (r.status == "done", not r.random_weights_only)
+        if held is None or rank > (held.status == "done", not held.random_weights_only) or (
+            rank == (held.status == "done", not held.random_weights_only) and r.packages_key != held.packages_key
+        ):
             chosen[r.setting_key] = r
     return chosen
 
@@ -158,11 +171,14 @@ class Measurements:
             return SpeedBaseline(r.time, r.time_spread, tuple(r.batch_seconds), tuple(r.image_digests), r.source,
                                  r.repeat_max_pixel_diff)
 
-    def speeds(self, scope: Scope, weights: str | None = None) -> dict[str, SpeedResult]:
-        """The scope's speeds that hold for ``weights`` (see :func:`speeds_for`)."""
+    def speeds(
+        self, scope: Scope, weights: str | None = None, packages: Callable[[str], str] | None = None,
+    ) -> dict[str, SpeedResult]:
+        """The scope's speeds that hold for ``weights`` and ``packages`` (see :func:`speeds_for`)."""
         with self.db.session() as s:
-            rows = [_speed_result(r) for r in s.scalars(select(SpeedTrialRow).where(*scope.speed_filter(SpeedTrialRow)))]
-        return speeds_for(rows, weights)
+            rows = [_speed_result(r) for r in s.scalars(
+                select(SpeedTrialRow).where(*scope.speed_filter(SpeedTrialRow)).order_by(SpeedTrialRow.id))]
+        return speeds_for(rows, weights, packages)
 
     def quality_baseline(self, scope: Scope) -> QualityBaseline | None:
         with self.db.session() as s:
@@ -246,11 +262,12 @@ class Measurements:
     @staticmethod
     def precise_statement(
         scope: Scope, setting_key: str, *, speedup: float, ci_half_width: float, pairs: int, time: float,
-        baseline_time: float, time_spread: float, warmup_runs: int, weights_key: str = "",
+        baseline_time: float, time_spread: float, warmup_runs: int, weights_key: str = "", packages_key: str = "",
     ) -> Update:
         """The update that records a precise timing on the setting's speed record."""
         return (update(SpeedTrialRow).where(*scope.speed_filter(SpeedTrialRow), SpeedTrialRow.setting_key == setting_key,
-                                            SpeedTrialRow.weights_key == weights_key)
+                                            SpeedTrialRow.weights_key == weights_key,
+                                            SpeedTrialRow.packages_key == packages_key)
                 .values(speedup=speedup, ci_half_width=ci_half_width, pairs=pairs, time=time, baseline_time=baseline_time,
                         time_spread=time_spread, warmup_runs=warmup_runs, precise_at=datetime.now(timezone.utc)))
 

@@ -143,7 +143,8 @@ class SpeedTrialRow(Base):
     paired timing once the setting could be the upper bound."""
 
     __tablename__ = "sweep_speed_trials"
-    __table_args__ = (UniqueConstraint("speed_config_id", "environment_id", "timing_protocol_id", "setting_key", "weights_key"),)
+    __table_args__ = (UniqueConstraint("speed_config_id", "environment_id", "timing_protocol_id", "setting_key", "weights_key",
+                                       "packages_key", name="uq_sweep_speed_trials_key"),)
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     speed_config_id: Mapped[int] = mapped_column(ForeignKey("sweep_speed_configs.id"))
     environment_id: Mapped[int] = mapped_column(ForeignKey("sweep_environments.id"))
@@ -159,6 +160,9 @@ class SpeedTrialRow(Base):
     """Part of the key: empty where the speed holds for any weights (a measured speed of a method that does not
     look at the activations); else the weights it was measured with (``random`` or the model), because a
     DBCache-style method's speed depends on them, and so does a failure."""
+    packages_key: Mapped[str] = mapped_column(Text, default="")
+    """Part of the key: the versions of exactly the packages the setting's methods declare beyond the
+    environment's libraries (canonical JSON; empty for the baseline and for methods built into diffusers)."""
     first_speedup: Mapped[float | None] = mapped_column(Float, nullable=True)
     """First estimate: baseline seconds per image / accelerated seconds per image, runs not interleaved."""
     first_ci_half_width: Mapped[float | None] = mapped_column(Float, nullable=True)

@@ -26,6 +26,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, aliased
 
+from search_space import defaults
 from search_space.setting import AccelSetting
 from storage.database import Database, Scope
 from storage.models import BaseConfigRow, QualityTrialRow, SpeedTrialRow, TaskRow
@@ -52,7 +53,7 @@ class Claim:
 
 
 class WorkQueue:
-    def __init__(self, db: Database, lease_seconds: float = 60.0) -> None:
+    def __init__(self, db: Database, lease_seconds: float = defaults.LEASE_SECONDS) -> None:
         self.db = db
         self.lease_seconds = lease_seconds
         self.dialect = db.dialect

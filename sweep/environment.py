@@ -1,24 +1,40 @@
-"""Environment: the device and library versions a measurement was made with.
+"""Environment: the device and core library versions a measurement was made with.
 
-Speed-ups from one GPU are not those of another, so every stored result belongs to one environment.
+Speed-ups from one GPU are not those of another, so every stored speed belongs to one environment. Its key is
+the device, Python, and torch / diffusers / transformers: what every measurement runs on. The packages of an
+acceleration method (DeepCache, tomesd, tgate, cache-dit...) are not part of it: a speed record carries the
+versions of exactly the packages its own setting's methods declare (``packages_key``), so installing or
+upgrading one method's package changes the key of no result that does not use it.
 """
 
 from __future__ import annotations
 
 import platform
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from importlib import metadata
 
 from search_space.keys import canonical_json
 
-LIBRARIES = ("torch", "diffusers", "transformers", "open_clip_torch", "DeepCache", "tomesd")
+CORE_LIBRARIES = ("torch", "diffusers", "transformers")
+"""What every measurement runs on: their versions are part of the environment's key."""
 
 
-def _version(dist: str) -> str:
+def version(dist: str) -> str:
     try:
         return metadata.version(dist)
     except metadata.PackageNotFoundError:
         return "absent"
+
+
+def package_versions(packages: Iterable[str]) -> dict[str, str]:
+    return {p: version(p) for p in packages}
+
+
+def packages_key(packages: Iterable[str]) -> str:
+    """The versions of ``packages`` beyond the environment's own libraries, as a key ("" where none)."""
+    extra = sorted(set(packages) - set(CORE_LIBRARIES))
+    return canonical_json(package_versions(extra)) if extra else ""
 
 
 def _cpu_name() -> str:
@@ -36,6 +52,7 @@ def _cpu_name() -> str:
 class Environment:
     device: str
     libraries: dict[str, str] = field(hash=False)
+    """The core libraries' versions and Python's."""
 
     @classmethod
     def detect(cls, device: str) -> Environment:
@@ -46,9 +63,7 @@ class Environment:
             name = torch.cuda.get_device_name(dev)
         else:
             name = f"cpu: {_cpu_name()} ({torch.get_num_threads()} threads)"
-        libraries = {lib: _version(lib) for lib in LIBRARIES}
-        libraries["python"] = platform.python_version()
-        return cls(name, libraries)
+        return cls(name, {**package_versions(CORE_LIBRARIES), "python": platform.python_version()})
 
     @property
     def key(self) -> str:

@@ -10,6 +10,8 @@ from enum import Enum
 from rich.console import Console
 from rich.table import Table
 
+from storage.targets import scheduler_name
+
 
 class Format(str, Enum):
     table = "table"
@@ -49,3 +51,153 @@ def settings_text(settings: object) -> str:
         cls = ACCELERATORS.get(name)
         parts.append(cls.short(params) if cls else f"{name}({params})")
     return " + ".join(parts)
+
+
+# -- the upper-bound table (upbound, query) --------------------------------------------------------------------
+
+SPEED_MAP_NOTE = ("speed map: quality unknown (random weights or scorer, and no quality of this configuration "
+                  "stored from anywhere); the fastest setting measured, not an upper bound")
+
+
+def speedup_text(r: dict[str, object]) -> str:
+    if r["speedup"] is None:
+        return "none measured"
+    text = f"{r['speedup']:.2f}x"
+    if r["ci_half_width"]:
+        text += f" ±{100 * r['ci_half_width']:.0f}%" if r["ci_half_width"] >= 0.1 else f" ±{100 * r['ci_half_width']:.1f}%"  # type: ignore[operator]
+    return text
+
+
+def loss_text(r: dict[str, object]) -> str:
+    if r["score_loss"] is None:
+        return "unknown"
+    return f"{100 * r['score_loss']:.2f}%"  # type: ignore[operator]
+
+
+BOUND_COLUMNS: list[Column] = [
+    ("pipeline", lambda r: str(r["pipeline"])),
+    ("scheduler", lambda r: scheduler_name(str(r["scheduler"]))),
+    ("steps", lambda r: str(r["steps"])),
+    ("speed-up", speedup_text),
+    ("timing", lambda r: {"precise": "precise", "first estimate": "first est."}.get(str(r["timing"]), "-")),
+    ("score loss", loss_text),
+    ("settings", lambda r: settings_text(r["settings"]) + (" †" if r["speed_source"]["weight_dependent_random"] else "")),  # type: ignore[index]
+    ("s/image", lambda r: f"{r['time']:.3f}" if r["time"] is not None else "-"),
+    ("env", lambda r: str(r["environment_id"])),
+]
+
+
+def print_bounds(rows: list[dict[str, object]], fmt: Format, max_loss: float) -> None:
+    """Upper bounds where quality is known, the speed map where it is not; each row says which."""
+    notes = []
+    if any(not r["quality_known"] for r in rows):
+        notes.append(SPEED_MAP_NOTE)
+    sources = {str(r["quality_source"]["device"]) + ": " + str(r["quality_source"]["scorer"])  # type: ignore[index]
+               for r in rows if r["quality_source"]}
+    devices = sorted({(int(r["environment_id"]), str(r["device"])) for r in rows})  # type: ignore[call-overload]
+    notes.extend(f"env {i}: {device}" for i, device in devices)
+    notes.extend(f"quality from {source}" for source in sorted(sources))
+    if any(r["speed_source"]["weight_dependent_random"] for r in rows):  # type: ignore[index]
+        notes.append("† a weight-dependent method's speed measured with random weights: not its speed with real weights")
+    jitter = [r for r in rows if r.get("deterministic") is False]
+    if jitter:
+        worst = max(int(r["repeat_max_pixel_diff"]) for r in jitter)  # type: ignore[call-overload]
+        notes.append(
+            f"{len(jitter)} baseline(s) not bit-reproducible on their device (same prompts and seeds, pixels "
+            f"differed by up to {worst}/255): their score losses include that noise"
+        )
+    known = [r["quality_known"] for r in rows]
+    title = (f"Upper-bound speed-up with CLIP-score loss ≤ {100 * max_loss:g}%" if all(known) else
+             "Speed map (quality unknown)" if not any(known) else
+             f"Upper-bound speed-up with CLIP-score loss ≤ {100 * max_loss:g}%, and speed map where quality is unknown")
+    emit(rows, fmt, BOUND_COLUMNS, title=title, caption="\n".join(notes))
+
+
+
+
+# -- the other commands' tables ----------------------------------------------------------------------------------
+
+REACHING_COLUMNS: list[Column] = [
+    ("pipeline", lambda r: str(r["pipeline"])),
+    ("scheduler", lambda r: scheduler_name(str(r["scheduler"]))),
+    ("steps", lambda r: str(r["steps"])),
+    ("reaches", lambda r: "yes" if r["reachable"] else f"no (best {r['speedup']:.2f}x)"),
+    ("speed-up", speedup_text),
+    ("score loss", loss_text),
+    ("settings", lambda r: settings_text(r["settings"])),
+    ("env", lambda r: str(r["environment_id"])),
+]
+
+
+TARGET_COLUMNS: list[Column] = [
+    ("task", lambda r: str(r["task_id"])),
+    ("target", lambda r: f"{r['target']:g}x"),
+    ("from bound", lambda r: f"{r['upper_bound']:.2f}x" + (" (stale)" if r["stale"] else "") if r["upper_bound"] else "-"),
+    ("sentence", lambda r: str(r["sentence"])),
+    ("reached by", lambda r: settings_text(r["settings"]) if r["settings"] else "-"),
+]
+
+
+SPACE_COLUMNS: list[Column] = [
+    ("pipeline", lambda r: str(r["pipeline"])),
+    ("weights", lambda r: str(r["weights"])),
+    ("scheduler", lambda r: str(r["scheduler"])),
+    ("steps", lambda r: str(r["steps"])),
+    ("size", lambda r: f"{r['height']}x{r['width']}"),
+    ("dtype", lambda r: str(r["dtype"])),
+    ("batch", lambda r: str(r["batch_size"])),
+    ("settings", lambda r: str(r["settings"])),
+    ("notes", lambda r: "; ".join(r["notes"])),  # type: ignore[arg-type]
+]
+
+
+PIPELINE_COLUMNS: list[Column] = [
+    ("alias", lambda r: str(r["alias"])), ("class", lambda r: str(r["pipeline_class"])),
+    ("default model", lambda r: str(r["default_model"])), ("denoiser", lambda r: str(r["denoiser"])),
+    ("resolution", lambda r: "x".join(map(str, r["resolution"]))),  # type: ignore[call-overload]
+    ("weights", lambda r: ", ".join(r["weights"])),  # type: ignore[arg-type]
+]
+COMPONENT_COLUMNS: list[Column] = [
+    ("component", lambda r: str(r["component"])), ("class", lambda r: str(r["class"])),
+    ("parameters", lambda r: f"{r['parameters']:,}"),
+]
+
+
+ACCELERATOR_COLUMNS: list[Column] = [
+    ("name", lambda r: str(r["name"])),
+    ("applies to", lambda r: str(r["applies_to"])),
+    ("parameters (→ more aggressive)", lambda r: ", ".join(
+            p["name"] + {"larger": " ↑", "smaller": " ↓"}.get(p["aggressive"], "") for p in r["params"])),  # type: ignore[attr-defined,index]
+    ("speed depends on weights", lambda r: "yes" if r["speed_depends_on_weights"] else "no"),
+    ("packages", lambda r: ", ".join(f"{k} {v}" for k, v in r["packages"].items())),  # type: ignore[attr-defined]
+]
+
+
+def status_text(counts: dict[str, object]) -> str:
+    def by_status(values: object) -> str:
+        return ", ".join(f"{k} {v}" for k, v in dict(values).items()) or "none"  # type: ignore[call-overload]
+
+    speed, quality = counts["speed"], counts["quality"]
+    lines = [f"base configurations: {counts['base_configs']}",
+             f"speed: {speed['baselines']} baseline(s), trials {by_status(speed['trials'])}, {speed['precise']} timed precisely",  # type: ignore[index]
+             f"quality: {quality['baselines']} baseline(s), trials {by_status(quality['trials'])}"]  # type: ignore[index]
+    if counts["tasks"]:
+        lines.append(f"queued tasks: {by_status(counts['tasks'])}")
+    return "\n".join(lines)
+
+
+def summary_text(space_name: str, summary: object, searches: bool) -> str:
+    """What a one-process run measured (a RunSummary), and each search's log when a strategy searched."""
+    s = summary
+    lines = []
+    if searches:
+        for label, result in s.searches:  # type: ignore[attr-defined]
+            lines.append(f"{label} ({result.strategy}: {result.evaluated} evaluated, {result.stop})")
+            lines.extend(f"  {line}" for line in result.log)
+    overhead = (f" (wall / generation time = {s.wall_seconds / s.generation_seconds:.2f})"  # type: ignore[attr-defined]
+                if s.generation_seconds else "")  # type: ignore[attr-defined]
+    lines.append(f"{space_name}: {s.new} new, {s.stored} stored, {s.failed} failed, {s.rejected} rejected early, "  # type: ignore[attr-defined]
+                 f"{s.precise} timed precisely; {s.images} images in {s.wall_seconds:.1f} s{overhead}")  # type: ignore[attr-defined]
+    if s.budget_stop:  # type: ignore[attr-defined]
+        lines.append(f"stopped early: {s.budget_stop}")  # type: ignore[attr-defined]
+    return "\n".join(lines)

@@ -11,6 +11,15 @@ from __future__ import annotations
 
 from typing import Protocol as TypingProtocol
 
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+
 
 class ProgressSink(TypingProtocol):
     def start(self, total: int) -> None: ...
@@ -31,3 +40,36 @@ class NoProgress:
 
     def advance(self) -> None:
         pass
+
+
+class RichProgress:
+    """A rich progress bar redrawn only when a measurement starts or ends."""
+
+    def __init__(self, progress: Progress) -> None:
+        self._progress = progress
+        self._task = progress.add_task("preparing", total=None)
+
+    def start(self, total: int) -> None:
+        self._progress.update(self._task, total=total)
+        self.refresh()
+
+    def describe(self, text: str) -> None:
+        self._progress.update(self._task, description=text)
+        self.refresh()
+
+    def retotal(self, total: int) -> None:
+        self._progress.update(self._task, total=total)
+        self.refresh()
+
+    def advance(self) -> None:
+        self._progress.advance(self._task)
+        self.refresh()
+
+    def refresh(self) -> None:
+        self._progress.refresh()
+
+
+PROGRESS_COLUMNS = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                    TextColumn("ETA"), TimeRemainingColumn())
+
+

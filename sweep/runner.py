@@ -92,7 +92,7 @@ class SearchOptions:
     time_budget: float | None = None
     """Seconds for the whole run; no new measurement starts after it (stored ones are still read)."""
     seed: int = 0
-    patience: int = 15
+    patience: int = defaults.PATIENCE
     """optuna: stop after this many new trials without a better feasible setting."""
 
 

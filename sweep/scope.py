@@ -8,6 +8,7 @@ transaction and a queue worker writes it in the transaction that completes its t
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable
 from datetime import datetime, timezone
@@ -19,7 +20,7 @@ from storage import Repository, Scope
 from storage.bounds import contenders
 from storage.measurements import QualityResult
 from storage.models import Base
-from sweep.accelerators import AppliedSetting, describe, speed_depends_on_weights
+from sweep.accelerators import AppliedSetting, describe, setting_packages_key, speed_depends_on_weights
 from sweep.errors import AcceleratorError
 from sweep.measure import Batch, Generator, batches
 from sweep.protocol import Protocol
@@ -38,6 +39,12 @@ Rows = list[Base]
 
 def weights_of(base: BaseConfig) -> str:
     return "random" if base.weights == "random" else base.model
+
+
+@functools.lru_cache(maxsize=4096)
+def packages_of_key(setting_key: str) -> str:
+    """The packages key a setting (given by its key) is measured with in this process's installation."""
+    return setting_packages_key(AccelSetting.from_key(setting_key))
 
 
 class ScopeRun:
@@ -66,7 +73,7 @@ class ScopeRun:
         m = self.repo.measurements
         self.speed_base = m.speed_baseline(self.scope)
         self.quality_base = m.quality_baseline(self.scope) if self.measure_quality else None
-        self.speeds = m.speeds(self.scope, weights_of(self.base))
+        self.speeds = m.speeds(self.scope, weights_of(self.base), packages_of_key)
         self.qualities = m.qualities(self.scope) if self.measure_quality else {}
 
     @property
@@ -199,7 +206,7 @@ class ScopeRun:
     def _speed_row(self, setting: AccelSetting, estimate: object, patched: int, started: datetime) -> Base:
         return self.repo.measurements.speed_trial_row(
             self.scope, settings=setting.as_dict(), setting_key=setting.key, status="done", weights=weights_of(self.base),
-            weights_key=self.weights_key(setting),
+            weights_key=self.weights_key(setting), packages_key=setting_packages_key(setting),
             first_speedup=estimate.speedup, first_ci_half_width=estimate.ci_half_width,  # type: ignore[attr-defined]
             first_source=estimate.source, first_time=estimate.time,  # type: ignore[attr-defined]
             first_baseline_time=estimate.baseline_time, patched_modules=patched,  # type: ignore[attr-defined]
@@ -209,6 +216,7 @@ class ScopeRun:
         return self.repo.measurements.speed_trial_row(
             self.scope, settings=setting.as_dict(), setting_key=setting.key, status="failed", reason=reason,
             weights=weights_of(self.base), weights_key=self.weights_key(setting, "failed"), worker=self.worker,
+            packages_key=setting_packages_key(setting),
             started_at=started)
 
     def _failed(self, setting: AccelSetting, reason: str, need_quality: bool, need_speed: bool, started: datetime) -> Rows:
@@ -259,7 +267,8 @@ class ScopeRun:
         return self.repo.measurements.precise_statement(
             self.scope, setting_key, speedup=run.paired.speedup, ci_half_width=run.paired.half_width,
             pairs=run.paired.pairs, time=run.seconds_per_image, baseline_time=run.baseline_seconds_per_image,
-            time_spread=run.spread, warmup_runs=run.warmup_runs, weights_key=self.weights_key(setting))
+            time_spread=run.spread, warmup_runs=run.warmup_runs, weights_key=self.weights_key(setting),
+            packages_key=setting_packages_key(setting))
 
 
 def _stdev(values: tuple[float, ...]) -> float:

@@ -1,10 +1,10 @@
 """A read-only HTTP JSON API over sweep's queries, for other tools.
 
-GET /upper-bounds?max_loss=0.02[&speed_only=1][&environment=H100][&weight_dependent=1]   the bounds and speed map (as `sweep query --format json`)
-GET /query?target=8.5[&max_loss=0.02][&environment=H100][&weight_dependent=1]   who reaches a target (as `sweep query --target`)
-GET /targets[?max_loss=0.02]                      stored targets with their bound and staleness
+GET /upper-bounds[?max_loss=L][&speed_only=1][&environment=H100][&weight_dependent=1]   the bounds and speed map (as `sweep query --format json`)
+GET /query?target=T[&max_loss=L][&environment=H100][&weight_dependent=1]   who reaches a target (as `sweep query --target`)
+GET /targets[?max_loss=L]                         stored targets with their bound and staleness
 GET /status                                       counts (as `sweep status --format json`)
-Anything else is 404; a bad parameter is 400 with {"error": "..."}; only GET is served.
+L defaults to the loss bound of search_space/defaults.py. Anything else is 404; a bad parameter is 400 with {"error": "..."}; only GET is served.
 """
 
 from __future__ import annotations
@@ -15,7 +15,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlparse
 
 from search_space import defaults
-from storage.repository import Repository
+from sweep import app
+from sweep.errors import UsageError
 
 
 class _BadRequest(Exception):
@@ -34,35 +35,35 @@ def _float(params: dict[str, list[str]], name: str, default: float | None, low: 
     return value
 
 
-def make_server(repo: Repository, host: str, port: int) -> ThreadingHTTPServer:
-    def environments(params: dict[str, list[str]]) -> list[int] | None:
-        if "environment" not in params:
-            return None
-        found = repo.environment_ids(params["environment"][0])
-        if not found:
-            raise _BadRequest("environment matches no stored environment")
-        return found
+def _flag(params: dict[str, list[str]], name: str) -> bool:
+    return params.get(name, ["0"])[0] in ("1", "true")
+
+
+def make_server(db: str, host: str, port: int) -> ThreadingHTTPServer:
+    """A server answering from the database at URL ``db`` through the application layer (sweep/app.py)."""
+
+    def environment(params: dict[str, list[str]]) -> str | None:
+        return params["environment"][0] if "environment" in params else None
 
     def upper_bounds(params: dict[str, list[str]]) -> object:
-        max_loss = _float(params, "max_loss", defaults.MAX_LOSS, high=1.0)
-        speed_only = params.get("speed_only", ["0"])[0] in ("1", "true")
-        weight_dependent = params.get("weight_dependent", ["0"])[0] in ("1", "true")
-        return [b.as_row() for b in repo.bounds.rows(max_loss, environment_ids=environments(params),  # type: ignore[arg-type]
-                                                     speed_only=speed_only, weight_dependent=weight_dependent)]
+        return app.upper_bounds(db, _float(params, "max_loss", defaults.MAX_LOSS, high=1.0),  # type: ignore[arg-type]
+                                environment=environment(params), speed_only=_flag(params, "speed_only"),
+                                weight_dependent=_flag(params, "weight_dependent"))
 
     def query(params: dict[str, list[str]]) -> object:
         target = _float(params, "target", None)
         if target is None:
             raise _BadRequest("target is required, e.g. /query?target=8.5")
-        return repo.bounds.by_target(target, _float(params, "max_loss", defaults.MAX_LOSS, high=1.0), environments(params),  # type: ignore[arg-type]
-                                     weight_dependent=params.get("weight_dependent", ["0"])[0] in ("1", "true"))
+        return app.reaching(db, target, _float(params, "max_loss", defaults.MAX_LOSS, high=1.0),  # type: ignore[arg-type]
+                            environment=environment(params), weight_dependent=_flag(params, "weight_dependent"))
 
     routes = {
         "/upper-bounds": upper_bounds,
         "/query": query,
-        "/targets": lambda params: repo.targets.targets(_float(params, "max_loss", None, high=1.0)),
-        "/status": lambda params: repo.status(),
+        "/targets": lambda params: app.stored_targets(db, _float(params, "max_loss", None, high=1.0)),
+        "/status": lambda params: app.status(db),
     }
+    app.repository(db)  # open (and check) the database before listening
 
     class Handler(BaseHTTPRequestHandler):
         def _send(self, status: HTTPStatus, body: object) -> None:
@@ -81,7 +82,7 @@ def make_server(repo: Repository, host: str, port: int) -> ThreadingHTTPServer:
                 return
             try:
                 self._send(HTTPStatus.OK, route(parse_qs(url.query)))
-            except _BadRequest as exc:
+            except (_BadRequest, UsageError) as exc:
                 self._send(HTTPStatus.BAD_REQUEST, {"error": str(exc)})
 
         def log_message(self, format: str, *args: object) -> None:  # noqa: A002

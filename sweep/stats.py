@@ -47,7 +47,7 @@ def _binomial_cdf(k: int, n: int) -> float:
     return sum(math.comb(n, i) for i in range(k + 1)) / 2**n
 
 
-def median_interval(values: list[float], confidence: float = 0.95) -> tuple[float, float]:
+def median_interval(values: list[float], confidence: float = defaults.CONFIDENCE) -> tuple[float, float]:
     """Distribution-free confidence interval of the median from order statistics.
 
     The widest-possible interval (min, max) when there are too few values for the confidence asked.

@@ -17,6 +17,7 @@ import time
 from dataclasses import dataclass
 
 import sweep._compat  # noqa: F401  (before diffusers)
+from search_space import defaults
 from search_space.setting import AccelSetting
 from search_space.spec import Space
 from storage import Repository, Scope
@@ -72,7 +73,7 @@ class _Heartbeat(threading.Thread):
 
 class Worker:
     def __init__(
-        self, repo: Repository, device: str, *, lease_seconds: float = 60.0, poll_seconds: float = 2.0,
+        self, repo: Repository, device: str, *, lease_seconds: float = defaults.LEASE_SECONDS, poll_seconds: float = 2.0,
         progress: ProgressSink | None = None,
     ) -> None:
         self.repo = repo

@@ -7,15 +7,17 @@ a fresh database at revision 0003 (SQLite and PostgreSQL), which is then upgrade
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 from sqlalchemy import MetaData, create_engine, func, select, text
 
+from search_space.keys import canonical_json
 from search_space.spec import ProtocolSpec
 from storage import Repository
 from storage.engine import open_engine
-from storage.models import QualityProtocolRow, QualityTrialRow, SpeedTrialRow, TargetRow
+from storage.models import EnvironmentRow, QualityProtocolRow, QualityTrialRow, SpeedTrialRow, TargetRow
 from storage.schema import current, head, upgrade
 from sweep.protocol import QualityProtocol
 
@@ -87,6 +89,25 @@ def test_release_database_upgrades_with_nothing_lost(db_url: str) -> None:
         expected = old_trials[old_target["trial_id"]]["setting_key"] if old_target["trial_id"] else None
         assert new_target.setting_key == expected
 
+    # 0005: the environment's key holds the device, Python and the core libraries only (as this sweep computes
+    # it), the old key stays in its details; each speed record carries its own methods' package versions
+    from sweep.environment import Environment
+
+    old_env = old["sweep_environments"][0]
+    with repo.session() as s:
+        env = s.get(EnvironmentRow, old_env["id"])
+        assert env is not None
+        expected = Environment(old_env["device"], {"torch": "2.13.0+cpu", "diffusers": "0.42.1", "transformers": "5.24.0",
+                                                   "python": "3.11.7"}).key
+        assert (env.key, env.details["key_before_0005"]) == (expected, old_env["key"])
+        assert s.get(EnvironmentRow, 2).key == old["sweep_environments"][1]["key"]  # imported: unchanged
+        packages = {(t.environment_id, t.setting_key): t.packages_key for t in s.scalars(select(SpeedTrialRow))}
+    for (env_id, key), packages_key in packages.items():
+        methods = set(json.loads(key))
+        want = {"DeepCache": "0.1.1"} if "deepcache" in methods else {}
+        want |= {"tomesd": "0.1.3"} if "tome" in methods else {}
+        assert packages_key == (canonical_json(want) if want and env_id == 1 else ""), (env_id, key)
+
     # the migrated quality protocol has the key this sweep computes, so its score losses are reused as they are
     spec = ProtocolSpec(prompts="bundled", num_prompts=2, seed=3, scorer="sweep-tiny-clip",
                         scorer_pretrained="/tmp/olddb/tiny-clip.pt")
@@ -103,3 +124,21 @@ def test_release_database_upgrades_with_nothing_lost(db_url: str) -> None:
     local = [r for r in rows if r["quality_source"] and r["quality_source"]["model"] == "/tmp/olddb/tiny-sd-b-folder"]
     assert local and all(r["quality_known"] for r in local)
     assert [r for r in rows if r["pipeline"] == "tiny-sd-b"][0]["kind"] == "speed map"  # random weights: speed only
+
+
+def test_the_migrations_build_the_schema_the_models_declare(db_url: str) -> None:
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+
+    from storage.models import Base
+
+    engine = open_engine(db_url)
+    upgrade(engine)
+    declared = set(Base.metadata.tables)
+
+    def include(obj: object, name: str | None, type_: str, reflected: bool, compare_to: object) -> bool:
+        return type_ != "table" or name in declared
+
+    with engine.connect() as connection:
+        context = MigrationContext.configure(connection, opts={"include_object": include, "compare_type": True})
+        assert compare_metadata(context, Base.metadata) == []

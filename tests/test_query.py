@@ -252,3 +252,83 @@ def test_a_weight_dependent_speed_from_random_weights_reaches_a_target_only_when
     (asked,) = repo.bounds.by_target(2.5, 0.02, weight_dependent=True)
     assert asked["reachable"] and asked["settings"] == dbcache_like.as_dict()
     assert asked["speed_source"]["weight_dependent_random"] is True  # type: ignore[index]
+
+
+def test_rows_and_speeds_keep_each_scope_apart(db_url: str) -> None:
+    repo = Repository(db_url)
+    a, b = _scope(repo, 25, device="gpu"), _scope(repo, 50, device="gpu")
+    other_env = _scope(repo, 25, device="other gpu")
+    for scope, speedup in ((a, 2.0), (b, 3.0), (other_env, 4.0)):
+        _speed_baseline(repo, scope, time=speedup)
+        _quality_baseline(repo, scope)
+        _speed(repo, scope, _setting(int(speedup)), speedup)
+        _quality(repo, scope, _setting(int(speedup)), 0.01)
+    only_b = repo.bounds.rows(0.02, speed_config_ids=[b.speed_config_id])
+    assert [(r.speed_config.steps, r.speedup) for r in only_b] == [(50, 3.0)]
+    both = repo.bounds.rows(0.02, speed_config_ids=[a.speed_config_id], environment_ids=repo.environment_ids("gpu"))
+    assert sorted(r.speedup for r in both) == [2.0, 4.0]  # one speed configuration, two environments
+    for bound in repo.bounds.rows(0.02):
+        assert list(repo.bounds.speeds(bound)) == [_setting(int(bound.speedup)).key]  # type: ignore[arg-type]
+        assert bound.as_row()["baseline_time"] == 2.0  # the setting's own first estimate's baseline
+        assert not bound.speed_imported and bound.quality is not None and not bound.quality.imported
+
+
+def test_a_scope_with_only_its_baseline(db_url: str) -> None:
+    repo = Repository(db_url)
+    scope = _scope(repo, 25, weights="random")
+    _speed_baseline(repo, scope, time=1.5)
+    (bound,) = repo.bounds.rows(0.02)
+    row = bound.as_row()
+    assert (row["speedup"], row["timing"], row["time"], row["baseline_time"], row["ci_half_width"]) == (None, None, 1.5, 1.5, None)
+    assert (row["first_speedup"], row["settings"], row["trials"]) == (None, {}, 0)
+
+
+def test_imported_sources_and_random_scorers(db_url: str) -> None:
+    repo = Repository(db_url)
+    base = BaseConfig("SD1.5", "ref", "pretrained", "DDIMScheduler", 25, 512, 512, "float16", 1)
+    env = repo.ensure_environment("imported:abc", "imported from x.json", {})
+    quality = repo.ensure_quality_protocol("imported:abc", prompt_source="x.json", prompts=[], prompts_sha256="",
+                                           seed=0, scorer="imported:x.json")
+    timing = repo.ensure_timing_protocol("imported:abc", images=0, policy={})
+    imported = repo.scope(base, env, quality, timing)
+    _speed_baseline(repo, imported)
+    _quality_baseline(repo, imported)
+    _speed(repo, imported, _setting(3), 2.0)
+    _quality(repo, imported, _setting(3), 0.01)
+    (bound,) = repo.bounds.rows(0.02)
+    assert bound.speed_imported and bound.quality is not None and bound.quality.imported
+
+    random_scorer = _scope(repo, 30, scorer="ViT-B-32:random")
+    random_scorer = repo.scope(BaseConfig("SD1.5", "ref", "pretrained", "DDIMScheduler", 30, 512, 512, "float16", 1),
+                               random_scorer.environment_id,
+                               repo.ensure_quality_protocol("q-random", prompt_source="bundled", prompts=["a", "b"],
+                                                            prompts_sha256="0" * 64, seed=0, scorer="open_clip:ViT-B-32:random"),
+                               random_scorer.timing_protocol_id)
+    _speed_baseline(repo, random_scorer)
+    _quality_baseline(repo, random_scorer)
+    _speed(repo, random_scorer, _setting(3), 2.0)
+    _quality(repo, random_scorer, _setting(3), 0.5)
+    (unreal,) = [b for b in repo.bounds.rows(0.02) if b.speed_config.steps == 30]
+    assert not unreal.quality_known  # a random scorer's numbers are never quality
+    (asked,) = [b for b in repo.bounds.rows(0.02, unreal_quality=True) if b.speed_config.steps == 30]
+    assert asked.quality_known and asked.speedup == 1.0  # benchmarks only: its 50% "loss" is over the bound
+
+
+def test_ties_in_speed_go_to_the_least_loss_and_weight_dependent_speeds_wait_to_be_asked(db_url: str) -> None:
+    repo = Repository(db_url)
+    here, there = _joined_study(repo)
+    # same speed-up as the bound's first estimate; its key sorts first, its loss is larger
+    first_key = _setting(1)
+    _speed(repo, here, first_key, 2.3)
+    _quality(repo, there, first_key, 0.019)
+    assert first_key.key < _setting(3).key
+    (bound,) = repo.bounds.rows(0.02)
+    assert bound.settings == _setting(3).as_dict()
+    dbcache_like = _setting(4)
+    repo.measurements.save([repo.measurements.speed_trial_row(
+        here, settings=dbcache_like.as_dict(), setting_key=dbcache_like.key, status="done", weights="random",
+        weights_key="random", first_speedup=3.0, first_ci_half_width=0.05, first_source="timing set",
+        first_time=2.0 / 3.0, first_baseline_time=2.0, worker="t", started_at=NOW)])
+    _quality(repo, there, dbcache_like, 0.01)
+    assert repo.bounds.rows(0.02)[0].speedup == 2.3
+    assert repo.bounds.rows(0.02, weight_dependent=True)[0].speedup == 3.0

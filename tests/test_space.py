@@ -143,3 +143,111 @@ def test_file_level_mistakes_have_no_place_and_entry_mistakes_name_theirs() -> N
         with pytest.raises(SpaceError) as info:
             _parse(data)
         assert str(info.value) == message
+
+
+def test_a_space_expands_to_exactly_these_entries() -> None:
+    import tomllib
+
+    from search_space import AccelSetting, BaseConfig, Entry, ProtocolSpec
+    from search_space.spec import parse_space
+    from sweep.catalogue import CATALOGUE
+
+    data = tomllib.loads("""
+        [[base]]
+        pipelines = ["tiny-sd-b", "PixArt-α"]
+        schedulers = "DDIMScheduler"
+        steps = 3
+        resolutions = [64, 128]
+        dtype = "bfloat16"
+        batch_size = 2
+        accelerators = ["deepcache", "tome@big"]
+
+        [[base]]
+        pipelines = "tiny-sd-b"
+        schedulers = ["DDIMScheduler"]
+        steps = [3]
+        resolutions = [[64, 128]]
+        dtype = "bfloat16"
+        batch_size = 2
+        accelerators = ["tome"]
+
+        [pipelines."tiny-sd-b"]
+        model = "/models/b"
+
+        [accelerators.deepcache]
+        cache_interval = [2, 2, 3]
+
+        [accelerators.tome]
+        ratio = 0.25
+
+        [accelerators."tome@big"]
+        ratio = [0.5]
+        max_downsample = 2
+    """)
+    space = parse_space(data, "dir/my-study.toml", CATALOGUE)
+    assert (space.name, space.source, space.description, space.combine, space.protocol) == (
+        "my-study", "dir/my-study.toml", "", True, ProtocolSpec())
+    dc = {c: AccelSetting.of({"deepcache": {"cache_interval": c, "cache_branch_id": 0}}) for c in (2, 3)}
+    tome = {r: {"ratio": r, "max_downsample": m, "sx": 2, "sy": 2, "use_rand": True, "merge_attn": True,
+                "merge_crossattn": False, "merge_mlp": False} for r, m in ((0.5, 2), (0.25, 1))}
+    big = AccelSetting.of({"tome": tome[0.5]})
+    both = {c: AccelSetting.of({"deepcache": dict(dc[c])["deepcache"], "tome": tome[0.5]}) for c in (2, 3)}
+    sd = BaseConfig("tiny-sd-b", "/models/b", "random", "DDIMScheduler", 3, 64, 128, "bfloat16", 2)
+    pixart = BaseConfig("PixArt-α", "PixArt-alpha/PixArt-XL-2-1024-MS", "pretrained", "DDIMScheduler", 3, 64, 128,
+                        "bfloat16", 2)
+    assert space.entries == (
+        # the second group names the same base configuration: its settings join the first's
+        Entry(sd, (AccelSetting.baseline(), big, dc[2], both[2], dc[3], both[3], AccelSetting.of({"tome": tome[0.25]}))),
+        Entry(pixart, (AccelSetting.baseline(),), (
+            "deepcache: not applicable to PixArt-α (supports unet denoisers)",
+            f"tome: not applicable to PixArt-α (supports {CATALOGUE.methods['tome'].describe_support()})")),
+    )
+    assert space.trial_count == 8
+    described = parse_space({**data, "name": "n", "description": "d", "combine": False}, "x.toml", CATALOGUE)
+    assert (described.name, described.description, described.combine) == ("n", "d", False)
+    assert [len(e.settings) for e in described.entries] == [1 + 3 + 1, 1]  # each method alone
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        ({"accelerators": 1}, "[accelerators] must be a table"),
+        ({"pipelines": []}, "[pipelines] must be a table"),
+        ({"pipelines": {"tiny-sd-z": {}}}, "[pipelines.\"tiny-sd-z\"]: unknown pipeline 'tiny-sd-z'; valid: "),
+        ({"pipelines": {"tiny-sd-b": 2}}, "[pipelines.\"tiny-sd-b\"]: [pipelines.tiny-sd-b] must be a table"),
+        ({"pipelines": {"tiny-sd-b": {"weights": "fp8"}}}, "[[base]] #1 tiny-sd-b: unknown weights 'fp8'; valid: random, pretrained"),
+        ({"base": [3]}, "[[base]] #1: [[base]] must be a table"),
+        ({"base": {"pipelines": 1}}, "no [[base]] entries"),
+        ({"base": [{"pipelines": [], "schedulers": "DDIMScheduler", "steps": 1}]}, "[[base]] #1: pipelines has no values"),
+        ({"base": [{"pipelines": "tiny-sd-b", "schedulers": [], "steps": 1}]}, "[[base]] #1: schedulers has no values"),
+        ({"base": [{"pipelines": "tiny-sd-b", "schedulers": "DDIMScheduler", "steps": 1, "resolutions": []}]},
+         "[[base]] #1: resolutions has no values"),
+        ({"base": [{"pipelines": "tiny-sd-b", "schedulers": "", "steps": 1}]}, "[[base]] #1: scheduler must be a non-empty string, got ''"),
+        ({"base": [{"pipelines": "tiny-sd-b", "schedulers": "DDIMScheduler", "steps": 1, "resolutions": [[64]]}]},
+         "[[base]] #1: resolutions must be [height, width] pairs, got [64]"),
+        ({"base": [{"pipelines": "tiny-sd-b", "schedulers": "DDIMScheduler", "steps": 1, "resolutions": [64, 64, 64]}]},
+         "[[base]] #1: resolutions must be [height, width] pairs, got [64, 64, 64]"),
+        ({"base": [{"pipelines": "tiny-sd-b", "schedulers": "DDIMScheduler", "steps": 1, "resolutions": [[64, 4]]}]},
+         "[[base]] #1: resolution must be an integer ≥ 8, got 4"),
+        ({"base": [{"pipelines": "tiny-sd-b", "schedulers": "DDIMScheduler", "steps": 1, "batch_size": 0}]},
+         "[[base]] #1: batch_size must be an integer ≥ 1, got 0"),
+        ({"base": [{"pipelines": "tiny-sd-b", "schedulers": "DDIMScheduler", "steps": 1, "accelerators": "fast"}]},
+         "[[base]] #1: unknown accelerator 'fast'; valid: deepcache, tome"),
+        ({"accelerators": {"tome": {}, "tome@b": {}}, "base": [{"pipelines": "tiny-sd-b", "schedulers": "DDIMScheduler",
+                                                                "steps": 1, "accelerators": ["tome", "tome@b"]}]},
+         "[[base]] #1: accelerators ['tome', 'tome@b'] name one accelerator twice; choose one grid of each"),
+        ({"accelerators": {"tome@a@b": {"ratio": 0.5}}}, "s.toml: [accelerators.\"tome@a@b\"]"),  # parses: method tome
+    ],
+)
+def test_each_space_mistake_has_its_exact_message(data: dict[str, object], message: str) -> None:
+    if message.endswith('[accelerators."tome@a@b"]'):
+        assert [e.settings for e in _parse(data).entries]  # a grid name may hold several @: its method is before the first
+        return
+    with pytest.raises(SpaceError) as info:
+        _parse(data)
+    assert str(info.value).startswith("s.toml: ") and message in str(info.value)
+
+
+def test_a_pipeline_may_be_named_by_its_other_spelling() -> None:
+    space = _parse({"base": [{"pipelines": "PixArt-alpha", "schedulers": "DDIMScheduler", "steps": 2}]})
+    assert [e.base.pipeline for e in space.entries] == ["PixArt-α"]

@@ -12,7 +12,8 @@ from typer.testing import CliRunner
 
 from storage import Repository
 from storage.targets import target_for, task_sentence
-from sweep.cli import app, parse_factors
+from sweep.app import parse_factors
+from sweep.cli import app
 from tests.test_query import (
     _precise,
     _quality,
@@ -134,7 +135,7 @@ def test_serve_answers_the_queries_over_a_socket(sqlite_url: str) -> None:
 
     repo, _ = _study(sqlite_url)
     runner.invoke(app, ["targets", "--db", sqlite_url])
-    server = make_server(repo, "127.0.0.1", 0)
+    server = make_server(sqlite_url, "127.0.0.1", 0)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     base = f"http://127.0.0.1:{server.server_port}"
 

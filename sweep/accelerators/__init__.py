@@ -32,6 +32,14 @@ def speed_depends_on_weights(setting: AccelSetting) -> bool:
     return any(ACCELERATORS[name].speed_depends_on_weights for name, _ in setting)
 
 
+def setting_packages_key(setting: AccelSetting) -> str:
+    """The versions of exactly the packages this setting's methods declare, beyond the environment's own
+    libraries: part of a speed record's key ("" for the baseline and for methods built into diffusers)."""
+    from sweep.environment import packages_key
+
+    return packages_key(p for name, _ in setting for p in ACCELERATORS[name].packages)
+
+
 def describe(setting: AccelSetting) -> str:
     """``deepcache(cache_interval=3, cache_branch_id=0) + tome(ratio=0.5, max_downsample=1)``; ``baseline``."""
     if setting.is_baseline:
@@ -76,5 +84,6 @@ class AppliedSetting:
 
 __all__ = [
     "ACCELERATORS", "Accelerator", "AppliedAccelerator", "AppliedSetting", "CacheDiT", "DeepCache", "FasterCache", "ParamSpec",
-    "PyramidAttentionBroadcast", "TGate", "ToMe", "combinable", "describe", "speed_depends_on_weights",
+    "PyramidAttentionBroadcast", "TGate", "ToMe", "combinable", "describe", "setting_packages_key",
+    "speed_depends_on_weights",
 ]

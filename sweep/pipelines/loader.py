@@ -107,7 +107,7 @@ _WAYS = (
 )
 
 
-def _load_pretrained(info: PipelineInfo, reference: str, device: str, dtype: str) -> DiffusionPipeline:
+def load_pretrained(info: PipelineInfo, reference: str, device: str, dtype: str) -> DiffusionPipeline:
     import diffusers
 
     cls = getattr(diffusers, info.pipeline_class)
@@ -153,7 +153,7 @@ def load_pipeline(config: BaseConfig, device: str) -> DiffusionPipeline:
     if config.weights == "random":
         pipe = build_random(info, device, config.dtype)
     else:
-        pipe = _load_pretrained(info, config.model, device, config.dtype)
+        pipe = load_pretrained(info, config.model, device, config.dtype)
     pipe.__dict__["_sweep_scheduler_config"] = dict(pipe.scheduler.config)  # the model's own, whatever is set later
     set_scheduler(pipe, config.scheduler)
     pipe.set_progress_bar_config(disable=True)

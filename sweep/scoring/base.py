@@ -14,10 +14,5 @@ class Scorer(ABC):
     random_weights: bool
     """True when the scorer's weights are random: its scores then say nothing about image quality."""
 
-    @property
-    @abstractmethod
-    def identity(self) -> str:
-        """Stable text naming the scorer and its weights; part of the measurement protocol."""
-
     @abstractmethod
     def score(self, images: Sequence[Image], prompts: Sequence[str]) -> list[float]: ...

@@ -46,7 +46,6 @@ class ClipScorer(Scorer):
         _register_shipped_configs()
         if model not in open_clip.list_models():
             raise ModelLoadError(f"unknown open_clip model {model!r}; `python -c 'import open_clip; print(open_clip.list_models())'` lists them")
-        self.model_name = model
         self.pretrained = pretrained
         self.random_weights = pretrained == RANDOM
         self.device = device
@@ -72,10 +71,6 @@ class ClipScorer(Scorer):
             open_clip_log.setLevel(level)
         self._model.eval()
         self._tokenizer = open_clip.get_tokenizer(model)
-
-    @property
-    def identity(self) -> str:
-        return f"open_clip:{self.model_name}:{self.pretrained}"
 
     def score(self, images: Sequence[Image], prompts: Sequence[str]) -> list[float]:
         import torch

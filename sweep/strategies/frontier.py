@@ -25,7 +25,7 @@ import itertools
 from search_space.setting import AccelSetting
 from sweep.accelerators import describe
 from sweep.strategies.base import Evaluations, Outcome, Strategy, fmt_outcome
-from sweep.strategies.order import Line, compose, leq, lines_of
+from sweep.strategies.order import Line, leq, lines_of
 
 
 class Frontier(Strategy):
@@ -62,7 +62,7 @@ class Frontier(Strategy):
     # -- phase 1: one line -----------------------------------------------------------------------------
 
     def _line_setting(self, line: Line, level: int) -> AccelSetting:
-        return compose({line.accel: line.levels[level - 1]})
+        return AccelSetting.of({line.accel: line.levels[level - 1]})
 
     def _search_line(self, evals: Evaluations, line: Line) -> int:
         t = evals.problem.max_loss
@@ -112,7 +112,7 @@ class Frontier(Strategy):
         i, j = bounds[a], 0
         corners: list[AccelSetting] = []
         while i >= 1 and j < len(b.levels):
-            setting = compose({a.accel: a.levels[i - 1], b.accel: b.levels[j]})
+            setting = AccelSetting.of({a.accel: a.levels[i - 1], b.accel: b.levels[j]})
             if not evals.in_space(setting):
                 break
             if self._judge(evals, setting):

@@ -19,6 +19,7 @@ import warnings
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
+from search_space import defaults
 from search_space.setting import AccelSetting, ParamValue
 from sweep.accelerators import describe
 from sweep.strategies.base import Evaluations, Outcome, Problem, Strategy, fmt_outcome
@@ -91,7 +92,7 @@ class OptunaSearch(Strategy):
     name = "optuna"
 
     def __init__(
-        self, *, storage: object = None, study_name: str = "sweep", patience: int = 15, startup: int = 8,
+        self, *, storage: object = None, study_name: str = "sweep", patience: int = defaults.PATIENCE, startup: int = 8,
     ) -> None:
         self.storage = storage
         self.study_name = study_name

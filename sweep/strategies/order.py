@@ -85,7 +85,3 @@ def lines_of(settings: Sequence[AccelSetting]) -> dict[str, list[Line]]:
         lines.sort(key=lambda ln: tuple(-_rank(accel, k, v) for k, v in ln.fixed if ACCELERATORS[accel].param(k).aggressive))
         result[accel] = lines
     return result
-
-
-def compose(parts: Mapping[str, Mapping[str, ParamValue]]) -> AccelSetting:
-    return AccelSetting.of(parts)

@@ -1,0 +1,405 @@
+"""The application layer: one function per use case, plain arguments in, plain data out.
+
+The command line (sweep/cli.py), the HTTP API (sweep/serve.py) and the scripts call these functions; none of
+them opens a database session, spawns a process or builds a pipeline itself. A database is named by its URL;
+each URL's Repository is opened once per process. Mistakes raise a UsageError (or another SweepError) whose
+message is one line for the user.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+import logging
+import math
+import os
+import re
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from search_space import defaults
+from search_space.spec import Space
+from storage import Repository
+from sweep import catalogue
+from sweep.errors import UsageError
+
+if TYPE_CHECKING:
+    from sweep.progress import ProgressSink
+    from sweep.runner import RunSummary, SearchOptions
+    from sweep.worker import WorkerSummary
+
+Row = dict[str, object]
+
+
+# -- inputs ------------------------------------------------------------------------------------------------------
+
+
+@functools.lru_cache(maxsize=16)
+def repository(db: str) -> Repository:
+    """The database at URL ``db`` (created or upgraded to this sweep's schema on first use)."""
+    return Repository(db)
+
+
+def check_max_loss(max_loss: float, name: str = "--max-loss") -> None:
+    if not 0.0 <= max_loss < 1.0:
+        raise UsageError(f"{name} must be in [0, 1), got {max_loss}")
+
+
+def check_device(device: str) -> None:
+    import torch
+
+    try:
+        dev = torch.device(device)
+    except RuntimeError:
+        raise UsageError(f"--device {device!r} is not a torch device (e.g. cpu, cuda, cuda:1)") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise UsageError(f"--device {device}: CUDA is not available on this machine")
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise UsageError(f"--device {device}: only {torch.cuda.device_count()} CUDA device(s) here")
+
+
+def resolve_device(device: str | None) -> str:
+    """``device``, checked; by default cuda where available, else cpu."""
+    from sweep.runner import default_device
+
+    device = device or default_device()
+    check_device(device)
+    return device
+
+
+def quiet_libraries() -> None:
+    """Library warnings only (diffusers and transformers are chatty), before a pipeline is built."""
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    from diffusers.utils import logging as diffusers_logging
+    from transformers.utils import logging as transformers_logging
+
+    import sweep._compat  # noqa: F401
+
+    diffusers_logging.set_verbosity_error()
+    transformers_logging.set_verbosity_error()
+
+
+def load_space(space_file: Path | None, preset: str | None, prompts: str | None = None) -> Space:
+    """A space file or a shipped preset (exactly one), with its prompt source replaced by ``prompts``."""
+    if (space_file is None) == (preset is None):
+        raise UsageError("give either a SPACE_FILE or --preset NAME (one of them)")
+    space = catalogue.load_preset(preset) if preset is not None else catalogue.load_space(space_file)  # type: ignore[arg-type]
+    if prompts is not None:
+        space = dataclasses.replace(space, protocol=dataclasses.replace(space.protocol, prompts=prompts))
+    return space
+
+
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_duration(text: str) -> float:
+    """``90``, ``90s``, ``30m``, ``1h30m``, ``2h`` → seconds; a clear error otherwise."""
+    value = text.strip().lower()
+    if re.fullmatch(r"\d+(\.\d+)?", value):
+        seconds = float(value)
+    else:
+        parts = re.findall(r"(\d+(?:\.\d+)?)([smhd])", value)
+        if not parts or "".join(n + u for n, u in parts) != value:
+            raise UsageError(f"--time-budget {text!r} is not a duration: use e.g. 90s, 30m, 1h30m, 2h")
+        seconds = sum(float(n) * _UNITS[u] for n, u in parts)
+    if seconds <= 0:
+        raise UsageError(f"--time-budget {text!r} must be longer than zero")
+    return seconds
+
+
+def parse_factors(text: str) -> dict[str, float]:
+    """``easy=0.8,medium=1.0,hard=1.2`` → {difficulty: factor}; a clear error otherwise."""
+    factors: dict[str, float] = {}
+    for part in text.split(","):
+        name, sep, value = part.partition("=")
+        try:
+            factor = float(value)
+        except ValueError:
+            factor = math.nan
+        if not sep or not name.strip() or not (factor > 0 and math.isfinite(factor)):
+            raise UsageError(f"--factors {text!r}: expected name=positive number pairs, e.g. easy=0.8,medium=1.0,hard=1.2")
+        factors[name.strip()] = factor
+    return factors
+
+
+def environments(db: str, environment: str | None) -> list[int] | None:
+    """The environment ids an ``--environment`` filter names (None: every environment)."""
+    if environment is None:
+        return None
+    found = repository(db).environment_ids(environment)
+    if not found:
+        raise UsageError(f"--environment {environment!r} matches no stored environment (give an id or part of a device name)")
+    return found
+
+
+# -- measuring ---------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class RunResult:
+    environment_id: int
+    speed_config_ids: list[int]
+    summary: RunSummary | None = None
+    """One process's account of what it measured (None when workers did the work)."""
+    worker_exit_codes: list[int] = dataclasses.field(default_factory=list)
+    queued: int = 0
+    """Tasks the run queued (workers only)."""
+
+
+def run_space(
+    db: str, space: Space, device: str, search: SearchOptions, *, confirm_top: int = defaults.CONFIRM_TOP,
+    progress: ProgressSink | None = None,
+) -> RunResult:
+    """Measure, in this process, what the space's upper bounds need and is not stored yet."""
+    from sweep.runner import Runner
+
+    quiet_libraries()
+    summary = Runner(repository(db), device, progress).run(space, search=search, confirm_top=confirm_top)
+    assert summary.environment_id is not None
+    return RunResult(summary.environment_id, summary.speed_config_ids, summary)
+
+
+def run_with_workers(
+    db: str, space: Space, devices: list[str], *, max_loss: float = defaults.MAX_LOSS,
+    confirm_top: int = defaults.CONFIRM_TOP, lease: float = defaults.LEASE_SECONDS,
+    on_queued: Callable[[int], None] | None = None, on_counts: Callable[[Mapping[str, int]], None] | None = None,
+    poll_seconds: float = 1.0,
+) -> RunResult:
+    """Queue the space in the database, run one ``sweep worker`` process per device on this machine, and follow
+    the queue until they exit. ``on_queued`` hears how many tasks were queued, ``on_counts`` the queue's counts
+    by status every ``poll_seconds``. Unfinished tasks stay queued for the next worker."""
+    from storage.queue import WorkQueue
+    from sweep.worker import THREADS_VARIABLE, apply_cpu_threads, cpu_threads, enqueue_space, spawn_workers
+
+    for device in devices:
+        check_device(device)
+    quiet_libraries()
+    threads = cpu_threads(devices)
+    if threads is not None:  # the environment (and its key) is the workers': same thread count here
+        os.environ[THREADS_VARIABLE] = str(threads)
+        apply_cpu_threads()
+    repo = repository(db)
+    env_id, added, speed_ids = enqueue_space(repo, space, devices[0], max_loss=max_loss, confirm_top=confirm_top)
+    if on_queued is not None:
+        on_queued(added)
+    queue = WorkQueue(repo)
+    processes = spawn_workers(db, devices, lease)
+    while any(p.poll() is None for p in processes):
+        if on_counts is not None:
+            on_counts(queue.counts(env_id))
+        time.sleep(poll_seconds)
+    return RunResult(env_id, speed_ids, None, [int(p.returncode) for p in processes], added)
+
+
+def run_worker(db: str, device: str | None, lease: float = defaults.LEASE_SECONDS) -> tuple[str, WorkerSummary]:
+    """Take queued tasks of this machine's environment until none is left anywhere: (device, summary)."""
+    from sweep.worker import Worker, apply_cpu_threads
+
+    repo = repository(db)
+    quiet_libraries()
+    apply_cpu_threads()
+    device = resolve_device(device)
+    return device, Worker(repo, device, lease_seconds=lease).run()
+
+
+# -- reading results -----------------------------------------------------------------------------------------------
+
+
+def upper_bounds(
+    db: str, max_loss: float = defaults.MAX_LOSS, *, environment: str | None = None,
+    environment_ids: list[int] | None = None, speed_config_ids: list[int] | None = None, speed_only: bool = False,
+    weight_dependent: bool = False,
+) -> list[Row]:
+    """Per base configuration and environment: the upper bound (speed joined with quality) where quality is
+    known, else the speed map; ``environment`` filters by id or device name, ``environment_ids`` by id."""
+    check_max_loss(max_loss)
+    ids = environment_ids if environment_ids is not None else environments(db, environment)
+    bounds = repository(db).bounds.rows(max_loss, environment_ids=ids, speed_config_ids=speed_config_ids,
+                                        speed_only=speed_only, weight_dependent=weight_dependent)
+    return [b.as_row() for b in bounds]
+
+
+def reaching(
+    db: str, target: float, max_loss: float = defaults.MAX_LOSS, *, environment: str | None = None,
+    weight_dependent: bool = False,
+) -> list[Row]:
+    """Per base configuration with known quality: the setting reaching ``target`` with the least loss."""
+    check_max_loss(max_loss)
+    if not target >= 0:
+        raise UsageError(f"--target must be a speed-up ≥ 0, got {target}")
+    return repository(db).bounds.by_target(target, max_loss, environments(db, environment), weight_dependent=weight_dependent)
+
+
+def set_targets(
+    db: str, factors: Mapping[str, float], max_loss: float = defaults.MAX_LOSS, *, refresh: bool = False,
+) -> list[Row]:
+    """Targets for tasks from the precise upper bounds with known quality; every stored target at ``max_loss``."""
+    check_max_loss(max_loss)
+    return repository(db).targets.set_targets(factors, max_loss, refresh=refresh)
+
+
+def stored_targets(db: str, max_loss: float | None = None) -> list[Row]:
+    if max_loss is not None:
+        check_max_loss(max_loss)
+    return repository(db).targets.targets(max_loss)
+
+
+TASK_FIELDS = ("task_id", "pipeline", "scheduler", "steps", "difficulty", "target", "sentence", "max_loss",
+               "upper_bound", "stale", "settings")
+
+
+def check_tasks_file(out: Path) -> None:
+    if out.suffix.lower() not in (".json", ".csv"):
+        raise UsageError(f"--out {out}: the export is .json or .csv")
+
+
+def write_tasks(out: Path, rows: list[Row]) -> None:
+    """One row per task, as JSON or CSV by the file's suffix."""
+    check_tasks_file(out)
+    if out.suffix.lower() == ".json":
+        text = json.dumps([{k: r[k] for k in TASK_FIELDS} for r in rows], indent=2) + "\n"
+    else:
+        import csv
+        import io
+
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, fieldnames=TASK_FIELDS)
+        writer.writeheader()
+        for r in rows:
+            writer.writerow({**{k: r[k] for k in TASK_FIELDS}, "settings": json.dumps(r["settings"]) if r["settings"] else ""})
+        text = buffer.getvalue()
+    try:
+        out.write_text(text, encoding="utf-8", newline="")
+    except OSError as exc:
+        raise UsageError(f"--out {out}: cannot write ({exc.strerror})") from None
+
+
+def status(db: str) -> Row:
+    """Stored base configurations, speed and quality records by status, and queued tasks."""
+    return repository(db).status()
+
+
+def export_legacy(db: str, path: Path, max_losses: list[float] | None = None) -> int:
+    """Upper bounds with known quality, and targets, in the legacy search_params.json format: entries written."""
+    from sweep import legacy
+
+    losses = max_losses or [defaults.MAX_LOSS]
+    for loss in losses:
+        check_max_loss(loss)
+    return legacy.export_legacy(repository(db), path, losses)
+
+
+def import_legacy(db: str, path: Path) -> tuple[int, int]:
+    """A legacy search_params.json, validated whole and stored in one transaction: (settings, targets)."""
+    from sweep import legacy
+
+    if not path.is_file():
+        raise UsageError(f"--legacy {path}: no such file")
+    return legacy.import_legacy(repository(db), path)
+
+
+def write_report(db: str, out: Path, max_loss: float = defaults.MAX_LOSS) -> Path:
+    """Scatter plots with Pareto fronts, a heat map of upper bounds and index.html: the page's path."""
+    from sweep import report
+
+    check_max_loss(max_loss)
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"{out} exists and is not a folder")
+    return report.write_report(repository(db), out, max_loss)
+
+
+def schema_upgrade(db: str) -> tuple[str | None, str]:
+    """Apply the migrations the database lacks: (revision before, revision now)."""
+    from storage.engine import open_engine
+    from storage.schema import current, head, upgrade
+
+    engine = open_engine(db)
+    before = current(engine)
+    upgrade(engine)
+    return before, head()
+
+
+def schema_current(db: str) -> Row:
+    from storage.engine import open_engine
+    from storage.schema import current, head
+
+    return {"database": current(open_engine(db)), "sweep": head()}
+
+
+# -- what sweep knows ------------------------------------------------------------------------------------------------
+
+
+def space_rows(space: Space) -> list[Row]:
+    """One row per base configuration: its fields, key, number of accelerated settings and notes."""
+    return [
+        {**dataclasses.asdict(e.base), "settings": len(e.settings) - 1, "key": e.base.key, "notes": list(e.notes)}
+        for e in space.entries
+    ]
+
+
+def accelerator_rows() -> list[Row]:
+    """The installed acceleration methods: parameters, support, weight dependence and package versions."""
+    from sweep.accelerators import ACCELERATORS
+    from sweep.environment import package_versions
+
+    return [{
+        "name": cls.name, "description": cls.description, "applies_to": cls.describe_support(),
+        "denoisers": sorted(cls.denoisers), "pipeline_classes": sorted(cls.pipeline_classes or []),
+        "speed_depends_on_weights": cls.speed_depends_on_weights,
+        "combines_with_own_loader": sorted(cls.absorbs), "excludes": sorted(cls.excludes),
+        "packages": package_versions(cls.packages),
+        "params": [{"name": p.name, "type": p.kind.__name__, "default": p.default, "valid": p.describe_valid(),
+                    "aggressive": {1: "larger", -1: "smaller", 0: None}[p.aggressive], "help": p.help}
+                   for p in cls.params],
+    } for cls in ACCELERATORS.values()]
+
+
+def pipeline_rows() -> list[Row]:
+    from sweep.pipelines.registry import PIPELINES
+
+    return [
+        {"alias": i.alias, "pipeline_class": i.pipeline_class, "default_model": i.default_model,
+         "denoiser": i.denoiser, "resolution": list(i.resolution), "weights": list(i.weights),
+         "description": i.description}
+        for i in PIPELINES.values()
+    ]
+
+
+def build_pipeline(
+    alias: str, weights: str = "random", *, model: str | None = None, device: str = "meta", dtype: str = "float16",
+) -> tuple[str, list[Row]]:
+    """Construct a pipeline alias (``meta``: the architecture without allocating weights) with the model's own
+    scheduler, and count each component's parameters: (canonical alias, rows with a total last)."""
+    from search_space.base_config import DTYPES
+    from sweep.pipelines.loader import build_random, load_pretrained
+    from sweep.pipelines.registry import PIPELINES, canonical_alias
+
+    canonical = canonical_alias(alias)
+    if canonical not in PIPELINES:
+        raise UsageError(f"unknown pipeline {alias!r}; valid: {', '.join(PIPELINES)}")
+    info = PIPELINES[canonical]
+    if weights not in info.weights:
+        raise UsageError(f"--weights {weights!r} for {canonical}; valid: {', '.join(info.weights)}")
+    if dtype not in DTYPES:
+        raise UsageError(f"--dtype {dtype!r}; valid: {', '.join(DTYPES)}")
+    if weights == "pretrained" and device == "meta":
+        raise UsageError("pretrained weights need a real device: add --device cpu or --device cuda")
+    if device != "meta":
+        check_device(device)
+    quiet_libraries()
+    if weights == "random":
+        pipe = build_random(info, device, dtype)
+    else:
+        pipe = load_pretrained(info, model or info.default_model, device, dtype)
+    rows: list[Row] = [
+        {"component": name, "class": type(module).__name__, "parameters": sum(p.numel() for p in module.parameters())}
+        for name, module in sorted(pipe.components.items()) if hasattr(module, "parameters")
+    ]
+    rows.append({"component": "total", "class": info.pipeline_class,
+                 "parameters": sum(int(r["parameters"]) for r in rows)})  # type: ignore[call-overload]
+    return canonical, rows

@@ -108,7 +108,7 @@ def upbound(space: Path, url: str, devices: str, lease: int, kill_mid_trial: boo
             now = time.perf_counter()
             for task_id, owner in running:
                 held = seen.setdefault((task_id, owner), now)
-                if owner and now - held >= 1.5:  # still held by the same worker 1.5 s on: mid-trial
+                if owner and now - held >= 1.0:  # still held by the same worker 1 s on: mid-trial
                     os.kill(int(owner.rsplit(":", 1)[1]), signal.SIGKILL)
                     killed = {"task_id": task_id, "owner": owner, "after_s": round(now - started, 1)}
                     break
@@ -127,6 +127,10 @@ def upbound(space: Path, url: str, devices: str, lease: int, kill_mid_trial: boo
         task_key = (TaskRow.base_config_id, TaskRow.environment_id, TaskRow.kind, TaskRow.setting_key)
         duplicate_tasks = c.execute(select(*task_key).group_by(*task_key).having(func.count() > 1)).all()
         speed_records = c.scalar(select(func.count()).select_from(SpeedTrialRow))
+        timeline = [{"id": t.id, "kind": t.kind, "base": t.base_config_id, "attempts": t.attempts,
+                     "done_s": round((t.updated_at - first).total_seconds(), 1)}
+                    for t in c.execute(select(TaskRow).order_by(TaskRow.updated_at)).all()]
+        workers = dict(c.execute(select(SpeedTrialRow.worker, func.count()).group_by(SpeedTrialRow.worker)).all())
         if killed:
             task = c.execute(select(TaskRow).where(TaskRow.id == killed["task_id"])).one()
             finisher = c.execute(select(SpeedTrialRow.worker).where(SpeedTrialRow.setting_key == task.setting_key)).scalars().all()
@@ -137,7 +141,7 @@ def upbound(space: Path, url: str, devices: str, lease: int, kill_mid_trial: boo
     return {"devices": devices, "returncode": process.returncode, "wall_s": wall, "queue_s": span, "tasks": by_status,
             "tasks_per_min": 60 * done / span if span else None, "speed_records": speed_records,
             "duplicate_speed_keys": len(duplicate_speeds), "duplicate_task_keys": len(duplicate_tasks),
-            "rows": rows, "killed": killed}
+            "rows": rows, "killed": killed, "timeline": timeline, "speed_records_by_worker": workers}
 
 
 def _bound(r: dict[str, object]) -> str:
@@ -149,7 +153,10 @@ def main() -> int:
     parser.add_argument("--devices", default="cuda:0,cuda:1")
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--pipelines", default="SD1.5,SDXL", help="Aliases (random weights); the kill run uses the first.")
+    parser.add_argument("--kill-steps", type=int, default=40, help="Steps of the kill run: long enough to be caught mid-trial.")
     parser.add_argument("--lease", type=int, default=20)
+    parser.add_argument("--schedulers", default="DDIMScheduler,DPMSolverMultistepScheduler")
+    parser.add_argument("--skip-kill", action="store_true", help="Only the throughput comparison.")
     parser.add_argument("--out", default=None)
     args = parser.parse_args()
     folder = Path(tempfile.mkdtemp(prefix="sweep-multi-"))
@@ -159,11 +166,11 @@ def main() -> int:
     aliases = args.pipelines.split(",")
     overrides = "".join(f'[pipelines."{a}"]\nweights = "random"\n\n' for a in aliases)
     space.write_text(SPACE.format(name="multi", pipelines=json.dumps(aliases), overrides=overrides,
-                                  schedulers='["DDIMScheduler", "DPMSolverMultistepScheduler"]', steps=args.steps),
+                                  schedulers=json.dumps(args.schedulers.split(",")), steps=args.steps),
                      encoding="utf-8")
     space_kill = folder / "kill.toml"
     space_kill.write_text(SPACE.format(name="kill", pipelines=json.dumps(aliases[:1]), overrides=overrides,
-                                       schedulers='["DDIMScheduler"]', steps=args.steps), encoding="utf-8")
+                                       schedulers='["DDIMScheduler"]', steps=args.kill_steps), encoding="utf-8")
     devices = args.devices.split(",")
     import torch
 
@@ -172,10 +179,11 @@ def main() -> int:
     try:
         for label, devs in (("many", args.devices), ("one", devices[0])):
             results[label] = upbound(space, database(admin, f"multi_{label}", folder), devs, args.lease)
-            print(json.dumps({k: v for k, v in results[label].items() if k != "rows"}), flush=True)
-        results["kill"] = upbound(space_kill, database(admin, "multi_kill", folder), args.devices, args.lease,
+            print(json.dumps({k: v for k, v in results[label].items() if k not in ("rows", "timeline")}), flush=True)
+        results["kill"] = {"killed": {}, "tasks": {}, "returncode": None, "wall_s": 0.0, "duplicate_speed_keys": "-",
+                           "duplicate_task_keys": "-"} if args.skip_kill else upbound(space_kill, database(admin, "multi_kill", folder), args.devices, args.lease,
                                   kill_mid_trial=True)
-        print(json.dumps({k: v for k, v in results["kill"].items() if k != "rows"}), flush=True)
+        print(json.dumps({k: v for k, v in results["kill"].items() if k not in ("rows", "timeline")}), flush=True)
     finally:
         if pg:
             pg[0].__exit__(None, None, None)  # type: ignore[attr-defined]
@@ -184,9 +192,9 @@ def main() -> int:
     lines = [
         f"# {len(devices)} GPUs against 1 on one study: {gpu}",
         "",
-        f"`python scripts/gpu_multi.py --devices {args.devices} --steps {args.steps}` — database: "
+        f"`python scripts/gpu_multi.py {' '.join(sys.argv[1:])}` — database: "
         f"{'PostgreSQL (private server on the GPU machine)' if admin else 'SQLite'}; torch {torch.__version__}.",
-        f"Space: {', '.join(aliases)} (random weights: speed only) × DDIM, DPM-Solver++ × {args.steps} "
+        f"Space: {', '.join(aliases)} (random weights: speed only) × {', '.join(args.schedulers.split(','))} × {args.steps} "
         "steps; DeepCache 3 and 5, ToMe 0.5, one at a time; 2 timing prompts, 6–16 pairs, confirm-top 1.",
         "",
         "| GPUs | wall s | queue s | tasks done | tasks / min | speed records | duplicate keys |",
@@ -210,7 +218,7 @@ def main() -> int:
             agree = ("yes" if lo <= hi else "no") + (" (same setting)" if r["settings"] == o["settings"] else " (other setting)")
         lines.append(f"| {r['pipeline']} / {r['scheduler']} / {r['steps']} | {_bound(r)} | {_bound(o) if o else '-'} | {agree} |")
     k = results["kill"]
-    lines += ["", f"Kill run ({aliases[0]} / DDIM / {args.steps}, {args.devices}, lease {args.lease} s): {json.dumps(k['killed'])}; "
+    lines += ["", f"Kill run ({aliases[0]} / DDIM / {args.kill_steps}, {args.devices}, lease {args.lease} s): {json.dumps(k['killed'])}; "
               f"tasks {k['tasks']}; exit code {k['returncode']}; wall {k['wall_s']:.1f} s; duplicate keys "
               f"{k['duplicate_speed_keys']} + {k['duplicate_task_keys']}."]
     report = "\n".join(lines)

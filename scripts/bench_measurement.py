@@ -3,7 +3,7 @@
 Usage:
   python scripts/bench_measurement.py fidelity [--device cuda] [--pipeline SD1.5] [--steps 20] [--rounds 6]
   python scripts/bench_measurement.py cost [--device cuda] [--prompts 16] [--max-loss 0.1] [--old .old --old-budget 150]
-  python scripts/bench_measurement.py rejection [--device cpu] [--prompts 16]
+  python scripts/bench_measurement.py rejection [--device cpu] [--prompts 16] [--entries N]
   (each takes --out FILE to write its markdown table too)
 
 - fidelity: one process, one pipeline; sweep's timed generation with its progress bar live (redrawn when a
@@ -361,7 +361,8 @@ def rejection(args: argparse.Namespace) -> str:
     from sweep.catalogue import load_preset
 
     tiny = load_preset("tiny")
-    space = dataclasses.replace(tiny, protocol=dataclasses.replace(tiny.protocol, num_prompts=args.prompts))
+    space = dataclasses.replace(tiny, protocol=dataclasses.replace(tiny.protocol, num_prompts=args.prompts),
+                                entries=tiny.entries[: args.entries])
     lines = [
         f"# Sequential rejection on the tiny preset ({len(space.entries)} base configurations × "
         f"{len(space.entries[0].settings) - 1} settings), {args.prompts} prompts, quality pass forced on (random tiny "
@@ -403,6 +404,7 @@ def main() -> int:
     sub.choices["cost"].add_argument("--old-budget", type=float, default=150.0)
     sub.choices["cost"].add_argument("--only", default="grid,frontier,old", help="which rows: grid, frontier, old")
     sub.choices["rejection"].add_argument("--prompts", type=int, default=16)
+    sub.choices["rejection"].add_argument("--entries", type=int, default=None, help="the preset's first N base configurations")
     sub.choices["rejection"].add_argument("--losses", type=float, nargs="+", default=[0.0, 0.005, 0.02])
     sub.choices["rejection"].add_argument("--offsets", type=float, nargs="+", default=[0.0, 0.5, 2.0])
     args = parser.parse_args()

@@ -53,7 +53,7 @@ def candidates(speeds: Mapping[str, SpeedResult], quality: Mapping[str, QualityR
     (``None``), a known score loss within ``max_loss``."""
     usable = [s for s in speeds.values() if s.usable and (quality is None or (
         s.setting_key in quality and quality[s.setting_key].feasible(max_loss)))]
-    return sorted(usable, key=lambda s: (-(s.published or 0.0), quality[s.setting_key].score_loss if quality else 0.0, s.setting_key))  # type: ignore[operator]
+    return sorted(usable, key=lambda s: (-float(s.published), quality[s.setting_key].score_loss if quality else 0.0, s.setting_key))  # type: ignore[operator]
 
 
 def contenders(speeds: Mapping[str, SpeedResult], quality: Mapping[str, QualityResult] | None, max_loss: float) -> list[SpeedResult]:
@@ -66,8 +66,8 @@ def contenders(speeds: Mapping[str, SpeedResult], quality: Mapping[str, QualityR
     if not ranked:
         return []
     leader = ranked[0]
-    floor = (leader.published or 0.0) * (1 - leader.published_half_width)
-    return [s for s in ranked if (s.published or 0.0) * (1 + s.published_half_width) >= floor]
+    floor = float(leader.published) * (1 - leader.published_half_width)
+    return [s for s in ranked if float(s.published) * (1 + s.published_half_width) >= floor]
 
 
 @dataclass(frozen=True)
@@ -255,10 +255,10 @@ class Bounds:
         quality = self.qualities(bound)
         if quality is None:
             return None
-        hits = [s for s in candidates(self.speeds(bound), quality, bound.max_loss) if (s.published or 0.0) >= target]
+        hits = [s for s in candidates(self.speeds(bound), quality, bound.max_loss) if float(s.published) >= target]
         if not hits:
             return None
-        best = min(hits, key=lambda s: (quality[s.setting_key].score_loss, -(s.published or 0.0)))  # type: ignore[arg-type,return-value]
+        best = min(hits, key=lambda s: (quality[s.setting_key].score_loss, -float(s.published)))  # type: ignore[arg-type,return-value]
         return best, quality[best.setting_key]
 
     def by_target(self, target: float, max_loss: float, environment_ids: Collection[int] | None = None, *,

@@ -332,3 +332,92 @@ def test_ties_in_speed_go_to_the_least_loss_and_weight_dependent_speeds_wait_to_
     _quality(repo, there, dbcache_like, 0.01)
     assert repo.bounds.rows(0.02)[0].speedup == 2.3
     assert repo.bounds.rows(0.02, weight_dependent=True)[0].speedup == 3.0
+
+
+def test_contenders_are_feasible_and_include_the_touching_interval(db_url: str) -> None:
+    from storage.measurements import QualityResult
+
+    def speed(key: str, speedup: float, half: float) -> SpeedResult:
+        return SpeedResult(key, "done", None, "random", speedup, half, "timing set", 1.0, 1.0)
+
+    speeds = {"lead": speed("lead", 2.0, 0.25), "touch": speed("touch", 1.0, 0.5), "fast": speed("fast", 5.0, 0.0)}
+    quality = {k: QualityResult(k, "done", None, loss, None, None, 2) for k, loss in
+               (("lead", 0.01), ("touch", 0.01), ("fast", 0.5))}
+    # "fast" is over max-loss; "touch" reaches up to 1.0 × 1.5 = 1.5, exactly the leader's lower end 2.0 × 0.75
+    assert [s.setting_key for s in contenders(speeds, quality, 0.02)] == ["lead", "touch"]
+
+
+def test_the_least_loss_setting_reaching_a_target_and_ties_to_the_faster(db_url: str) -> None:
+    repo = Repository(db_url)
+    speed_map = _scope(repo, 20, device="gpu", weights="random")  # listed first, no quality: skipped, not the end
+    _speed_baseline(repo, speed_map)
+    _speed(repo, speed_map, _setting(2), 1.9)
+    scope = _scope(repo, 25, device="gpu")
+    _speed_baseline(repo, scope)
+    _quality_baseline(repo, scope)
+    for setting, speedup, loss in ((_setting(2), 1.6, 0.01), (_setting(3), 2.2, 0.01), (_setting(5), 3.0, 0.015)):
+        _speed(repo, scope, setting, speedup)
+        _quality(repo, scope, setting, loss)
+    (row,) = repo.bounds.by_target(1.5, 0.02)
+    assert (row["reachable"], row["speedup"], row["settings"]) == (True, 2.2, _setting(3).as_dict())  # equal loss: faster
+    (row,) = repo.bounds.by_target(3.0, 0.02)
+    assert (row["reachable"], row["speedup"]) == (True, 3.0)  # reaching exactly counts
+
+
+def test_each_bound_reads_its_own_timing_protocol_and_quality_source(db_url: str) -> None:
+    repo = Repository(db_url)
+    scope = _scope(repo, 25)
+    other_timing = repo.scope(_base := BaseConfig("SD1.5", "ref", "pretrained", "DDIMScheduler", 25, 512, 512, "float16", 1),
+                              scope.environment_id, scope.quality_protocol_id,
+                              repo.ensure_timing_protocol("t2", images=8, policy={"min_pairs": 6}))
+    other_quality = repo.scope(_base, scope.environment_id,
+                               repo.ensure_quality_protocol("q2", prompt_source="bundled", prompts=["c", "d"],
+                                                            prompts_sha256="1" * 64, seed=1, scorer="open_clip:ViT-g-14:x"),
+                               scope.timing_protocol_id)
+    for s_, speedup in ((scope, 2.0), (other_timing, 3.0)):
+        _speed_baseline(repo, s_)
+        _speed(repo, s_, _setting(int(speedup)), speedup)
+    for q_, loss in ((scope, 0.01), (other_quality, 0.015)):
+        _quality_baseline(repo, q_)
+        for k in (2, 3):
+            _quality(repo, q_, _setting(k), loss)
+    bounds = repo.bounds.rows(0.02)
+    assert len(bounds) == 4  # 2 timing protocols × 2 quality sources
+    for bound in bounds:
+        assert list(repo.bounds.speeds(bound)) == [_setting(int(bound.speedup)).key]  # type: ignore[arg-type]
+        qualities = repo.bounds.qualities(bound)
+        assert qualities is not None and {q.score_loss for q in qualities.values()} == {bound.score_loss}
+
+
+def test_a_random_scorer_listed_first_does_not_hide_a_real_source(db_url: str) -> None:
+    repo = Repository(db_url)
+    unreal = _scope(repo, 25, scorer="ViT-B-32:random")
+    unreal = repo.scope(BaseConfig("SD1.5", "ref", "pretrained", "DDIMScheduler", 25, 512, 512, "float16", 1),
+                        unreal.environment_id,
+                        repo.ensure_quality_protocol("q-random", prompt_source="bundled", prompts=["a", "b"],
+                                                     prompts_sha256="0" * 64, seed=0, scorer="open_clip:ViT-B-32:random"),
+                        unreal.timing_protocol_id)
+    _quality_baseline(repo, unreal)  # stored first
+    real = _scope(repo, 25)
+    _quality_baseline(repo, real)
+    _speed_baseline(repo, real)
+    _speed(repo, real, _setting(3), 2.5)
+    _quality(repo, real, _setting(3), 0.01)
+    (bound,) = repo.bounds.rows(0.02)
+    assert bound.quality_known and bound.speedup == 2.5
+
+
+def test_a_weight_dependent_speed_holds_only_for_the_weights_it_was_measured_with(db_url: str) -> None:
+    repo = Repository(db_url)
+    scope = _scope(repo, 25)  # quality of model "ref"
+    _speed_baseline(repo, scope)
+    _quality_baseline(repo, scope)
+    for setting, weights_key, speedup in ((_setting(2), "", 1.5), (_setting(3), "other-model", 4.0), (_setting(5), "ref", 2.5)):
+        repo.measurements.save([repo.measurements.speed_trial_row(
+            scope, settings=setting.as_dict(), setting_key=setting.key, status="done", weights=weights_key or "ref",
+            weights_key=weights_key, first_speedup=speedup, first_ci_half_width=0.05, first_source="timing set",
+            first_time=2.0 / speedup, first_baseline_time=2.0, worker="t", started_at=NOW)])
+        _quality(repo, scope, setting, 0.01)
+    (bound,) = repo.bounds.rows(0.02)
+    assert bound.speedup == 2.5  # 4.0 was measured with other weights: it says nothing of "ref"'s speed
+    assert sorted(repo.bounds.speeds(bound)) == sorted([_setting(2).key, _setting(5).key])

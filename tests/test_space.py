@@ -251,3 +251,40 @@ def test_each_space_mistake_has_its_exact_message(data: dict[str, object], messa
 def test_a_pipeline_may_be_named_by_its_other_spelling() -> None:
     space = _parse({"base": [{"pipelines": "PixArt-alpha", "schedulers": "DDIMScheduler", "steps": 2}]})
     assert [e.base.pipeline for e in space.entries] == ["PixArt-α"]
+
+
+def test_defaults_of_a_minimal_space_and_default_grids() -> None:
+    minimal = _parse({"accelerators": {"tome": {}, "tome@big": {"ratio": 0.5}},
+                      "base": [{"pipelines": "tiny-sd-b", "schedulers": "DDIMScheduler", "steps": 2}]})
+    (entry,) = minimal.entries
+    assert (entry.base.batch_size, entry.base.dtype, entry.base.height, entry.base.width) == (1, "float16", 64, 64)
+    assert [dict(s) for s in entry.settings[1:]] == [{"tome": dict(dict(entry.settings[1])["tome"])}]  # "tome" only
+    assert dict(dict(entry.settings[1])["tome"])["ratio"] == 0.5 and len(entry.settings) == 2
+    from search_space.spec import parse_space
+    from sweep.catalogue import CATALOGUE
+
+    bare = parse_space({"base": [{"pipelines": "tiny-sd-b", "schedulers": "DDIMScheduler", "steps": 2}]}, "b.toml", CATALOGUE)
+    assert [len(e.settings) for e in bare.entries] == [1] and bare.name == "b" and bare.combine is True
+
+
+def test_a_method_for_some_pipeline_classes_applies_to_them() -> None:
+    space = _parse({"accelerators": {"tgate": {}}, "base": [{"pipelines": "tiny-sd-b", "schedulers": "DDIMScheduler",
+                                                               "steps": 2, "accelerators": ["tgate"]}]})
+    (entry,) = space.entries
+    assert entry.notes == () and [tuple(s.methods) for s in entry.settings] == [(), ("tgate",)]
+
+
+def test_file_and_preset_errors_are_exact(tmp_path: Path) -> None:
+    from search_space.spec import preset_names
+
+    with pytest.raises(SpaceError) as info:
+        load_space(tmp_path)
+    assert str(info.value) == f"{tmp_path}: cannot read space file (IsADirectoryError)"
+    with pytest.raises(SpaceError) as info:
+        load_preset("huge")
+    assert str(info.value) == f"unknown preset 'huge'; valid: {', '.join(preset_names())}"
+    text = SMALL_SPACE + '\n[pipelines."tiny-sd-b"]\nweights = "pretrained"\n'
+    with pytest.raises(SpaceError) as info:
+        load_space(write_space(tmp_path, text))
+    assert str(info.value).endswith(': [[base]] #1 tiny-sd-b: tiny-sd-b has no published weights: with weights = '
+                                    '"pretrained" set model to a local diffusers folder')

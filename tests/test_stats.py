@@ -240,3 +240,10 @@ def test_rejection_thresholds_worked_by_hand() -> None:
     assert not reject(LossEstimate(0.9, None, None, 2, 0.01), max_loss=0.02, looks=1)
     assert not reject(LossEstimate(0.05, None, None, 5, 0.0), max_loss=0.05, looks=1)  # equal is not above
     assert not reject(LossEstimate(0.9, None, None, 5, None), max_loss=0.02, looks=1)
+
+
+def test_paired_loss_refuses_more_accelerated_scores_than_baseline_ones() -> None:
+    from sweep.stats import paired_loss
+
+    with pytest.raises(ValueError):
+        paired_loss([30.0, 30.0], [29.0, 28.0, 27.0])

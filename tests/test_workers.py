@@ -171,7 +171,11 @@ def test_two_workers_share_one_sqlite_file(tmp_path: Path, sqlite_url: str) -> N
     # the worker that finished the last setting queued the contenders' precise timings, and a worker ran them
     assert precise and {t.status for t in precise} == {"done"}
     assert row["confirmed"] is True and row["timing"] == "precise" and row["kind"] == "speed map"
-    assert 1 <= len(workers) <= 2  # one or both processes measured (the 4-worker test covers contention)
+    # measured by the worker processes, never by the coordinator (the 4-worker test covers contention)
+    import socket
+
+    assert workers and {w.rsplit(":", 1)[0] for w in workers} == {socket.gethostname()}
+    assert os.getpid() not in {int(w.rsplit(":", 1)[1]) for w in workers} and len(workers) <= 2
     assert cpu_threads(["cpu", "cpu"]) == max(1, (os.cpu_count() or 1) // 2)
 
 
@@ -197,3 +201,34 @@ def test_schema_is_created_checked_and_upgraded(tmp_path: Path) -> None:
         connection.execute(text("UPDATE sweep_alembic_version SET version_num = '9999'"))
     with pytest.raises(StorageError, match="upgrade sweep"):
         Repository(url)
+
+
+def test_workers_started_apart_need_nothing_but_the_database_url(tmp_path: Path, postgres_url: str) -> None:
+    """Two `sweep worker` processes started separately, each in an empty folder of its own (as on two machines),
+    finish one queued space together through PostgreSQL alone."""
+    from sweep.catalogue import load_space
+    from sweep.worker import enqueue_space
+
+    space = load_space(write_space(tmp_path, TINY_A_SPACE))
+    repo = Repository(postgres_url)
+    _, added, _ = enqueue_space(repo, space, "cpu", max_loss=0.02, confirm_top=1)
+    assert added == 1 + 8  # the baseline and the eight settings; the precise timing is queued by a worker
+    folders = [tmp_path / f"machine-{i}" for i in (1, 2)]
+    workers = []
+    for folder in folders:
+        folder.mkdir()
+        workers.append(subprocess.Popen([sys.executable, "-m", "sweep.cli", "worker", "--db", postgres_url, "--device",
+                                         "cpu", "--quiet", "--lease", "10"], cwd=folder, stderr=subprocess.PIPE))
+        time.sleep(1.0)  # started one after the other, as separate machines would be
+    for worker in workers:
+        assert worker.wait(timeout=600) == 0, worker.stderr.read().decode()  # type: ignore[union-attr]
+    assert [list(f.iterdir()) for f in folders] == [[], []]  # no file written or shared: the URL is all they have
+    with repo.session() as s:
+        keys = s.scalars(select(SpeedTrialRow.setting_key)).all()
+        measured_by = set(s.scalars(select(SpeedTrialRow.worker)))
+        statuses = set(s.scalars(select(TaskRow.status)))
+        precise = s.scalar(select(text("count(*)")).select_from(TaskRow).where(TaskRow.kind == "precise"))
+    assert len(keys) == len(set(keys)) == 8 and statuses == {"done"} and precise >= 1
+    assert {int(w.rsplit(":", 1)[1]) for w in measured_by} == {w.pid for w in workers}  # both took part
+    (row,) = [b.as_row() for b in repo.bounds.rows(0.02)]
+    assert row["kind"] == "speed map" and row["timing"] == "precise"

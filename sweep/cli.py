@@ -211,7 +211,7 @@ def upbound(
             with Progress(*PROGRESS_COLUMNS, console=err, transient=False, auto_refresh=False) as progress:
                 result = app_layer.run_space(db, space, device, search, confirm_top=confirm_top,
                                              progress=RichProgress(progress))
-            err.print(summary_text(space.name, result.summary, strategy is not Strategy.grid), highlight=False)
+            err.print(summary_text(space.name, result.summary, strategy is not Strategy.grid), highlight=False, soft_wrap=True)
     rows = app_layer.upper_bounds(db, max_loss, environment_ids=[result.environment_id],
                                   speed_config_ids=result.speed_config_ids, speed_only=speed_only,
                                   weight_dependent=weight_dependent)

@@ -90,7 +90,7 @@ class _Reader:
     def as_list(self, value: object) -> list[object]:
         return list(value) if isinstance(value, list) else [value]
 
-    def int_(self, value: object, what: str, minimum: int = 0) -> int:
+    def int_(self, value: object, what: str, minimum: int) -> int:
         if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
             raise self.fail(f"{what} must be an integer ≥ {minimum}, got {value!r}")
         return value

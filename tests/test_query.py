@@ -421,3 +421,37 @@ def test_a_weight_dependent_speed_holds_only_for_the_weights_it_was_measured_wit
     (bound,) = repo.bounds.rows(0.02)
     assert bound.speedup == 2.5  # 4.0 was measured with other weights: it says nothing of "ref"'s speed
     assert sorted(repo.bounds.speeds(bound)) == sorted([_setting(2).key, _setting(5).key])
+
+
+def test_speeds_of_a_speed_map_and_qualities_of_each_model(db_url: str) -> None:
+    repo = Repository(db_url)
+    scope = _scope(repo, 25, weights="random")
+    _speed_baseline(repo, scope)
+    _speed(repo, scope, _setting(3), 2.0)
+    (speed_map,) = repo.bounds.rows(0.02)
+    assert list(repo.bounds.speeds(speed_map)) == [_setting(3).key] and repo.bounds.qualities(speed_map) is None
+    # two models' quality under one protocol, for the same speed configuration: each bound reads its own
+    for model, loss in (("ref", 0.01), ("ref2", 0.015)):
+        q = repo.scope(BaseConfig("SD1.5", model, "pretrained", "DDIMScheduler", 25, 512, 512, "float16", 1),
+                       scope.environment_id, scope.quality_protocol_id, scope.timing_protocol_id)
+        _quality_baseline(repo, q)
+        _quality(repo, q, _setting(3), loss)
+    bounds = [b for b in repo.bounds.rows(0.02) if b.quality_known]
+    assert sorted((b.quality.base.model, b.score_loss) for b in bounds) == [("ref", 0.01), ("ref2", 0.015)]  # type: ignore[union-attr]
+    for b in bounds:
+        assert {q.score_loss for q in repo.bounds.qualities(b).values()} == {b.score_loss}  # type: ignore[union-attr]
+
+
+def test_asked_for_weight_dependent_speeds_only_random_weights_join_in(db_url: str) -> None:
+    repo = Repository(db_url)
+    scope = _scope(repo, 25)  # quality of model "ref"
+    _speed_baseline(repo, scope)
+    _quality_baseline(repo, scope)
+    for setting, weights_key, speedup in ((_setting(3), "other-model", 4.0), (_setting(5), "random", 2.5)):
+        repo.measurements.save([repo.measurements.speed_trial_row(
+            scope, settings=setting.as_dict(), setting_key=setting.key, status="done", weights=weights_key,
+            weights_key=weights_key, first_speedup=speedup, first_ci_half_width=0.05, first_source="timing set",
+            first_time=2.0 / speedup, first_baseline_time=2.0, worker="t", started_at=NOW)])
+        _quality(repo, scope, setting, 0.01)
+    (bound,) = repo.bounds.rows(0.02, weight_dependent=True)
+    assert bound.speedup == 2.5  # random weights' speed joins when asked; another model's never does

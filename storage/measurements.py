@@ -137,6 +137,9 @@ def speeds_for(
     ``packages`` (setting key → the versions of its packages installed now) keeps only speeds measured with
     those versions; without it, of the records of several package versions the newest counts (``rows`` in the
     order they were stored)."""
+    def rank(r: SpeedResult) -> tuple[bool, bool]:
+        return r.status == "done", not r.random_weights_only
+
     chosen: dict[str, SpeedResult] = {}
     for r in rows:
         if weights is not None and r.weights_key not in ("", weights):
@@ -144,10 +147,7 @@ def speeds_for(
         if packages is not None and r.packages_key != packages(r.setting_key):
             continue
         held = chosen.get(r.setting_key)
-        rank = (r.status == "done", not r.random_weights_only)
-        if held is None or rank > (held.status == "done", not held.random_weights_only) or (
-            rank == (held.status == "done", not held.random_weights_only) and r.packages_key != held.packages_key
-        ):
+        if held is None or rank(r) > rank(held) or (rank(r) == rank(held) and r.packages_key != held.packages_key):
             chosen[r.setting_key] = r
     return chosen
 

@@ -79,6 +79,8 @@ def _devices(devices: str | None, workers: int, device: str | None) -> list[str]
     """The devices of the worker processes: --devices, else --workers copies of --device (none: one process)."""
     if devices:
         return [d.strip() for d in devices.split(",") if d.strip()]
+    if not workers:
+        return []
     return [device or app_layer.resolve_device(None)] * workers
 
 

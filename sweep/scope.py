@@ -206,7 +206,7 @@ class ScopeRun:
     def _speed_row(self, setting: AccelSetting, estimate: object, patched: int, started: datetime) -> Base:
         return self.repo.measurements.speed_trial_row(
             self.scope, settings=setting.as_dict(), setting_key=setting.key, status="done", weights=weights_of(self.base),
-            weights_key=self.weights_key(setting), packages_key=setting_packages_key(setting),
+            weights_key=self.weights_key(setting), packages_key=packages_of_key(setting.key),
             first_speedup=estimate.speedup, first_ci_half_width=estimate.ci_half_width,  # type: ignore[attr-defined]
             first_source=estimate.source, first_time=estimate.time,  # type: ignore[attr-defined]
             first_baseline_time=estimate.baseline_time, patched_modules=patched,  # type: ignore[attr-defined]
@@ -216,7 +216,7 @@ class ScopeRun:
         return self.repo.measurements.speed_trial_row(
             self.scope, settings=setting.as_dict(), setting_key=setting.key, status="failed", reason=reason,
             weights=weights_of(self.base), weights_key=self.weights_key(setting, "failed"), worker=self.worker,
-            packages_key=setting_packages_key(setting),
+            packages_key=packages_of_key(setting.key),
             started_at=started)
 
     def _failed(self, setting: AccelSetting, reason: str, need_quality: bool, need_speed: bool, started: datetime) -> Rows:
@@ -268,7 +268,7 @@ class ScopeRun:
             self.scope, setting_key, speedup=run.paired.speedup, ci_half_width=run.paired.half_width,
             pairs=run.paired.pairs, time=run.seconds_per_image, baseline_time=run.baseline_seconds_per_image,
             time_spread=run.spread, warmup_runs=run.warmup_runs, weights_key=self.weights_key(setting),
-            packages_key=setting_packages_key(setting))
+            packages_key=packages_of_key(setting.key))
 
 
 def _stdev(values: tuple[float, ...]) -> float:

@@ -47,9 +47,9 @@ def _quality_baseline(repo: Repository, scope: Scope) -> None:
 
 
 def _speed(repo: Repository, scope: Scope, setting: AccelSetting, speedup: float, *, half: float = 0.05,
-           status: str = "done") -> bool:
+           status: str = "done", weights: str = "random", weights_key: str = "") -> bool:
     (ok,) = repo.measurements.save([repo.measurements.speed_trial_row(
-        scope, settings=setting.as_dict(), setting_key=setting.key, status=status, weights="random",
+        scope, settings=setting.as_dict(), setting_key=setting.key, status=status, weights=weights, weights_key=weights_key,
         first_speedup=speedup if status == "done" else None, first_ci_half_width=half, first_source="timing set",
         first_time=2.0 / speedup, first_baseline_time=2.0, worker="t", started_at=NOW)])
     return ok
@@ -242,10 +242,7 @@ def test_a_weight_dependent_speed_from_random_weights_reaches_a_target_only_when
     repo = Repository(db_url)
     here, there = _joined_study(repo)
     dbcache_like = _setting(4)
-    repo.measurements.save([repo.measurements.speed_trial_row(
-        here, settings=dbcache_like.as_dict(), setting_key=dbcache_like.key, status="done", weights="random",
-        weights_key="random", first_speedup=3.0, first_ci_half_width=0.05, first_source="timing set", first_time=2.0 / 3.0,
-        first_baseline_time=2.0, worker="t", started_at=NOW)])
+    _speed(repo, here, dbcache_like, 3.0, weights_key="random")
     _quality(repo, there, dbcache_like, 0.01)
     (plain,) = repo.bounds.by_target(2.5, 0.02)
     assert not plain["reachable"] and plain["speedup"] == 2.3
@@ -325,10 +322,7 @@ def test_ties_in_speed_go_to_the_least_loss_and_weight_dependent_speeds_wait_to_
     (bound,) = repo.bounds.rows(0.02)
     assert bound.settings == _setting(3).as_dict()
     dbcache_like = _setting(4)
-    repo.measurements.save([repo.measurements.speed_trial_row(
-        here, settings=dbcache_like.as_dict(), setting_key=dbcache_like.key, status="done", weights="random",
-        weights_key="random", first_speedup=3.0, first_ci_half_width=0.05, first_source="timing set",
-        first_time=2.0 / 3.0, first_baseline_time=2.0, worker="t", started_at=NOW)])
+    _speed(repo, here, dbcache_like, 3.0, weights_key="random")
     _quality(repo, there, dbcache_like, 0.01)
     assert repo.bounds.rows(0.02)[0].speedup == 2.3
     assert repo.bounds.rows(0.02, weight_dependent=True)[0].speedup == 3.0
@@ -413,10 +407,7 @@ def test_a_weight_dependent_speed_holds_only_for_the_weights_it_was_measured_wit
     _speed_baseline(repo, scope)
     _quality_baseline(repo, scope)
     for setting, weights_key, speedup in ((_setting(2), "", 1.5), (_setting(3), "other-model", 4.0), (_setting(5), "ref", 2.5)):
-        repo.measurements.save([repo.measurements.speed_trial_row(
-            scope, settings=setting.as_dict(), setting_key=setting.key, status="done", weights=weights_key or "ref",
-            weights_key=weights_key, first_speedup=speedup, first_ci_half_width=0.05, first_source="timing set",
-            first_time=2.0 / speedup, first_baseline_time=2.0, worker="t", started_at=NOW)])
+        _speed(repo, scope, setting, speedup, weights=weights_key or "ref", weights_key=weights_key)
         _quality(repo, scope, setting, 0.01)
     (bound,) = repo.bounds.rows(0.02)
     assert bound.speedup == 2.5  # 4.0 was measured with other weights: it says nothing of "ref"'s speed
@@ -448,10 +439,7 @@ def test_asked_for_weight_dependent_speeds_only_random_weights_join_in(db_url: s
     _speed_baseline(repo, scope)
     _quality_baseline(repo, scope)
     for setting, weights_key, speedup in ((_setting(3), "other-model", 4.0), (_setting(5), "random", 2.5)):
-        repo.measurements.save([repo.measurements.speed_trial_row(
-            scope, settings=setting.as_dict(), setting_key=setting.key, status="done", weights=weights_key,
-            weights_key=weights_key, first_speedup=speedup, first_ci_half_width=0.05, first_source="timing set",
-            first_time=2.0 / speedup, first_baseline_time=2.0, worker="t", started_at=NOW)])
+        _speed(repo, scope, setting, speedup, weights=weights_key, weights_key=weights_key)
         _quality(repo, scope, setting, 0.01)
     (bound,) = repo.bounds.rows(0.02, weight_dependent=True)
     assert bound.speedup == 2.5  # random weights' speed joins when asked; another model's never does

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from search_space.catalogue import ParamSpec
 from search_space.setting import ParamValue
+from sweep.errors import AcceleratorError
 
 if TYPE_CHECKING:
     from diffusers import DiffusionPipeline
@@ -44,7 +45,8 @@ class Accelerator(ABC):
     pipeline_classes: ClassVar[frozenset[str] | None] = None
     """diffusers pipeline classes it supports, where narrower than its denoisers (None: any of them)."""
     packages: ClassVar[tuple[str, ...]] = ()
-    """Distributions it runs on: their versions belong to the environment of results that use it."""
+    """Distributions it runs on: their versions (beyond the environment's own libraries) are part of the key of
+    every speed record of a setting that uses it."""
     speed_depends_on_weights: ClassVar[bool] = False
     """True for methods that decide what to skip from the activations (DBCache-style): their speed measured with
     random weights says nothing about their speed with real ones."""
@@ -97,13 +99,22 @@ class Accelerator(ABC):
             return f"{self.name} patches {' or '.join(sorted(self.denoisers))} denoisers; {name} has none"
         return None
 
-    @abstractmethod
     def apply(
         self, pipe: DiffusionPipeline, params: Mapping[str, ParamValue],
         absorbed: Mapping[str, Mapping[str, ParamValue]] | None = None,
     ) -> AppliedAccelerator:
         """Patch ``pipe``; ``absorbed`` holds the parameters of methods in ``absorbs`` that the setting combines
-        with this one (applied here, not by themselves)."""
+        with this one (applied here, not by themselves). AcceleratorError where it does not support ``pipe``."""
+        reason = self.supports(pipe)
+        if reason:
+            raise AcceleratorError(reason)
+        return self._patch(pipe, params, absorbed or {})
+
+    @abstractmethod
+    def _patch(
+        self, pipe: DiffusionPipeline, params: Mapping[str, ParamValue], absorbed: Mapping[str, Mapping[str, ParamValue]],
+    ) -> AppliedAccelerator:
+        """Patch a pipeline :meth:`supports` (checked by ``apply``)."""
 
 
 Snapshot = dict[int, tuple[set[str], list[str]]]

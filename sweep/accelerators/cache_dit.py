@@ -87,13 +87,9 @@ class CacheDiT(Accelerator):
         ParamSpec("taylorseer_order", int, 0, minimum=0, maximum=4, help="TaylorSeer order (0: off)"),
     )
 
-    def apply(
-        self, pipe: DiffusionPipeline, params: Mapping[str, ParamValue],
-        absorbed: Mapping[str, Mapping[str, ParamValue]] | None = None,
+    def _patch(
+        self, pipe: DiffusionPipeline, params: Mapping[str, ParamValue], absorbed: Mapping[str, Mapping[str, ParamValue]],
     ) -> AppliedAccelerator:
-        reason = self.supports(pipe)
-        if reason:
-            raise AcceleratorError(reason)
         blocks = len(pipe.transformer.transformer_blocks)
         if int(params["Fn_compute_blocks"]) + int(params["Bn_compute_blocks"]) >= blocks:
             raise AcceleratorError(

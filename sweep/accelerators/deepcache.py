@@ -66,13 +66,9 @@ class DeepCache(Accelerator):
             return "DeepCache needs a UNet with down/up blocks; this pipeline has none"
         return None
 
-    def apply(
-        self, pipe: DiffusionPipeline, params: Mapping[str, ParamValue],
-        absorbed: Mapping[str, Mapping[str, ParamValue]] | None = None,
+    def _patch(
+        self, pipe: DiffusionPipeline, params: Mapping[str, ParamValue], absorbed: Mapping[str, Mapping[str, ParamValue]],
     ) -> AppliedAccelerator:
-        reason = self.supports(pipe)
-        if reason:
-            raise AcceleratorError(reason)
         check_branch(pipe, params)
         return _Applied(pipe, int(params["cache_interval"]), int(params["cache_branch_id"]))
 

@@ -23,7 +23,6 @@ from sweep.accelerators.base import (
     restore_instance_attributes,
     snapshot,
 )
-from sweep.errors import AcceleratorError
 
 if TYPE_CHECKING:
     from diffusers import DiffusionPipeline
@@ -76,11 +75,7 @@ class FasterCache(Accelerator):
                   help="weight of the extrapolated attention trend"),
     )
 
-    def apply(
-        self, pipe: DiffusionPipeline, params: Mapping[str, ParamValue],
-        absorbed: Mapping[str, Mapping[str, ParamValue]] | None = None,
+    def _patch(
+        self, pipe: DiffusionPipeline, params: Mapping[str, ParamValue], absorbed: Mapping[str, Mapping[str, ParamValue]],
     ) -> AppliedAccelerator:
-        reason = self.supports(pipe)
-        if reason:
-            raise AcceleratorError(reason)
         return _Applied(pipe, params)

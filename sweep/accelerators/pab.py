@@ -74,13 +74,9 @@ class PyramidAttentionBroadcast(Accelerator):
         ParamSpec("timestep_high", int, 800, minimum=0, maximum=1000, help="window end (timestep)", aggressive=+1),
     )
 
-    def apply(
-        self, pipe: DiffusionPipeline, params: Mapping[str, ParamValue],
-        absorbed: Mapping[str, Mapping[str, ParamValue]] | None = None,
+    def _patch(
+        self, pipe: DiffusionPipeline, params: Mapping[str, ParamValue], absorbed: Mapping[str, Mapping[str, ParamValue]],
     ) -> AppliedAccelerator:
-        reason = self.supports(pipe)
-        if reason:
-            raise AcceleratorError(reason)
         if int(params["cross_skip"]) == 1:
             raise AcceleratorError("pab cross_skip=1 computes cross-attention every step: use 0 (off) or 2 and more")
         if int(params["timestep_low"]) >= int(params["timestep_high"]):

@@ -93,14 +93,10 @@ class TGate(Accelerator):
         ParamSpec("warm_up", int, 2, minimum=0, maximum=1000, help="first steps computed in full", aggressive=-1),
     )
 
-    def apply(
-        self, pipe: DiffusionPipeline, params: Mapping[str, ParamValue],
-        absorbed: Mapping[str, Mapping[str, ParamValue]] | None = None,
+    def _patch(
+        self, pipe: DiffusionPipeline, params: Mapping[str, ParamValue], absorbed: Mapping[str, Mapping[str, ParamValue]],
     ) -> AppliedAccelerator:
-        reason = self.supports(pipe)
-        if reason:
-            raise AcceleratorError(reason)
-        deepcache = (absorbed or {}).get("deepcache")
+        deepcache = absorbed.get("deepcache")
         if deepcache is not None:
             if LOADERS[type(pipe).__name__][1] is None:
                 raise AcceleratorError(f"tgate has no DeepCache loader for {type(pipe).__name__}")

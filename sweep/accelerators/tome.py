@@ -88,13 +88,9 @@ class ToMe(Accelerator):
             return "this UNet has no transformer blocks for ToMe to patch"
         return None
 
-    def apply(
-        self, pipe: DiffusionPipeline, params: Mapping[str, ParamValue],
-        absorbed: Mapping[str, Mapping[str, ParamValue]] | None = None,
+    def _patch(
+        self, pipe: DiffusionPipeline, params: Mapping[str, ParamValue], absorbed: Mapping[str, Mapping[str, ParamValue]],
     ) -> AppliedAccelerator:
-        reason = self.supports(pipe)
-        if reason:
-            raise AcceleratorError(reason)
         max_downsample = int(params["max_downsample"])
         patched = merging_blocks(pipe.unet, max_downsample)
         if patched == 0:

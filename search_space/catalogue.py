@@ -7,6 +7,7 @@ supplies the catalogue (``sweep.catalogue``), so this layer needs nothing from t
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -54,6 +55,8 @@ class ParamSpec:
             coerced: ParamValue = int(value)
         else:
             coerced = float(value)
+            if not math.isfinite(coerced):  # NaN passes every comparison below
+                raise ValueError(f"{value!r} is not {self.describe_valid()}")
         if self.choices is not None and coerced not in self.choices:
             raise ValueError(f"{value!r} is not {self.describe_valid()}")
         if (self.minimum is not None and coerced < self.minimum) or (
@@ -93,6 +96,8 @@ class Catalogue:
     """Valid scheduler class names (called only when a space names one)."""
     synonyms: Mapping[str, str] = field(default_factory=dict)
     """Other spellings of pipeline aliases (``PixArt-alpha`` for ``PixArt-α``)."""
+    scheduler_problem: Callable[[Pipeline, str, int], str | None] = lambda pipeline, scheduler, steps: None
+    """Why a scheduler with a number of steps cannot drive a pipeline (None: it can)."""
 
     def alias(self, name: str) -> str:
         return self.synonyms.get(name, name)

@@ -37,3 +37,7 @@ PATIENCE = 15
 """optuna: stop after this many new trials without a better setting within max-loss."""
 TARGET_FACTORS = "easy=0.8,medium=1.0,hard=1.2"
 """Task difficulties and their factors: target = floor(upper bound × factor × 10) / 10."""
+
+MAX_SPACE_SETTINGS = 100_000
+"""A space is counted before it is expanded and refused above this many settings (baselines included): the
+reference-all preset has 1,442; a space of millions is a typo, and would take hours just to list."""

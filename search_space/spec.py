@@ -7,6 +7,7 @@ may name (methods, pipelines, schedulers) comes from a Catalogue the caller pass
 from __future__ import annotations
 
 import itertools
+import math
 import tomllib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
@@ -165,6 +166,7 @@ def _accelerator_grids(r: _Reader, data: object, catalogue: Catalogue) -> dict[s
         valid = [p.name for p in cls.params]
         r.keys(table, valid)
         axes: list[list[ParamValue]] = []
+        size = 1
         for spec in cls.params:
             values = r.as_list(table.get(spec.name, spec.default))
             if not values:
@@ -176,9 +178,28 @@ def _accelerator_grids(r: _Reader, data: object, catalogue: Catalogue) -> dict[s
                 except ValueError as exc:
                     raise r.fail(f"{spec.name}: {exc}") from None
             axes.append([v for v in _unique(coerced)])  # type: ignore[misc]
+            size *= len(axes[-1])
+        if size > defaults.MAX_SPACE_SETTINGS:
+            raise r.fail(f"its axes multiply to {size:,} settings, more than the limit of "
+                         f"{defaults.MAX_SPACE_SETTINGS:,}: give fewer values")
         grids[name] = [dict(zip(valid, combo)) for combo in itertools.product(*axes)]  # noqa: B905 (one value per axis)
     r.where = []
     return grids
+
+
+def _setting_count(
+    accelerators: Sequence[str], grids: Mapping[str, list[dict[str, ParamValue]]], combine: bool,
+    combinable: Callable[[Sequence[str]], bool],
+) -> int:
+    """How many settings ``_settings`` makes of these grids (the baseline included), without making them."""
+    if not combine:
+        return 1 + sum(len(grids[g]) for g in accelerators)
+    count = 1
+    for n in range(1, len(accelerators) + 1):
+        for chosen in itertools.combinations(accelerators, n):
+            if combinable([_method(g) for g in chosen]):
+                count += math.prod(len(grids[g]) for g in chosen)
+    return count
 
 
 def _settings(
@@ -224,6 +245,7 @@ def parse_space(data: Mapping[str, object], source: str, catalogue: Catalogue) -
         raise r.fail("no [[base]] entries: declare at least one group of pipelines × schedulers × steps")
     known_schedulers: list[str] | None = None
     entries: dict[str, Entry] = {}
+    counted = 0
     for index, group in enumerate(groups, start=1):
         r.where = [f"[[base]] #{index}"]
         table = r.table(group, "[[base]]")
@@ -259,6 +281,14 @@ def parse_space(data: Mapping[str, object], source: str, catalogue: Catalogue) -
         if len({_method(n) for n in names}) != len(names):
             raise r.fail(f"accelerators {names} name one accelerator twice; choose one grid of each")
 
+        per_pipeline = len(schedulers) * len(steps) * len(resolutions)
+        for alias in pipelines:
+            info = pipelines_known[alias]
+            usable = [a for a in names if methods[_method(a)].applies_to(info.denoiser, info.pipeline_class)]
+            counted += per_pipeline * _setting_count(usable, grids, combine, catalogue.combinable)
+        if counted > defaults.MAX_SPACE_SETTINGS:
+            raise r.fail(f"the space expands to {counted:,} settings (baselines included), more than the limit of "
+                         f"{defaults.MAX_SPACE_SETTINGS:,}: give fewer values or split it into several spaces")
         for alias, scheduler, n_steps, size in itertools.product(pipelines, schedulers, steps, resolutions):
             info = pipelines_known[alias]
             h, w = size or info.resolution
@@ -268,6 +298,9 @@ def parse_space(data: Mapping[str, object], source: str, catalogue: Catalogue) -
             if weights == "pretrained" and model.startswith("builtin:"):
                 raise r.fail(f"{alias} has no published weights: with weights = \"pretrained\" set model to a local "
                              "diffusers folder")
+            problem = catalogue.scheduler_problem(info, scheduler, n_steps)
+            if problem is not None:
+                raise r.fail(problem)
             base = BaseConfig(alias, model, weights, scheduler, n_steps, h, w, dtype, batch_size)  # type: ignore[arg-type]
             usable = [a for a in names if methods[_method(a)].applies_to(info.denoiser, info.pipeline_class)]
             notes = tuple(f"{_method(a)}: not applicable to {alias} (supports {methods[_method(a)].describe_support()})"
@@ -290,8 +323,11 @@ def load_space(path: str | Path, catalogue: Catalogue) -> Space:
         text = path.read_text("utf-8")
     except FileNotFoundError:
         raise SpaceError(f"{path}: no such space file") from None
-    except (IsADirectoryError, PermissionError, UnicodeDecodeError) as exc:
-        raise SpaceError(f"{path}: cannot read space file ({exc.__class__.__name__})") from None
+    except UnicodeDecodeError:
+        raise SpaceError(f"{path}: cannot read space file (not UTF-8 text)") from None
+    except OSError as exc:  # a folder, no permission, a loop of links, a name too long, a path through a file...
+        reason = exc.strerror or exc.__class__.__name__
+        raise SpaceError(f"{path}: cannot read space file ({reason})") from None
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:

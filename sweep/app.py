@@ -14,7 +14,6 @@ import json
 import logging
 import math
 import os
-import re
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -26,6 +25,7 @@ from search_space.spec import Space
 from storage import Repository
 from sweep import catalogue
 from sweep.errors import UsageError
+from sweep.inputs import check_device, check_max_loss, check_target, parse_duration  # noqa: F401 (parse_duration: for the fronts)
 
 if TYPE_CHECKING:
     from sweep.progress import ProgressSink
@@ -44,31 +44,11 @@ def repository(db: str) -> Repository:
     return Repository(db)
 
 
-def check_max_loss(max_loss: float, name: str = "--max-loss") -> None:
-    if not 0.0 <= max_loss < 1.0:
-        raise UsageError(f"{name} must be in [0, 1), got {max_loss}")
-
-
-def check_device(device: str) -> None:
-    import torch
-
-    try:
-        dev = torch.device(device)
-    except RuntimeError:
-        raise UsageError(f"--device {device!r} is not a torch device (e.g. cpu, cuda, cuda:1)") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise UsageError(f"--device {device}: CUDA is not available on this machine")
-    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
-        raise UsageError(f"--device {device}: only {torch.cuda.device_count()} CUDA device(s) here")
-
-
 def resolve_device(device: str | None) -> str:
     """``device``, checked; by default cuda where available, else cpu."""
     from sweep.runner import default_device
 
-    device = device or default_device()
-    check_device(device)
-    return device
+    return check_device(default_device() if device is None else device)
 
 
 def quiet_libraries() -> None:
@@ -92,24 +72,6 @@ def load_space(space_file: Path | None, preset: str | None, prompts: str | None 
     if prompts is not None:
         space = dataclasses.replace(space, protocol=dataclasses.replace(space.protocol, prompts=prompts))
     return space
-
-
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-
-
-def parse_duration(text: str) -> float:
-    """``90``, ``90s``, ``30m``, ``1h30m``, ``2h`` → seconds; a clear error otherwise."""
-    value = text.strip().lower()
-    if re.fullmatch(r"\d+(\.\d+)?", value):
-        seconds = float(value)
-    else:
-        parts = re.findall(r"(\d+(?:\.\d+)?)([smhd])", value)
-        if not parts or "".join(n + u for n, u in parts) != value:
-            raise UsageError(f"--time-budget {text!r} is not a duration: use e.g. 90s, 30m, 1h30m, 2h")
-        seconds = sum(float(n) * _UNITS[u] for n, u in parts)
-    if seconds <= 0:
-        raise UsageError(f"--time-budget {text!r} must be longer than zero")
-    return seconds
 
 
 def parse_factors(text: str) -> dict[str, float]:
@@ -230,8 +192,7 @@ def reaching(
 ) -> list[Row]:
     """Per base configuration with known quality: the setting reaching ``target`` with the least loss."""
     check_max_loss(max_loss)
-    if not target >= 0:
-        raise UsageError(f"--target must be a speed-up ≥ 0, got {target}")
+    check_target(target)
     return repository(db).bounds.by_target(target, max_loss, environments(db, environment), weight_dependent=weight_dependent)
 
 
@@ -316,19 +277,27 @@ def write_report(db: str, out: Path, max_loss: float = defaults.MAX_LOSS) -> Pat
 def schema_upgrade(db: str) -> tuple[str | None, str]:
     """Apply the migrations the database lacks: (revision before, revision now)."""
     from storage.engine import open_engine
-    from storage.schema import current, head, upgrade
+    from storage.schema import head, upgrade
 
-    engine = open_engine(db)
-    before = current(engine)
-    upgrade(engine)
-    return before, head()
+    before, now = upgrade(open_engine(db), url=db)  # a damaged schema is refused, never upgraded over
+    return before, now or head()
 
 
 def schema_current(db: str) -> Row:
+    """The database's schema revision and this sweep's newest; a damaged schema raises a StorageError."""
     from storage.engine import open_engine
     from storage.schema import current, head
 
-    return {"database": current(open_engine(db)), "sweep": head()}
+    return {"database": current(open_engine(db), db), "sweep": head()}
+
+
+def schema_check(db: str) -> Row:
+    """The database's schema checked against sweep's models, changing nothing: its revision, this sweep's newest,
+    and ``state`` (ok, older: needs ``sweep db upgrade``, empty: no sweep schema yet); the damage raises a
+    StorageError naming it."""
+    found = schema_current(db)
+    state = "ok" if found["database"] == found["sweep"] else "empty" if found["database"] is None else "older"
+    return {**found, "state": state}
 
 
 # -- what sweep knows ------------------------------------------------------------------------------------------------
@@ -389,8 +358,7 @@ def build_pipeline(
         raise UsageError(f"--dtype {dtype!r}; valid: {', '.join(DTYPES)}")
     if weights == "pretrained" and device == "meta":
         raise UsageError("pretrained weights need a real device: add --device cpu or --device cuda")
-    if device != "meta":
-        check_device(device)
+    check_device(device, allow_meta=True)
     quiet_libraries()
     if weights == "random":
         pipe = build_random(info, device, dtype)

@@ -13,10 +13,11 @@ from search_space import spec
 from search_space.catalogue import Catalogue
 from search_space.spec import Space
 from sweep.accelerators import ACCELERATORS
-from sweep.pipelines.loader import scheduler_names
+from sweep.pipelines.loader import scheduler_names, scheduler_problem
 from sweep.pipelines.registry import PIPELINES, SYNONYMS
 
-CATALOGUE = Catalogue(methods=ACCELERATORS, pipelines=PIPELINES, schedulers=scheduler_names, synonyms=SYNONYMS)
+CATALOGUE = Catalogue(methods=ACCELERATORS, pipelines=PIPELINES, schedulers=scheduler_names, synonyms=SYNONYMS,
+                      scheduler_problem=scheduler_problem)  # type: ignore[arg-type]
 
 
 def parse_space(data: Mapping[str, object], source: str) -> Space:

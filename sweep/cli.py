@@ -11,14 +11,21 @@ from pathlib import Path
 from typing import Annotated, TypeVar
 
 import typer
+from typer.core import TyperGroup
+
+try:
+    from typer._click import exceptions as click_errors  # recent typer vendors click
+except ImportError:  # pragma: no cover (typer before the vendoring)
+    from click import exceptions as click_errors
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import Progress
 
 from search_space import defaults
 from search_space.spec import Space
-from storage.engine import DEFAULT_URL
+from storage.engine import DEFAULT_URL, shown
 from sweep import app as app_layer
+from sweep import inputs
 from sweep.errors import SweepError, UsageError
 from sweep.output import (
     ACCELERATOR_COLUMNS,
@@ -35,14 +42,36 @@ from sweep.output import (
 )
 from sweep.progress import PROGRESS_COLUMNS, RichProgress
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+err = Console(stderr=True, markup=False, highlight=False)  # messages carry file names and "[tables]": plain text
+
+
+class OneLineErrors(TyperGroup):
+    """Every mistake in the arguments themselves (a value out of an option's range, a missing option, an unknown
+    command) ends as one line and exit 2, like the application's own errors, instead of click's framed box."""
+
+    def main(self, *args: object, standalone_mode: bool = True, **kwargs: object) -> object:  # type: ignore[override]
+        if not standalone_mode:
+            return super().main(*args, standalone_mode=False, **kwargs)  # type: ignore[arg-type]
+        try:
+            code = super().main(*args, standalone_mode=False, **kwargs)  # type: ignore[arg-type]
+        except click_errors.NoArgsIsHelpError as exc:
+            print(exc.ctx.get_help() if exc.ctx else exc.format_message())
+            sys.exit(2)
+        except click_errors.ClickException as exc:
+            err.print(f"error: {' '.join(exc.format_message().split())}", soft_wrap=True)
+            sys.exit(exc.exit_code)
+        except typer.Abort:
+            err.print("error: aborted")
+            sys.exit(1)
+        sys.exit(code if isinstance(code, int) else 0)
+
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False, cls=OneLineErrors,
                   help="Upper-bound speed-ups of training-free accelerations for diffusion pipelines.")
 space_app = typer.Typer(no_args_is_help=True, help="Inspect search spaces.")
 app.add_typer(space_app, name="space")
 db_app = typer.Typer(no_args_is_help=True, help="The database schema (Alembic migrations).")
 app.add_typer(db_app, name="db")
-
-err = Console(stderr=True, markup=False, highlight=False)  # messages carry file names and "[tables]": plain text
 F = TypeVar("F", bound=Callable[..., object])
 
 
@@ -77,11 +106,13 @@ def handles_errors(command: F) -> F:
 
 def _devices(devices: str | None, workers: int, device: str | None) -> list[str]:
     """The devices of the worker processes: --devices, else --workers copies of --device (none: one process)."""
-    if devices:
-        return [d.strip() for d in devices.split(",") if d.strip()]
+    if devices is not None:
+        if workers and workers != len(devices.split(",")):
+            raise UsageError(f"--workers {workers} and --devices {devices!r} disagree: give one of them")
+        return inputs.parse_devices(devices)
     if not workers:
         return []
-    return [device or app_layer.resolve_device(None)] * workers
+    return [app_layer.resolve_device(device)] * workers
 
 
 class Strategy(str, Enum):
@@ -157,6 +188,20 @@ def db_current(db: DbOption = DEFAULT_URL) -> None:
     print(json.dumps(app_layer.schema_current(db)))
 
 
+@db_app.command("check")
+@handles_errors
+def db_check(db: DbOption = DEFAULT_URL) -> None:
+    """Check the database's schema against sweep's tables and columns, changing nothing (exit 2 names the damage)."""
+    found = app_layer.schema_check(db)
+    if found["state"] == "ok":
+        print(f"schema ok at {found['database']}")
+    elif found["state"] == "empty":
+        print(f"no sweep schema yet: the first command creates it at {found['sweep']}")
+    else:
+        print(f"schema at {found['database']}, older than this sweep's {found['sweep']} (its tables are checked once "
+              f"upgraded): stop its workers, then run sweep db upgrade --db {shown(db)}")
+
+
 @app.command()
 @handles_errors
 def upbound(
@@ -179,7 +224,7 @@ def upbound(
         "--max-trials", min=1, help="Per base configuration: settings the strategy may evaluate (stored ones count).")] = None,
     time_budget: Annotated[str | None, typer.Option(
         "--time-budget", help="Wall time for the run (90s, 30m, 1h30m): no new measurement starts after it.")] = None,
-    seed: Annotated[int, typer.Option("--seed", help="Seed of the optuna sampler.")] = 0,
+    seed: Annotated[int, typer.Option("--seed", help=f"Seed of the optuna sampler, 0..{inputs.SEED_MAX}.")] = 0,
     patience: Annotated[int, typer.Option(
         "--patience", min=1, help="optuna: stop after N new trials without a better setting within max-loss.")] = defaults.PATIENCE,
     workers: Annotated[int, typer.Option(
@@ -193,8 +238,9 @@ def upbound(
     Where quality is measured (pretrained weights, a real scorer), each row is an upper bound; where it is not
     (random weights measure speed only) and no quality of the same configuration is stored, the speed map.
     """
-    budget = app_layer.parse_duration(time_budget) if time_budget is not None else None
-    app_layer.check_max_loss(max_loss)
+    budget = inputs.parse_duration(time_budget) if time_budget is not None else None
+    inputs.check_max_loss(max_loss)
+    inputs.check_seed(seed)
     space = app_layer.load_space(space_file, preset, prompts)
     from sweep.runner import SearchOptions
 
@@ -252,7 +298,7 @@ def query(
     speed_only: SpeedOnlyOption = False, environment: EnvironmentOption = None,
     weight_dependent: WeightDependentOption = False,
     target: Annotated[float | None, typer.Option(
-        "--target", min=0.0, help="Per base configuration: the setting reaching this speed-up with the least loss.")] = None,
+        "--target", help="Per base configuration: the setting reaching this speed-up with the least loss.")] = None,
 ) -> None:
     """Print every stored upper bound (speed joined with quality), or, with --target, who reaches a target."""
     if target is None:

@@ -10,12 +10,13 @@ L defaults to the loss bound of search_space/defaults.py. Anything else is 404; 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlparse
 
 from search_space import defaults
-from sweep import app
+from sweep import app, inputs
 from sweep.errors import UsageError
 
 
@@ -23,16 +24,12 @@ class _BadRequest(Exception):
     pass
 
 
-def _float(params: dict[str, list[str]], name: str, default: float | None, low: float = 0.0, high: float = 1e9) -> float | None:
+def _float(params: dict[str, list[str]], name: str, default: float | None,
+           check: Callable[[float, str], float] = inputs.check_max_loss) -> float | None:
+    """A number parameter, by the CLI's rules (sweep/inputs.py)."""
     if name not in params:
         return default
-    try:
-        value = float(params[name][0])
-    except ValueError:
-        raise _BadRequest(f"{name} must be a number") from None
-    if not low <= value < high:
-        raise _BadRequest(f"{name} must be in [{low:g}, {high:g})")
-    return value
+    return check(inputs.number(params[name][0], name), name)
 
 
 def _flag(params: dict[str, list[str]], name: str) -> bool:
@@ -46,21 +43,21 @@ def make_server(db: str, host: str, port: int) -> ThreadingHTTPServer:
         return params["environment"][0] if "environment" in params else None
 
     def upper_bounds(params: dict[str, list[str]]) -> object:
-        return app.upper_bounds(db, _float(params, "max_loss", defaults.MAX_LOSS, high=1.0),  # type: ignore[arg-type]
+        return app.upper_bounds(db, _float(params, "max_loss", defaults.MAX_LOSS),  # type: ignore[arg-type]
                                 environment=environment(params), speed_only=_flag(params, "speed_only"),
                                 weight_dependent=_flag(params, "weight_dependent"))
 
     def query(params: dict[str, list[str]]) -> object:
-        target = _float(params, "target", None)
+        target = _float(params, "target", None, inputs.check_target)
         if target is None:
             raise _BadRequest("target is required, e.g. /query?target=8.5")
-        return app.reaching(db, target, _float(params, "max_loss", defaults.MAX_LOSS, high=1.0),  # type: ignore[arg-type]
+        return app.reaching(db, target, _float(params, "max_loss", defaults.MAX_LOSS),  # type: ignore[arg-type]
                             environment=environment(params), weight_dependent=_flag(params, "weight_dependent"))
 
     routes = {
         "/upper-bounds": upper_bounds,
         "/query": query,
-        "/targets": lambda params: app.stored_targets(db, _float(params, "max_loss", None, high=1.0)),
+        "/targets": lambda params: app.stored_targets(db, _float(params, "max_loss", None)),
         "/status": lambda params: app.status(db),
     }
     app.repository(db)  # open (and check) the database before listening
@@ -81,7 +78,7 @@ def make_server(db: str, host: str, port: int) -> ThreadingHTTPServer:
                 self._send(HTTPStatus.NOT_FOUND, {"error": f"no such endpoint {url.path}", "endpoints": sorted(routes)})
                 return
             try:
-                self._send(HTTPStatus.OK, route(parse_qs(url.query)))
+                self._send(HTTPStatus.OK, route(parse_qs(url.query, keep_blank_values=True)))
             except (_BadRequest, UsageError) as exc:
                 self._send(HTTPStatus.BAD_REQUEST, {"error": str(exc)})
 

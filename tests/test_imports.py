@@ -18,7 +18,7 @@ PACKAGES = ("search_space", "storage", "sweep")
 LAYERS: list[tuple[str, ...]] = [
     ("search_space",),
     ("storage",),
-    ("sweep._compat", "sweep.errors", "sweep.progress", "sweep.stats", "sweep.environment", "sweep.measure",
+    ("sweep._compat", "sweep.errors", "sweep.inputs", "sweep.progress", "sweep.stats", "sweep.environment", "sweep.measure",
      "sweep.prompts", "sweep.pipelines", "sweep.scoring", "sweep.accelerators"),
     ("sweep.catalogue", "sweep.output", "sweep.protocol", "sweep.quality_pass", "sweep.speed_pass", "sweep.strategies",
      "sweep.legacy", "sweep.report", "sweep.scope"),

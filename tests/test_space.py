@@ -279,7 +279,7 @@ def test_file_and_preset_errors_are_exact(tmp_path: Path) -> None:
 
     with pytest.raises(SpaceError) as info:
         load_space(tmp_path)
-    assert str(info.value) == f"{tmp_path}: cannot read space file (IsADirectoryError)"
+    assert str(info.value) == f"{tmp_path}: cannot read space file (Is a directory)"
     with pytest.raises(SpaceError) as info:
         load_preset("huge")
     assert str(info.value) == f"unknown preset 'huge'; valid: {', '.join(preset_names())}"

@@ -39,6 +39,26 @@ def scheduler_names() -> list[str]:
     return sorted(n for n in dir(diffusers) if n.endswith("Scheduler") and n != "SchedulerMixin")
 
 
+def scheduler_problem(info: PipelineInfo, scheduler: str, steps: int) -> str | None:
+    """Why ``scheduler`` with ``steps`` cannot drive ``info``'s pipeline (None: it can).
+
+    A scheduler fits when diffusers lists it as compatible with the model's own scheduler class (the shipped
+    ``scheduler_config.json``); its steps are at most the model's training timesteps (more would repeat or
+    skip timesteps, and most schedulers refuse them).
+    """
+    import diffusers
+
+    config = _read_json(info.config_dir / "scheduler" / "scheduler_config.json")
+    native = getattr(diffusers, str(config["_class_name"]))
+    compatible = sorted(n for n in {native.__name__, *native._compatibles} if hasattr(diffusers, n))
+    if scheduler not in compatible:
+        return f"scheduler {scheduler} does not fit {info.alias} ({info.pipeline_class}); valid: {', '.join(compatible)}"
+    timesteps = int(config.get("num_train_timesteps", 1000))  # type: ignore[call-overload]
+    if steps > timesteps:
+        return f"steps {steps} exceeds {info.alias}'s {timesteps} training timesteps"
+    return None
+
+
 def _read_json(path: Path) -> dict[str, object]:
     with open(path, encoding="utf-8") as f:
         return json.load(f)

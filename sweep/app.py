@@ -294,8 +294,11 @@ def schema_current(db: str) -> Row:
 def schema_check(db: str) -> Row:
     """The database's schema checked against sweep's models, changing nothing: its revision, this sweep's newest,
     and ``state`` (ok, older: needs ``sweep db upgrade``, empty: no sweep schema yet); the damage raises a
-    StorageError naming it."""
-    found = schema_current(db)
+    StorageError naming it (tables, columns, their types, indexes, unique and foreign-key constraints)."""
+    from storage.engine import open_engine
+    from storage.schema import check, head
+
+    found = {"database": check(open_engine(db), db), "sweep": head()}
     state = "ok" if found["database"] == found["sweep"] else "empty" if found["database"] is None else "older"
     return {**found, "state": state}
 

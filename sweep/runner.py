@@ -265,7 +265,8 @@ class Runner:
         name = (f"sweep:{item.entry.base.label}:bc{scope.base_config_id}-env{scope.environment_id}"
                 f"-q{scope.quality_protocol_id}-t{scope.timing_protocol_id}:loss={search.max_loss:g}")
         if self._optuna_storage is None:
-            self._optuna_storage = optuna.storages.RDBStorage(self.repo.url)
+            # the URL as storage.engine read it (postgresql:// means psycopg), not as it was typed
+            self._optuna_storage = optuna.storages.RDBStorage(self.repo.engine.url.render_as_string(hide_password=False))
         return OptunaSearch(storage=self._optuna_storage, study_name=name, patience=search.patience), name
 
     def _write(self, rows: list, statements: list[object] = ()) -> list[bool]:  # type: ignore[type-arg,assignment]

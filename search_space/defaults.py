@@ -41,3 +41,16 @@ TARGET_FACTORS = "easy=0.8,medium=1.0,hard=1.2"
 MAX_SPACE_SETTINGS = 100_000
 """A space is counted before it is expanded and refused above this many settings (baselines included): the
 reference-all preset has 1,442; a space of millions is a typo, and would take hours just to list."""
+
+GRADE_REQUEST_SECONDS = 600.0
+"""A graded pipeline's wall-clock limit per request (loading it, or one generation)."""
+GRADE_LOAD_SECONDS = 900.0
+"""... and for loading the pipeline (building it, hashing its weights)."""
+GRADE_MEMORY_GIB = 64
+"""Memory a graded pipeline's process may use (address space on a CPU; resident size checked on a GPU)."""
+GRADE_MIN_PAIRS = 6
+GRADE_MAX_PAIRS = 30
+"""Baseline/solution pairs of a grade: at least 6 (and one per prompt batch), at most 30; in between, until the
+speed-up's 95% interval lies wholly on one side of the target."""
+GRADE_PROMPTS = 8
+"""Prompts of a grade (the pairs cycle through them, each pair under fresh seeds)."""

@@ -15,6 +15,7 @@ from datetime import datetime, timezone
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     DateTime,
     Float,
@@ -348,4 +349,32 @@ class LegacyEntryRow(Base):
     """``import:FILE`` of the import that stored it."""
     key: Mapped[str] = mapped_column(Text)
     value: Mapped[dict[str, object]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class EvaluationRow(Base):
+    """One graded solution: a task (by its content), a solution file (by its SHA-256), the environment it was timed
+    in and the grading protocol. Stored whole when the evaluation ends, so a killed run loses at most the one in
+    progress, and a re-run grades only what is new."""
+
+    __tablename__ = "sweep_evaluations"
+    __table_args__ = (UniqueConstraint("task_key", "solution_sha256", "environment_id", "protocol_key"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    task_id: Mapped[str] = mapped_column(Text)
+    task_key: Mapped[str] = mapped_column(String(64))
+    """SHA-256 of the task's content (id, difficulty, target, threshold, base configuration or ground truth)."""
+    solution_sha256: Mapped[str] = mapped_column(String(64))
+    environment_id: Mapped[int] = mapped_column(ForeignKey("sweep_environments.id"))
+    protocol_key: Mapped[str] = mapped_column(Text)
+    difficulty: Mapped[str] = mapped_column(String(16))
+    target: Mapped[float | None] = mapped_column(Float, nullable=True)
+    passed: Mapped[bool | None] = mapped_column(Boolean, nullable=True)
+    """None: speed graded only (quality unknown)."""
+    failure_reason: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    seed: Mapped[int] = mapped_column(BigInteger)
+    """The evaluation's seed: every prompt's seed of its calls is drawn from it."""
+    result: Mapped[dict[str, object]] = mapped_column(JSON)
+    """The whole outcome: speed-up and interval, loss, pairs, times, scores, flags, borderline notes, output."""
+    solution_path: Mapped[str] = mapped_column(Text)
+    gt_path: Mapped[str | None] = mapped_column(Text, nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

@@ -3,7 +3,8 @@
 - ``Database`` (storage/database.py): engine, transactions, identities, scopes;
 - ``measurements`` (storage/measurements.py): speed and quality records;
 - ``bounds`` (storage/bounds.py): the upper bound as their join, and the speed map;
-- ``targets`` (storage/targets.py): targets for tasks.
+- ``targets`` (storage/targets.py): targets for tasks;
+- ``evaluations`` (storage/evaluations.py): graded solutions.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from sqlalchemy.exc import IntegrityError
 
 from storage.bounds import Bounds
 from storage.database import Database, Scope
+from storage.evaluations import Evaluations
 from storage.measurements import Measurements
 from storage.models import (
     BaseConfigRow,
@@ -35,6 +37,7 @@ class Repository(Database):
         self.measurements = Measurements(self)
         self.bounds = Bounds(self)
         self.targets = Targets(self, self.bounds)
+        self.evaluations = Evaluations(self)
 
     def save_search(
         self, scope: Scope, *, strategy: str, max_loss: float, seed: int, evaluated: int, space_size: int, stop: str,

@@ -3,6 +3,7 @@ floor(u × factor × 10) / 10, stored with the bound it came from; a changed bou
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from collections.abc import Mapping
@@ -90,7 +91,7 @@ class Targets:
                 out.append({
                     "task_id": f"{base.pipeline}-{scheduler_name(base.scheduler)}-{base.steps}-{t.difficulty}-e{t.environment_id}",
                     "pipeline": base.pipeline, "scheduler": base.scheduler, "steps": base.steps,
-                    "difficulty": t.difficulty, "factor": t.factor, "target": t.target, "max_loss": t.max_loss,
+                    "base_config": dataclasses.asdict(base), "difficulty": t.difficulty, "factor": t.factor, "target": t.target, "max_loss": t.max_loss,
                     "sentence": task_sentence(base.pipeline, base.scheduler, base.steps, t.target),
                     "upper_bound": t.upper_bound, "current_upper_bound": now,
                     "stale": t.upper_bound is not None and now is not None and now != t.upper_bound,

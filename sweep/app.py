@@ -211,7 +211,7 @@ def stored_targets(db: str, max_loss: float | None = None) -> list[Row]:
 
 
 TASK_FIELDS = ("task_id", "pipeline", "scheduler", "steps", "difficulty", "target", "sentence", "max_loss",
-               "upper_bound", "stale", "settings")
+               "upper_bound", "stale", "settings", "base_config", "device")
 
 
 def check_tasks_file(out: Path) -> None:
@@ -232,7 +232,8 @@ def write_tasks(out: Path, rows: list[Row]) -> None:
         writer = csv.DictWriter(buffer, fieldnames=TASK_FIELDS)
         writer.writeheader()
         for r in rows:
-            writer.writerow({**{k: r[k] for k in TASK_FIELDS}, "settings": json.dumps(r["settings"]) if r["settings"] else ""})
+            writer.writerow({**{k: r[k] for k in TASK_FIELDS}, "settings": json.dumps(r["settings"]) if r["settings"] else "",
+                             "base_config": json.dumps(r["base_config"])})
         text = buffer.getvalue()
     try:
         out.write_text(text, encoding="utf-8", newline="")
@@ -374,3 +375,106 @@ def build_pipeline(
     rows.append({"component": "total", "class": info.pipeline_class,
                  "parameters": sum(int(r["parameters"]) for r in rows)})  # type: ignore[call-overload]
     return canonical, rows
+
+
+# -- grading solutions -------------------------------------------------------------------------------------------
+
+
+@dataclass
+class GradeResult:
+    entries: list[Row]
+    """``evaluation_results.json``: one entry per task."""
+    report: Row
+    """The report computed from the entries alone."""
+    graded: int
+    stored: int
+    environment: str
+    written: list[Path] = dataclasses.field(default_factory=list)
+
+
+def grading_protocol(
+    prompts: str = defaults.PROMPTS, num_prompts: int = defaults.GRADE_PROMPTS, *, scorer: str = defaults.SCORER,
+    scorer_pretrained: str = defaults.SCORER_PRETRAINED, min_pairs: int = defaults.GRADE_MIN_PAIRS,
+    max_pairs: int = defaults.GRADE_MAX_PAIRS, request_seconds: float = defaults.GRADE_REQUEST_SECONDS,
+    memory_gib: float = defaults.GRADE_MEMORY_GIB, warmup_cap: int = defaults.WARMUP_CAP,
+) -> object:
+    """The grading protocol: its prompts read now (a clear error when they cannot be), timing policy, limits."""
+    from sweep.grading.evaluate import GradingProtocol
+    from sweep.prompts import load_prompts
+    from sweep.stats import TimingPolicy
+
+    if num_prompts < 1 or min_pairs < 1 or max_pairs < min_pairs:
+        raise UsageError(f"--num-prompts ≥ 1 and 1 ≤ --min-pairs ≤ --max-pairs, got {num_prompts}, {min_pairs}, {max_pairs}")
+    if not (request_seconds > 0 and memory_gib > 0 and math.isfinite(request_seconds) and math.isfinite(memory_gib)):
+        raise UsageError("--time-limit and --memory-limit must be positive")
+    return GradingProtocol(tuple(load_prompts(prompts, num_prompts)), prompts, scorer, scorer_pretrained,
+                           TimingPolicy(min_pairs=min_pairs, max_pairs=max_pairs, warmup_cap=warmup_cap), request_seconds=request_seconds,
+                           load_seconds=max(request_seconds, defaults.GRADE_LOAD_SECONDS),
+                           memory_bytes=int(memory_gib * 2**30))
+
+
+def grading_jobs(
+    db: str, *, solution: Path | None = None, task_id: str | None = None, tasks_file: Path | None = None,
+    annotations: Path | None = None, solutions_file: Path | None = None, max_loss: float = defaults.MAX_LOSS,
+) -> list[object]:
+    """The jobs one `sweep evaluate` names: FILE with --task (from --tasks or the database's targets), --tasks
+    with --solutions, or the former --annotations with --solutions."""
+    from sweep.grading import formats
+
+    check_max_loss(max_loss)
+    if solution is not None:
+        if task_id is None or annotations is not None or solutions_file is not None:
+            raise UsageError("a solution FILE is graded with --task TASK_ID (and optionally --tasks FILE)")
+        if not solution.is_file():
+            raise UsageError(f"{solution}: no such solution file")
+        if tasks_file is not None:
+            known = {t.task_id: t for t in formats.read_tasks(tasks_file)}
+        else:
+            known = {str(r["task_id"]): formats.task_from_row(r, "stored target") for r in stored_targets(db)}
+        if task_id not in known:
+            raise UsageError(f"--task {task_id!r}: no such task ({', '.join(sorted(known)[:5]) or 'none stored'}"
+                             f"{'...' if len(known) > 5 else ''})")
+        return [formats.Job(known[task_id], solution, str(solution))]
+    if solutions_file is None or (tasks_file is None) == (annotations is None):
+        raise UsageError("give a solution FILE with --task, or --solutions FILE with one of --tasks FILE and --annotations FILE")
+    solutions = formats.read_solutions(solutions_file)
+    if tasks_file is not None:
+        pairs = [(t, None) for t in formats.read_tasks(tasks_file)]
+    else:
+        pairs = formats.read_annotations(annotations, max_loss)  # type: ignore[arg-type]
+    return formats.pair_jobs(pairs, solutions)  # type: ignore[return-value]
+
+
+def evaluate_solutions(
+    db: str, jobs: list[object], device: str, protocol: object, *, out: Path | None = None, seed: int | None = None,
+    on_start: Callable[[object, int, int], None] | None = None, on_done: Callable[[object, object], None] | None = None,
+) -> GradeResult:
+    """Grade each job not graded yet in this environment under ``protocol``, store each evaluation as it ends,
+    and write ``evaluation_results.json`` and ``report.json`` into ``out`` (when given)."""
+    from sweep.grading import formats
+    from sweep.grading.grader import grade
+    from sweep.scoring.clip_score import ClipScorer
+
+    check_device(device)
+    if out is not None and out.exists() and not out.is_dir():
+        raise UsageError(f"--out {out} exists and is not a folder")
+    quiet_libraries()
+    p = protocol
+    factory = None if p.scorer_pretrained == "random" else (lambda: ClipScorer(p.scorer, p.scorer_pretrained, device))  # type: ignore[attr-defined]
+    summary = grade(repository(db), jobs, device, protocol, scorer_factory=factory, seed=seed,  # type: ignore[arg-type]
+                    on_start=on_start, on_done=on_done)  # type: ignore[arg-type]
+    result = GradeResult(summary.entries, formats.report(summary.entries), summary.graded, summary.stored,
+                         summary.environment)
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+        for name, data in (("evaluation_results.json", result.entries), ("report.json", result.report)):
+            formats.write_json(out / name, data)
+            result.written.append(out / name)
+    return result
+
+
+def evaluations(db: str, environment: str | None = None) -> list[Row]:
+    """Every stored evaluation (the HTTP API's /evaluations and the report's section)."""
+    ids = environments(db, environment)
+    rows = repository(db).evaluations.rows()
+    return [r for r in rows if ids is None or r["environment_id"] in ids]

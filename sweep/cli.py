@@ -30,12 +30,14 @@ from sweep.errors import SweepError, UsageError
 from sweep.output import (
     ACCELERATOR_COLUMNS,
     COMPONENT_COLUMNS,
+    GRADE_COLUMNS,
     PIPELINE_COLUMNS,
     REACHING_COLUMNS,
     SPACE_COLUMNS,
     TARGET_COLUMNS,
     Format,
     emit,
+    grade_report_text,
     print_bounds,
     status_text,
     summary_text,
@@ -397,6 +399,58 @@ def status(db: DbOption = DEFAULT_URL, fmt: FormatOption = Format.table) -> None
         Console().print_json(data=counts)
         return
     Console().print(status_text(counts), highlight=False)
+
+
+@app.command()
+@handles_errors
+def evaluate(
+    solution: Annotated[Path | None, typer.Argument(help="A solution file (with --task).", show_default=False)] = None,
+    task: Annotated[str | None, typer.Option("--task", help="The task a solution FILE is graded against.")] = None,
+    tasks: Annotated[Path | None, typer.Option("--tasks", help="A tasks file written by `sweep targets --out`.")] = None,
+    annotations: Annotated[Path | None, typer.Option(
+        "--annotations", help="The former annotation file (prompt_id, prompt_context, difficulty, path_to_gt_code).")] = None,
+    solutions: Annotated[Path | None, typer.Option(
+        "--solutions", help="The former generated-code file (prompt_id, path_to_gen_code).")] = None,
+    db: DbOption = DEFAULT_URL,
+    device: DeviceOption = None,
+    out: Annotated[Path | None, typer.Option("--out", help="Folder for evaluation_results.json and report.json.")] = Path("."),
+    max_loss: MaxLossOption = defaults.MAX_LOSS,
+    prompts: Annotated[str, typer.Option("--prompts", help="Prompt source: bundled, coco[:DATASET], or a file.")] = defaults.PROMPTS,
+    num_prompts: Annotated[int, typer.Option("--num-prompts", help="Prompts the pairs cycle through.")] = defaults.GRADE_PROMPTS,
+    scorer: Annotated[str, typer.Option("--scorer", help="open_clip model of the CLIP score.")] = defaults.SCORER,
+    scorer_pretrained: Annotated[str, typer.Option(
+        "--scorer-pretrained", help="open_clip tag, a checkpoint path, or random (speed only).")] = defaults.SCORER_PRETRAINED,
+    min_pairs: Annotated[int, typer.Option("--min-pairs")] = defaults.GRADE_MIN_PAIRS,
+    max_pairs: Annotated[int, typer.Option("--max-pairs")] = defaults.GRADE_MAX_PAIRS,
+    time_limit: Annotated[str, typer.Option("--time-limit", help="Wall-clock limit of one request to a solution.")] = "10m",
+    memory_limit: Annotated[float, typer.Option("--memory-limit", help="GiB a solution's process may use.")] = defaults.GRADE_MEMORY_GIB,
+    fmt: FormatOption = Format.table,
+) -> None:
+    """Grade solutions against their tasks: configuration checked by observation, speed-up timed interleaved
+    against the baseline on this device, CLIP-score loss of the same calls' images; each evaluation stored once."""
+    inputs.check_max_loss(max_loss)
+    protocol = app_layer.grading_protocol(prompts, num_prompts, scorer=scorer, scorer_pretrained=scorer_pretrained,
+                                          min_pairs=min_pairs, max_pairs=max_pairs,
+                                          request_seconds=inputs.parse_duration(time_limit, "--time-limit"),
+                                          memory_gib=memory_limit)
+    jobs = app_layer.grading_jobs(db, solution=solution, task_id=task, tasks_file=tasks, annotations=annotations,
+                                  solutions_file=solutions, max_loss=max_loss)
+    device = app_layer.resolve_device(device)
+
+    def started(job: object, index: int, total: int) -> None:
+        if fmt is Format.table:
+            err.print(f"[{index + 1}/{total}] grading {job.task.task_id} ({job.gen_path})", highlight=False)  # type: ignore[attr-defined]
+
+    result = app_layer.evaluate_solutions(db, jobs, device, protocol, out=out, on_start=started)
+    if fmt is Format.json:
+        print(json.dumps({"evaluation_results": result.entries, "report": {k: v for k, v in result.report.items()
+                                                                            if k != "task_details"}}, default=str))
+        return
+    emit(result.entries, fmt, GRADE_COLUMNS, title=f"Evaluations on {result.environment} "
+         f"({result.graded} graded now, {result.stored} stored before)")
+    err.print(grade_report_text(result.report), highlight=False)
+    if result.written:
+        err.print(f"written: {', '.join(str(p) for p in result.written)}", highlight=False)
 
 
 @space_app.command("show")

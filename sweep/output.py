@@ -201,3 +201,57 @@ def summary_text(space_name: str, summary: object, searches: bool) -> str:
     if s.budget_stop:  # type: ignore[attr-defined]
         lines.append(f"stopped early: {s.budget_stop}")  # type: ignore[attr-defined]
     return "\n".join(lines)
+
+
+def _grade_speedup(r: dict[str, object]) -> str:
+    e = r["evaluation_results"]
+    if e["actual_speedup"] is None:  # type: ignore[index]
+        return "-"
+    low, high = e["speedup_interval"] or (None, None)  # type: ignore[index]
+    return f"{e['actual_speedup']:.2f}x" + (f" [{low:.2f}, {high:.2f}]" if low is not None else "")  # type: ignore[index]
+
+
+def _grade_verdict(r: dict[str, object]) -> str:
+    e = r["evaluation_results"]
+    verdict = {True: "passed", False: "failed", None: "speed only"}[e["passed"]]  # type: ignore[index]
+    if e["failure_reason"]:  # type: ignore[index]
+        verdict += f": {e['failure_reason']}"  # type: ignore[index]
+    if e["borderline"]:  # type: ignore[index]
+        verdict += " (borderline)"
+    return verdict
+
+
+def _grade_notes(r: dict[str, object]) -> str:
+    e = r["evaluation_results"]
+    notes = [str(e["error"])] if e["error"] else []  # type: ignore[index]
+    notes += [str(f) for f in e["flags"] if str(f).startswith("review")]  # type: ignore[index]
+    if r.get("environment_note"):
+        notes.append(str(r["environment_note"]))
+    return "; ".join(notes)[:200]
+
+
+GRADE_COLUMNS: list[Column] = [
+    ("task", lambda r: str(r["prompt_id"])),
+    ("difficulty", lambda r: str(r["difficulty"])),
+    ("target", lambda r: f"{r['target_speedup']:g}x" if r["target_speedup"] is not None else "-"),
+    ("speed-up [95% CI]", _grade_speedup),
+    ("loss", lambda r: "unknown" if r["evaluation_results"]["quality_loss"] is None  # type: ignore[index]
+     else f"{100 * r['evaluation_results']['quality_loss']:.2f}%"),  # type: ignore[index]
+    ("verdict", _grade_verdict),
+    ("notes", _grade_notes),
+]
+
+
+def grade_report_text(report: dict[str, object]) -> str:
+    """The report's numbers: pass rates overall and by difficulty, hard tasks' achievement, failures by reason."""
+    s, by, fails = report["summary"], report["by_difficulty"], report["failure_analysis"]  # type: ignore[index]
+    lines = [f"{s['total_passed']} of {s['total_tasks']} passed ({100 * s['overall_pass_rate']:.0f}%)"  # type: ignore[index]
+             + (f"; {s['speed_only']} graded for speed only" if s["speed_only"] else "")  # type: ignore[index]
+             + (f"; {s['flagged_for_review']} flagged for review" if s["flagged_for_review"] else "")]  # type: ignore[index]
+    for name, row in by.items():  # type: ignore[attr-defined]
+        if row["total"]:
+            extra = f", mean achievement {row['avg_achievement_rate']:.2f}" if "avg_achievement_rate" in row else ""
+            lines.append(f"  {name}: {row['passed']}/{row['total']} ({100 * row['pass_rate']:.0f}%){extra}")
+    failed = ", ".join(f"{k.removesuffix('_count')} {v}" for k, v in fails.items() if v)  # type: ignore[attr-defined]
+    lines.append(f"  failures: {failed or 'none'}")
+    return "\n".join(lines)

@@ -97,14 +97,45 @@ def write_report(repo: Repository, out: Path, max_loss: float) -> Path:
         sections.append((b, image, speeds, quality))
     if bounds:
         _heatmap(out / "heatmap.png", bounds, max_loss)
-    (out / "index.html").write_text(_page(sections, bounds, speed_map, max_loss), encoding="utf-8")
+    evaluations = repo.evaluations.rows()
+    (out / "index.html").write_text(_page(sections, bounds, speed_map, max_loss, evaluations), encoding="utf-8")
     (out / "upper-bounds.json").write_text(json.dumps([b.as_row() for b in rows], indent=1, default=str) + "\n")
     return out / "index.html"
 
 
+def _evaluations_section(evaluations: list[dict[str, object]]) -> str:
+    """Graded solutions: per evaluation its verdict and speed-up, and pass rates by difficulty."""
+    if not evaluations:
+        return ""
+    e = html.escape
+    by: dict[str, list[bool]] = {}
+    for r in evaluations:
+        by.setdefault(str(r["difficulty"]), []).append(r["passed"] is True)
+    rates = ", ".join(f"{d}: {sum(v)}/{len(v)} passed" for d, v in sorted(by.items()))
+
+    def verdict(r: dict[str, object]) -> str:
+        return {True: "passed", False: "failed", None: "speed only"}[r["passed"]] + (  # type: ignore[index]
+            f" ({r['failure_reason']})" if r["failure_reason"] else "")
+
+    def target(r: dict[str, object]) -> str:
+        return "-" if r["target"] is None else f"{r['target']:g}x"
+
+    def speedup(r: dict[str, object]) -> str:
+        value = dict(r["result"]).get("actual_speedup")  # type: ignore[call-overload]
+        return "-" if value is None else f"{value:.2f}x"
+
+    rows = "".join(
+        f"<tr><td>{e(str(r['task_id']))}</td><td>{e(str(r['difficulty']))}</td>"
+        f"<td>{target(r)}</td>"
+        f"<td>{speedup(r)}</td><td>{e(verdict(r))}</td><td>{e(str(r['device']))}</td>"
+        f"<td>{e(str(r['solution_sha256'])[:12])}</td></tr>" for r in evaluations)
+    return (f"<h2>Graded solutions</h2><p>{e(rates)}</p><table><tr><th>task</th><th>difficulty</th><th>target</th>"
+            f"<th>speed-up</th><th>verdict</th><th>measured on</th><th>solution</th></tr>{rows}</table>")
+
+
 def _page(
     sections: list[tuple[Bound, str, dict[str, SpeedResult], dict[str, QualityResult]]], bounds: list[Bound],
-    speed_map: list[Bound], max_loss: float,
+    speed_map: list[Bound], max_loss: float, evaluations: list[dict[str, object]] | None = None,
 ) -> str:
     e = html.escape
 
@@ -137,6 +168,7 @@ def _page(
     heat = "<img src='heatmap.png' alt='heat map of upper bounds'>" if bounds else "<p>No upper bound with known quality yet.</p>"
     speed_table = (f"<h2>Speed map</h2><p class='note'>{SPEED_MAP_LABEL}.</p><table><tr><th>pipeline</th><th>scheduler</th>"
                    f"<th>steps</th><th>fastest</th><th>settings</th><th>device</th></tr>{map_rows}</table>") if speed_map else ""
+    grades = _evaluations_section(evaluations or [])
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>sweep report</title>
 <style>body{{font-family:sans-serif;margin:2em}} table{{border-collapse:collapse}} td,th{{border:1px solid #ccc;padding:2px 6px}}
@@ -147,6 +179,7 @@ def _page(
 <th>settings</th><th>settings timed</th><th>speed from</th><th>quality from</th></tr>{rows}</table>
 {speed_table}
 {''.join(parts)}
+{grades}
 <script>
 // Marks each image once the browser has decoded it, so a headless check can read the result from the DOM.
 window.addEventListener('load', () => {{

@@ -4,6 +4,7 @@ GET /upper-bounds[?max_loss=L][&speed_only=1][&environment=H100][&weight_depende
 GET /query?target=T[&max_loss=L][&environment=H100][&weight_dependent=1]   who reaches a target (as `sweep query --target`)
 GET /targets[?max_loss=L]                         stored targets with their bound and staleness
 GET /status                                       counts (as `sweep status --format json`)
+GET /evaluations[?environment=H100]               graded solutions (as stored by `sweep evaluate`)
 L defaults to the loss bound of search_space/defaults.py. Anything else is 404; a bad parameter is 400 with {"error": "..."}; only GET is served.
 """
 
@@ -59,6 +60,7 @@ def make_server(db: str, host: str, port: int) -> ThreadingHTTPServer:
         "/query": query,
         "/targets": lambda params: app.stored_targets(db, _float(params, "max_loss", None)),
         "/status": lambda params: app.status(db),
+        "/evaluations": lambda params: app.evaluations(db, environment(params)),
     }
     app.repository(db)  # open (and check) the database before listening
 

@@ -22,6 +22,8 @@ LAYERS: list[tuple[str, ...]] = [
      "sweep.prompts", "sweep.pipelines", "sweep.scoring", "sweep.accelerators"),
     ("sweep.catalogue", "sweep.output", "sweep.protocol", "sweep.quality_pass", "sweep.speed_pass", "sweep.strategies",
      "sweep.legacy", "sweep.report", "sweep.scope"),
+    ("sweep.grading.wire", "sweep.grading.child", "sweep.grading.zygote", "sweep.grading.sandbox",
+     "sweep.grading.evaluate", "sweep.grading.formats", "sweep.grading.grader", "sweep.grading"),
     ("sweep.runner",),
     ("sweep.worker",),
     ("sweep.app",),

@@ -1,0 +1,278 @@
+"""A graded pipeline's process, seen from the grader: started fresh, alone in a working folder, limited, stoppable.
+
+Children are forked by the grader's process factory (``sweep.grading.zygote``, a fresh process that has only
+imported the libraries). Each child (``sweep.grading.child``) gets a scrubbed environment (no database URL, none of the grader's
+variables), a new empty working folder as its home and cwd, a memory limit (address space, on a CPU; a GPU
+driver needs more address space than memory, so there the resident size is checked between requests), a
+wall-clock limit on each request, and, when the grader runs as root, the ``nobody`` user where that user can run
+sweep here, else root without any capability; the grader makes itself non-dumpable, so neither can read its
+process (environment, memory). It dies with the grader (PR_SET_PDEATHSIG). While the other side of a pair is timed it
+is stopped (SIGSTOP), so no thread of it can load the CPU or queue GPU work during the other's generation. Its
+output is captured to a file and cut.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import pwd
+import shutil
+import json
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from sweep.grading import wire
+
+OUTPUT_LIMIT = 4000
+"""Characters of a child's output kept with its evaluation."""
+_KEPT_VARIABLES = ("PATH", "LANG", "LC_ALL", "CUDA_VISIBLE_DEVICES", "NVIDIA_VISIBLE_DEVICES", "LD_LIBRARY_PATH",
+                   "OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "HF_HUB_OFFLINE", "HF_HOME", "TORCH_HOME", "SWEEP_CPU_THREADS")
+
+
+_LIBC = ctypes.CDLL(None, use_errno=True)
+_PR_SET_DUMPABLE = 4
+
+
+class ChildError(Exception):
+    """The child crashed, hung past its limit, exceeded its memory, or answered with an error."""
+
+
+_NOBODY: dict[bool, tuple[int, int] | None] = {}
+
+
+def _nobody(cuda: bool = False) -> tuple[int, int] | None:
+    """The ``nobody`` user, when the grader runs as root and that user can run sweep's child here (it must read
+    the Python installation and sweep's package); else None, and the child runs as the grader's user."""
+    if cuda in _NOBODY:
+        return _NOBODY[cuda]
+    found = None
+    if os.geteuid() == 0:
+        try:
+            entry = pwd.getpwnam("nobody")
+        except KeyError:
+            entry = None
+        if entry is not None:
+            user = (entry.pw_uid, entry.pw_gid)
+
+            def become() -> None:
+                os.setgid(user[1])
+                os.setgroups([])
+                os.setuid(user[0])
+
+            try:
+                check = "import sweep.grading.child" + ("; import torch; assert torch.cuda.is_available()" if cuda else "")
+                probe = subprocess.run([sys.executable, "-c", check], cwd="/", check=False,
+                                       env={"PATH": os.environ.get("PATH", "")}, preexec_fn=become,  # noqa: PLW1509
+                                       capture_output=True, timeout=60)
+                found = user if probe.returncode == 0 else None
+            except (OSError, subprocess.SubprocessError):  # the interpreter itself is out of its reach
+                found = None
+    _NOBODY[cuda] = found
+    return found
+
+
+class Zygote:
+    """``sweep.grading.zygote``: a fresh process with the libraries imported, forking each child."""
+
+    def __init__(self) -> None:
+        ours, theirs = socket.socketpair()
+        env = {k: os.environ[k] for k in _KEPT_VARIABLES if k in os.environ}
+        env.update({"PYTHONDONTWRITEBYTECODE": "1", "TOKENIZERS_PARALLELISM": "false", "HF_HUB_OFFLINE": "1"})
+        self._log = tempfile.TemporaryFile()  # noqa: SIM115
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "sweep.grading.zygote", str(theirs.fileno())], cwd="/", env=env,
+            stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT, pass_fds=(theirs.fileno(),))
+        theirs.close()
+        self.sock = ours
+        self._reader = ours.makefile("rb")
+        ready = self._reader.readline()
+        if b"ready" not in ready:
+            self._log.seek(0)
+            tail = " ".join(self._log.read().decode(errors="replace").split())[-300:]
+            raise ChildError(f"the grader's process factory did not start: {tail}")
+
+    def spawn(self, spec: dict[str, object], fds: list[int]) -> int:
+        socket.send_fds(self.sock, [json.dumps(spec).encode()], fds)
+        reply = self._reader.readline()
+        if not reply:
+            raise ChildError("the grader's process factory has ended")
+        return int(json.loads(reply)["pid"])
+
+    def close(self) -> None:
+        self.sock.close()
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+        self._log.close()
+
+
+_ZYGOTE: list[Zygote] = []
+
+
+def zygote() -> Zygote:
+    """This grader's process factory, started on first use (it sets the grader itself non-dumpable)."""
+    if not _ZYGOTE or _ZYGOTE[0].process.poll() is not None:
+        _LIBC.prctl(_PR_SET_DUMPABLE, 0)  # the grader's /proc files (environ, memory) need CAP_SYS_PTRACE now
+        _ZYGOTE[:] = [Zygote()]
+    return _ZYGOTE[0]
+
+
+def close_zygote() -> None:
+    if _ZYGOTE:
+        _ZYGOTE.pop().close()
+
+
+class Child:
+    """One graded pipeline in its own process (see the module docstring)."""
+
+    def __init__(self, device: str, *, memory_bytes: int, request_seconds: float, label: str,
+                 threads: int | None = None) -> None:
+        self.device, self.request_seconds, self.label = device, request_seconds, label
+        self.memory_bytes = memory_bytes
+        self.folder = Path(tempfile.mkdtemp(prefix=f"sweep-grade-{label}-"))
+        self.log_path = self.folder / "output.log"
+        user = self.user = _nobody(device.startswith("cuda"))
+        if user is not None:
+            os.chown(self.folder, *user)
+        env = {k: os.environ[k] for k in _KEPT_VARIABLES if k in os.environ}
+        env.update({"HOME": str(self.folder), "TMPDIR": str(self.folder), "SWEEP_DEVICE": device,
+                    "PYTHONDONTWRITEBYTECODE": "1", "TOKENIZERS_PARALLELISM": "false", "HF_HUB_OFFLINE": "1"})
+        if threads is not None:
+            env.update({"OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)})
+        to_child_r, self._to_child = os.pipe()
+        self._from_child, from_child_w = os.pipe()
+        self._log = open(self.log_path, "wb")  # noqa: SIM115 (closed in close())
+        spec = {"cwd": str(self.folder), "env": env, "user": list(user) if user else None,
+                "address_space": memory_bytes if device.split(":")[0] == "cpu" else None}
+        try:
+            self.pid = zygote().spawn(spec, [to_child_r, from_child_w, self._log.fileno()])
+        finally:
+            os.close(to_child_r)
+            os.close(from_child_w)
+        self.stopped = False
+        self.last_seconds = 0.0
+
+    def alive(self) -> bool:
+        try:
+            with open(f"/proc/{self.pid}/stat", encoding="ascii") as f:
+                return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+        except (OSError, IndexError):
+            return False
+
+    def load_file(self, path: Path, seconds: float, key: int) -> dict[str, object]:
+        """Copy a pipeline file into the child's folder and load it there: what the child observed."""
+        copy = self.folder / "solution.py"
+        shutil.copyfile(path, copy)
+        if self.user is not None:
+            os.chown(copy, *self.user)
+        reply, _ = self.request({"op": "load", "path": str(copy), "key": key}, seconds)
+        return dict(reply["observed"])  # type: ignore[call-overload]
+
+    # -- requests ---------------------------------------------------------------------------------------------
+
+    def request(self, header: dict[str, object], seconds: float | None = None) -> tuple[dict[str, object], np.ndarray | None]:
+        """Send one request and wait for its reply, at most ``seconds`` (default: the request limit). The time from
+        sending the request to holding the whole reply (images included) is ``last_seconds``."""
+        self.resume()
+        limit = seconds or self.request_seconds
+        try:
+            began = time.perf_counter()  # the grader's clock: the child cannot reach it
+            wire.send(self._to_child, header)
+            reply, array = wire.receive(self._from_child, time.monotonic() + limit)
+            self.last_seconds = time.perf_counter() - began
+        except (wire.WireError, OSError) as exc:
+            raise ChildError(self._failure(str(exc), limit)) from None
+        if not reply.get("ok"):
+            raise ChildError(str(reply.get("error", "an error without a message"))[:500])
+        self.check_memory()
+        return reply, array
+
+    def _failure(self, what: str, seconds: float) -> str:
+        if "time limit" in what:
+            try:
+                os.kill(self.pid, signal.SIGUSR1)  # its threads' stacks into its output
+                time.sleep(0.5)
+            except ProcessLookupError:
+                pass
+            self.kill()
+            return f"no answer within the {seconds:g} s limit (killed)"
+        for _ in range(50):
+            if not self.alive():
+                break
+            time.sleep(0.1)
+        self.kill()
+        output = self.output()
+        reason = "ran out of memory" if "MemoryError" in output or "out of memory" in output else "ended"
+        tail = " ".join(output.split())[-300:]
+        return f"the process {reason} ({what})" + (f": {tail}" if tail else "")
+
+    def check_memory(self) -> None:
+        try:
+            with open(f"/proc/{self.pid}/status", encoding="ascii") as f:
+                rss_kib = next((int(line.split()[1]) for line in f if line.startswith("VmRSS:")), 0)
+        except OSError:
+            return
+        if rss_kib * 1024 > self.memory_bytes:
+            self.kill()
+            raise ChildError(f"used {rss_kib / 2**20:.1f} GiB of memory, over the {self.memory_bytes / 2**30:.1f} GiB limit")
+
+    # -- process control ---------------------------------------------------------------------------------------
+
+    def stop(self) -> None:
+        """Freeze the whole process group (while the other side of a pair is timed)."""
+        if not self.stopped and self.alive():
+            os.killpg(self.pid, signal.SIGSTOP)
+            self.stopped = True
+
+    def resume(self) -> None:
+        if self.stopped and self.alive():
+            os.killpg(self.pid, signal.SIGCONT)
+        self.stopped = False
+
+    def kill(self) -> None:
+        try:
+            os.killpg(self.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            return
+        for _ in range(100):
+            if not self.alive():
+                return
+            time.sleep(0.05)
+
+    def output(self) -> str:
+        try:
+            text = self.log_path.read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            return ""
+        return text if len(text) <= OUTPUT_LIMIT else text[: OUTPUT_LIMIT // 2] + "\n[...]\n" + text[-OUTPUT_LIMIT // 2:]
+
+    def close(self) -> str:
+        """End the process and remove its folder; its (cut) output."""
+        if self.alive():
+            try:
+                self.resume()
+                wire.send(self._to_child, {"op": "exit"})
+                for _ in range(100):
+                    if not self.alive():
+                        break
+                    time.sleep(0.05)
+            except OSError:
+                pass
+        self.kill()
+        text = self.output()
+        self._log.close()
+        for fd in (self._to_child, self._from_child):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+        shutil.rmtree(self.folder, ignore_errors=True)
+        return text

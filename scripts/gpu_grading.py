@@ -189,7 +189,7 @@ def main() -> int:
                                                                  f"{o.failure_reason} {o.seconds:.0f} s", flush=True))
     total = time.perf_counter() - began
 
-    lines = [f"GPU: {gpu}; {base.pipeline} / {base.scheduler} / {base.steps} steps, {base.height}², fp16, random weights "
+    lines = [f"GPU: {gpu}; {base.pipeline} / {base.scheduler} / {base.steps} steps, {base.height}², {base.dtype}, {base.weights} weights "
              f"(speed only); bare loop {args.bare_pairs} pairs; grader: {args.prompts} prompts, pairs until the 95% "
              "interval is on one side of the target (6 to 30)", "",
              "| solution | bare loop | grader (mean of runs) | grader / bare | verdict at −10% (×runs) | verdict at +10% "

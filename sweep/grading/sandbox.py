@@ -32,7 +32,7 @@ from sweep.grading import wire
 
 OUTPUT_LIMIT = 4000
 """Characters of a child's output kept with its evaluation."""
-_KEPT_VARIABLES = ("PATH", "LANG", "LC_ALL", "CUDA_VISIBLE_DEVICES", "NVIDIA_VISIBLE_DEVICES", "LD_LIBRARY_PATH",
+_KEPT_VARIABLES = ("PATH", "PYTHONPATH", "VIRTUAL_ENV", "LANG", "LC_ALL", "CUDA_VISIBLE_DEVICES", "NVIDIA_VISIBLE_DEVICES", "LD_LIBRARY_PATH",
                    "OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "HF_HUB_OFFLINE", "HF_HOME", "TORCH_HOME", "SWEEP_CPU_THREADS")
 
 
@@ -69,7 +69,8 @@ def _nobody(cuda: bool = False) -> tuple[int, int] | None:
             try:
                 check = "import sweep.grading.child" + ("; import torch; assert torch.cuda.is_available()" if cuda else "")
                 probe = subprocess.run([sys.executable, "-c", check], cwd="/", check=False,
-                                       env={"PATH": os.environ.get("PATH", "")}, preexec_fn=become,  # noqa: PLW1509
+                                       env={k: os.environ[k] for k in ("PATH", "PYTHONPATH") if k in os.environ},
+                                       preexec_fn=become,  # noqa: PLW1509
                                        capture_output=True, timeout=60)
                 found = user if probe.returncode == 0 else None
             except (OSError, subprocess.SubprocessError):  # the interpreter itself is out of its reach

@@ -1,10 +1,12 @@
-"""The grader's process factory: ``python -m sweep.grading.zygote SOCKET_FD``.
+"""The grader's process factory: ``python -m sweep.grading.zygote SOCKET_FD`` (or ``--once SPEC READ WRITE``).
 
 Started fresh by the grader with a scrubbed environment, it imports torch, diffusers and sweep once and then
 only forks: each graded pipeline is a fork of this pristine process (no solution code has run in it, it holds
 none of the grader's state, CUDA is not initialised), made into a child of its own before it loads anything —
 new session, working folder, environment, limits, user or no capabilities — so it starts in well under a second
 instead of re-importing the libraries for every solution. It dies with the grader, and its children with it.
+On a GPU every child is instead a new interpreter (``--once``): importing diffusers touches CUDA, and CUDA cannot
+be initialised again in a fork.
 """
 
 from __future__ import annotations
@@ -86,6 +88,12 @@ def serve(sock: socket.socket) -> None:
 
 
 def main(argv: list[str]) -> int:
+    if argv[0] == "--once":  # one child, exec'd fresh (CUDA cannot be used in a fork of a process that touched it)
+        spec, read_fd, write_fd = json.loads(argv[1]), argv[2], argv[3]
+        become_child(spec)
+        from sweep.grading import child
+
+        return child.main([read_fd, write_fd])
     _LIBC.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
     sock = socket.socket(fileno=int(argv[0]))
     import sweep._compat  # noqa: F401  (before diffusers)

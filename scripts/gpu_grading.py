@@ -139,6 +139,7 @@ def main() -> int:
     parser.add_argument("--bare-pairs", type=int, default=10)
     parser.add_argument("--prompts", type=int, default=4)
     parser.add_argument("--device", default="cuda")
+    parser.add_argument("--warmup-cap", type=int, default=4)
     parser.add_argument("--out", type=Path, default=Path("."))
     args = parser.parse_args()
 
@@ -181,12 +182,13 @@ def main() -> int:
     (work / "tasks.json").write_text(json.dumps(rows))
     (work / "gen.json").write_text(json.dumps(gen))
     db = f"sqlite:///{work / 'grades.db'}"
-    protocol = app.grading_protocol("bundled", args.prompts, scorer_pretrained="random")
+    protocol = app.grading_protocol("bundled", args.prompts, scorer_pretrained="random", warmup_cap=args.warmup_cap)
     jobs = app.grading_jobs(db, tasks_file=work / "tasks.json", solutions_file=work / "gen.json")
     began = time.perf_counter()
     result = app.evaluate_solutions(db, jobs, args.device, protocol, out=work,
                                     on_done=lambda job, o: print(f"  {job.task.task_id}: {o.actual_speedup} "  # type: ignore[attr-defined]
-                                                                 f"{o.failure_reason} {o.seconds:.0f} s", flush=True))
+                                                                 f"{o.failure_reason} {o.pairs} pairs {o.seconds:.0f} s "
+                                                                 f"{ {k: round(v, 1) for k, v in o.phases.items()} }", flush=True))
     total = time.perf_counter() - began
 
     lines = [f"GPU: {gpu}; {base.pipeline} / {base.scheduler} / {base.steps} steps, {base.height}², {base.dtype}, {base.weights} weights "

@@ -17,6 +17,7 @@ import json
 import math
 import secrets
 import statistics
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -109,6 +110,8 @@ class Outcome:
     mismatches: list[str] = field(default_factory=list)
     seed: int | None = None
     seconds: float = 0.0
+    phases: dict[str, float] = field(default_factory=dict)
+    """Wall seconds of each part: loading and observing, warm-up, timed pairs, checks."""
     output: str = ""
 
     def fail(self, reason: str, error: str | None = None) -> Outcome:
@@ -239,6 +242,7 @@ def evaluate(
 def _run(task: Task, solution: Path, baseline: Baseline, child: Child, protocol: GradingProtocol,
          scorer: Scorer | None, outcome: Outcome, log: Callable[[str], None] | None) -> None:
     base = baseline.base
+    clock = time.perf_counter()
     key = secrets.randbits(63)  # the weights' checksum key: new for every evaluation, never known in advance
     try:
         reply, _ = baseline.child.request({"op": "observe", "key": key}, protocol.load_seconds)
@@ -247,6 +251,7 @@ def _run(task: Task, solution: Path, baseline: Baseline, child: Child, protocol:
     expected = dict(reply["observed"])  # type: ignore[call-overload]
     baseline.child.stop()
     found = mismatches(expected, child.load_file(solution, protocol.load_seconds, key))
+    outcome.phases["load"] = time.perf_counter() - clock
     outcome.config_match = not found
     if found:
         outcome.mismatches = found
@@ -288,6 +293,7 @@ def _run(task: Task, solution: Path, baseline: Baseline, child: Child, protocol:
                 if last is not None and abs(seconds - last) <= protocol.policy.warmup_tolerance * min(seconds, last):
                     break
                 last = seconds
+        outcome.phases["warm-up"] = time.perf_counter() - clock - outcome.phases["load"]
         # every prompt twice, under different seeds, before anything is decided: a replayed output shows
         minimum = max(protocol.policy.min_pairs, 2 * len(work))
         paired: Paired | None = None
@@ -322,6 +328,7 @@ def _run(task: Task, solution: Path, baseline: Baseline, child: Child, protocol:
     except _Invalid as exc:
         outcome.fail("output_check_failed", str(exc))
         return
+    outcome.phases["pairs"] = time.perf_counter() - clock - sum(outcome.phases.values())
     for prompt, runs in seen.items():
         problem = replayed([prompt] * len(runs), [r[0] for r in runs], [r[1] for r in runs], [r[2] for r in runs])
         if problem is not None:
@@ -335,6 +342,7 @@ def _run(task: Task, solution: Path, baseline: Baseline, child: Child, protocol:
         outcome.fail("config_mismatch", "; ".join(outcome.mismatches))
         return
     assert paired is not None
+    outcome.phases["checks"] = time.perf_counter() - clock - sum(outcome.phases.values())
     _verdict(task, paired, base_scores, sol_scores, scorer is not None, outcome, protocol.policy)
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import inspect
-import json
+import math
 import os
 import sys
 import traceback
@@ -79,12 +79,24 @@ def observe(pipe: Any, key: int) -> dict[str, object]:
     return {
         "pipeline_class": type(pipe).__name__,
         "scheduler_class": type(scheduler).__name__,
-        "scheduler_config": json.loads(json.dumps({k: v for k, v in config.items() if not k.startswith("_")},
-                                                  default=str)),
+        "scheduler_config": _plain({k: v for k, v in config.items() if not k.startswith("_")}),
         "components": components,
         "device": device,
         "native_size": native,
     }
+
+
+def _plain(value: Any) -> Any:
+    """JSON-safe: non-finite numbers (``lambda_min_clipped = -inf``) and other objects as their text."""
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return repr(value)
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    return str(value)
 
 
 def _load_solution(path: str, device: str) -> tuple[Any, Callable[..., Any] | None]:

@@ -16,7 +16,6 @@ import argparse
 import dataclasses
 import importlib.util
 import json
-import os
 import statistics
 import sys
 import tempfile
@@ -26,9 +25,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-import sweep._compat  # noqa: E402,F401
-
-from search_space.base_config import BaseConfig  # noqa: E402
+import sweep._compat  # noqa: F401
+from search_space.base_config import BaseConfig
 
 CONFIGS = {
     "sd": BaseConfig("SD1.5", "stable-diffusion-v1-5/stable-diffusion-v1-5", "random", "DDIMScheduler", 50, 512, 512,

@@ -443,8 +443,9 @@ def evaluate(
 
     result = app_layer.evaluate_solutions(db, jobs, device, protocol, out=out, on_start=started)
     if fmt is Format.json:
-        print(json.dumps({"evaluation_results": result.entries, "report": {k: v for k, v in result.report.items()
-                                                                            if k != "task_details"}}, default=str))
+        print(json.dumps({"environment": result.environment, "graded": result.graded, "stored": result.stored,
+                          "evaluation_results": result.entries,
+                          "report": {k: v for k, v in result.report.items() if k != "task_details"}}, default=str))
         return
     emit(result.entries, fmt, GRADE_COLUMNS, title=f"Evaluations on {result.environment} "
          f"({result.graded} graded now, {result.stored} stored before)")

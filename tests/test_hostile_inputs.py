@@ -6,7 +6,6 @@ and leaves the database as it was."""
 from __future__ import annotations
 
 import json
-import math
 import re
 import threading
 import time

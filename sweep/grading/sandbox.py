@@ -14,10 +14,10 @@ output is captured to a file and cut.
 from __future__ import annotations
 
 import ctypes
+import json
 import os
 import pwd
 import shutil
-import json
 import signal
 import socket
 import subprocess
@@ -70,7 +70,7 @@ def _nobody(cuda: bool = False) -> tuple[int, int] | None:
                 check = "import sweep.grading.child" + ("; import torch; assert torch.cuda.is_available()" if cuda else "")
                 probe = subprocess.run([sys.executable, "-c", check], cwd="/", check=False,
                                        env={k: os.environ[k] for k in ("PATH", "PYTHONPATH") if k in os.environ},
-                                       preexec_fn=become,  # noqa: PLW1509
+                                       preexec_fn=become,
                                        capture_output=True, timeout=60)
                 found = user if probe.returncode == 0 else None
             except (OSError, subprocess.SubprocessError):  # the interpreter itself is out of its reach

@@ -96,13 +96,15 @@ def main(argv: list[str]) -> int:
         return child.main([read_fd, write_fd])
     _LIBC.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
     sock = socket.socket(fileno=int(argv[0]))
-    import sweep._compat  # noqa: F401  (before diffusers)
+    # isort: off  (sweep._compat must come before diffusers: it lets torchvision's transforms import on a CPU torch)
+    import sweep._compat  # noqa: F401
     import numpy  # noqa: F401
     import torch  # noqa: F401
     from diffusers import PixArtAlphaPipeline, StableDiffusionPipeline, StableDiffusionXLPipeline  # noqa: F401
 
     import sweep.grading.child  # noqa: F401
     import sweep.pipelines.loader  # noqa: F401
+    # isort: on
 
     sock.sendall(b'{"ready": true}\n')
     serve(sock)

@@ -1,6 +1,4 @@
 """Raises while it builds its pipeline. expect: evaluation_error: RuntimeError: no pipeline today"""
-from search_space.base_config import BaseConfig
-from sweep.pipelines.loader import load_pipeline
 
 BASE: dict = {}  # the test writes the task's base configuration here
 

@@ -25,7 +25,7 @@ from search_space.spec import Space
 from storage import Repository
 from sweep import catalogue
 from sweep.errors import UsageError
-from sweep.inputs import check_device, check_max_loss, check_target, parse_duration  # noqa: F401 (parse_duration: for the fronts)
+from sweep.inputs import check_device, check_max_loss, check_target
 
 if TYPE_CHECKING:
     from sweep.progress import ProgressSink

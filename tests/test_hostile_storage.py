@@ -39,7 +39,7 @@ from storage.models import Base
 from storage.schema import VERSION_TABLE, head, known_revisions, upgrade
 from sweep import app as app_layer
 from sweep.cli import app
-from tests.conftest import POSTGRES_ADMIN_URL
+from tests.conftest import POSTGRES_ADMIN_URL, new_postgres_database
 
 runner = CliRunner()
 FEW = settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -141,17 +141,8 @@ def fresh(templates: dict[str, str], kind: str, rev: str = "head") -> Iterator[s
                 shutil.copy(_sqlite_file(templates[f"{kind}:{rev}"]), target)
             yield f"sqlite:///{target}"
         return
-    name = f"sweep_test_{uuid.uuid4().hex[:12]}"
-    template = "" if rev == "empty" else f' TEMPLATE "{make_url(templates[f"{kind}:{rev}"]).database}"'
-    admin = create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.execute(text(f'CREATE DATABASE "{name}"{template}'))
-    try:
-        yield make_url(POSTGRES_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as connection:
-            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+    with new_postgres_database(None if rev == "empty" else make_url(templates[f"{kind}:{rev}"]).database) as url:
+        yield url
 
 
 # -- damage -----------------------------------------------------------------------------------------------------

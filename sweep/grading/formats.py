@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import re
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -53,17 +53,25 @@ def _relative(file: Path, value: object) -> Path | None:
     return path if path.is_absolute() else file.parent / path
 
 
-def read_solutions(path: Path) -> dict[str, tuple[str, Path | None]]:
-    """The generated-code file: prompt_id → (the path as written, the path resolved)."""
-    out: dict[str, tuple[str, Path | None]] = {}
-    for i, entry in enumerate(_read_list(path, "generated-code")):
+def _by_prompt_id(path: Path, what: str) -> Iterator[tuple[str, Mapping[str, object]]]:
+    """Each entry of a former file with its prompt_id; an entry without one, or an id written twice, is refused."""
+    seen: set[str] = set()
+    for i, entry in enumerate(_read_list(path, what)):
         prompt_id = entry.get("prompt_id")
         if prompt_id is None:
             raise UsageError(f"{path}: entry {i + 1} has no prompt_id")
-        if str(prompt_id) in out:
+        if str(prompt_id) in seen:
             raise UsageError(f"{path}: prompt_id {prompt_id} appears twice")
+        seen.add(str(prompt_id))
+        yield str(prompt_id), entry
+
+
+def read_solutions(path: Path) -> dict[str, tuple[str, Path | None]]:
+    """The generated-code file: prompt_id → (the path as written, the path resolved)."""
+    out: dict[str, tuple[str, Path | None]] = {}
+    for prompt_id, entry in _by_prompt_id(path, "generated-code"):
         written = entry.get("path_to_gen_code")
-        out[str(prompt_id)] = (str(written) if written is not None else "", _relative(path, written))
+        out[prompt_id] = (str(written) if written is not None else "", _relative(path, written))
     return out
 
 
@@ -78,14 +86,7 @@ def read_annotations(path: Path, max_loss: float = defaults.MAX_LOSS) -> list[tu
     """The former annotation file: each task with its ground-truth file, the target and the steps read from its
     sentence. A task whose target or steps cannot be read carries the reason (it is graded as missing)."""
     tasks = []
-    seen: set[str] = set()
-    for i, entry in enumerate(_read_list(path, "annotation")):
-        prompt_id = entry.get("prompt_id")
-        if prompt_id is None:
-            raise UsageError(f"{path}: entry {i + 1} has no prompt_id")
-        if str(prompt_id) in seen:
-            raise UsageError(f"{path}: prompt_id {prompt_id} appears twice")
-        seen.add(str(prompt_id))
+    for prompt_id, entry in _by_prompt_id(path, "annotation"):
         context = str(entry.get("prompt_context") or "")
         target_match, steps_match = TARGET_PATTERN.search(context), STEPS_PATTERN.search(context)
         gt_written = entry.get("path_to_gt_code")

@@ -63,22 +63,23 @@ def _refused(url: str, folder: Path, content: str | dict, message: str = "") -> 
     return result.output
 
 
+def _seed(url: str, tmp_path: Path) -> str:
+    path = tmp_path / "seed.json"
+    path.write_text(json.dumps(SEED))
+    assert _import(url, path).exit_code == 0
+    return url
+
+
 @pytest.fixture
 def seeded(sqlite_url: str, tmp_path: Path) -> str:
     """A SQLite database that holds an import already (so "unchanged" is about rows that exist)."""
-    path = tmp_path / "seed.json"
-    path.write_text(json.dumps(SEED))
-    assert _import(sqlite_url, path).exit_code == 0
-    return sqlite_url
+    return _seed(sqlite_url, tmp_path)
 
 
 @pytest.fixture
 def seeded_any(db_url: str, tmp_path: Path) -> str:
     """The same on SQLite and on PostgreSQL."""
-    path = tmp_path / "seed.json"
-    path.write_text(json.dumps(SEED))
-    assert _import(db_url, path).exit_code == 0
-    return db_url
+    return _seed(db_url, tmp_path)
 
 
 def _key(pipeline: str, scheduler: str, steps: object, kind: object, max_loss: object) -> str:

@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 from storage import Repository
 from storage.models import QualityTrialRow, SearchRow, SpeedTrialRow
 from sweep.accelerators import describe
-from sweep.app import parse_duration
+from sweep.inputs import parse_duration
 from sweep.catalogue import parse_space
 from sweep.cli import app
 from sweep.errors import UsageError

@@ -41,10 +41,10 @@ from storage.models import (
     SpeedBaselineRow,
     SpeedTrialRow,
 )
-from sweep.catalogue import parse_space
-from sweep.environment import Environment
-from sweep.output import settings_text
-from sweep.runner import Runner, SearchOptions
+from sweep.measurement.environment import Environment
+from sweep.reporting.output import settings_text
+from sweep.study.catalogue import parse_space
+from sweep.study.runner import Runner, SearchOptions
 
 COST_SPACE = """
 name = "cost"
@@ -101,10 +101,10 @@ def fidelity(args: argparse.Namespace) -> str:
     from rich.progress import Progress
 
     from search_space.base_config import BaseConfig
-    from sweep.measure import Generator, batches, quick_pass
+    from sweep.measurement.measure import Generator, batches, quick_pass
+    from sweep.measurement.prompts import load_prompts
     from sweep.pipelines.loader import load_pipeline
     from sweep.progress import PROGRESS_COLUMNS, RichProgress
-    from sweep.prompts import load_prompts
 
     dtype = "float32" if args.device == "cpu" else "float16"
     info_res = (64, 64) if args.pipeline.startswith("tiny") else None
@@ -244,9 +244,9 @@ OLD_DRIVER = """
 import json, sys, time, tomllib
 sys.path.insert(0, {root!r})
 import sweep._compat
-from sweep.catalogue import parse_space
+from sweep.study.catalogue import parse_space
 from storage import Repository
-from sweep.runner import Runner, SearchOptions
+from sweep.study.runner import Runner, SearchOptions
 space = parse_space(tomllib.loads(open({space!r}).read()), "bench_measurement")
 repo = Repository({url!r})
 started = time.perf_counter()
@@ -331,8 +331,8 @@ def _rejection_row(args: argparse.Namespace, space, max_loss: float, offset: flo
         repo = Repository(f"sqlite:///{Path(tmp) / 'r.db'}")
         runner = Runner(repo, args.device, force_quality=True)
         if offset:  # a quality baseline that scored `offset` CLIP points more on every prompt than this pipeline does
-            from sweep.environment import Environment as Env
-            from sweep.protocol import Protocol
+            from sweep.measurement.environment import Environment as Env
+            from sweep.measurement.protocol import Protocol
 
             protocol = Protocol.resolve(space.protocol)
             env, quality, timing = runner.ids(protocol, Env.detect(args.device))
@@ -358,7 +358,7 @@ def _rejection_row(args: argparse.Namespace, space, max_loss: float, offset: flo
 
 
 def rejection(args: argparse.Namespace) -> str:
-    from sweep.catalogue import load_preset
+    from sweep.study.catalogue import load_preset
 
     tiny = load_preset("tiny")
     space = dataclasses.replace(tiny, protocol=dataclasses.replace(tiny.protocol, num_prompts=args.prompts),

@@ -20,10 +20,10 @@ from pathlib import Path
 import sweep._compat  # noqa: F401
 from storage import Repository
 from storage.models import SpeedTrialRow
-from sweep.catalogue import parse_space
-from sweep.environment import Environment
-from sweep.output import settings_text
-from sweep.runner import Runner
+from sweep.measurement.environment import Environment
+from sweep.reporting.output import settings_text
+from sweep.study.catalogue import parse_space
+from sweep.study.runner import Runner
 
 SPACE = """
 name = "repeatability"

@@ -19,8 +19,8 @@ import sys
 import time
 from pathlib import Path
 
-from sweep.strategies import Frontier, OptunaSearch
-from sweep.strategies.replay import Landscape, replay
+from sweep.study.strategies import Frontier, OptunaSearch
+from sweep.study.strategies.replay import Landscape, replay
 
 
 def quantile(values: list[float], q: float) -> float:

@@ -35,7 +35,7 @@ def run(admin_url: str, workers: int, preset: str) -> tuple[int, float, float]:
     url = make_url(admin_url).set(database=name).render_as_string(hide_password=False)
     try:
         started = time.perf_counter()
-        subprocess.run([sys.executable, "-m", "sweep.cli", "upbound", "--preset", preset, "--db", url, "--workers",
+        subprocess.run([sys.executable, "-m", "sweep", "upbound", "--preset", preset, "--db", url, "--workers",
                         str(workers), "--device", "cpu", "--confirm-top", "0", "--quiet"], check=True,
                        stdout=subprocess.DEVNULL)
         wall = time.perf_counter() - started

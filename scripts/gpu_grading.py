@@ -144,7 +144,7 @@ def main() -> int:
     import torch
 
     from sweep import app
-    from sweep.prompts import load_prompts
+    from sweep.measurement.prompts import load_prompts
 
     base = CONFIGS[args.config]
     chosen = {k: v for k, v in SOLUTIONS[args.config].items() if not args.solutions or k in args.solutions.split(",")}

@@ -90,7 +90,7 @@ def database(admin_url: str | None, name: str, folder: Path) -> str:
 
 
 def upbound(space: Path, url: str, devices: str, lease: int, kill_mid_trial: bool = False) -> dict[str, object]:
-    command = [sys.executable, "-m", "sweep.cli", "upbound", str(space), "--db", url, "--devices", devices,
+    command = [sys.executable, "-m", "sweep", "upbound", str(space), "--db", url, "--devices", devices,
                "--quiet", "--format", "json", "--lease", str(lease), "--confirm-top", "1"]
     started = time.perf_counter()
     process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)

@@ -20,9 +20,9 @@ import time
 import sweep._compat  # noqa: F401
 from storage import Repository
 from storage.models import SpeedTrialRow
-from sweep.catalogue import load_preset
-from sweep.environment import Environment
-from sweep.output import settings_text
+from sweep.measurement.environment import Environment
+from sweep.reporting.output import settings_text
+from sweep.study.catalogue import load_preset
 
 
 class PrintProgress:
@@ -57,7 +57,7 @@ def main() -> int:
     parser.add_argument("--every", action="store_true", help="time every setting precisely, not only the contenders")
     args = parser.parse_args()
 
-    from sweep.runner import Runner, SearchOptions
+    from sweep.study.runner import Runner, SearchOptions
 
     reference = load_preset("reference")
     entries = [

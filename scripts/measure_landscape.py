@@ -18,9 +18,9 @@ from pathlib import Path
 
 import sweep._compat  # noqa: F401
 from storage import Repository
-from sweep.catalogue import parse_space
-from sweep.runner import Runner, SearchOptions
-from sweep.strategies.replay import export_landscape
+from sweep.study.catalogue import parse_space
+from sweep.study.runner import Runner, SearchOptions
+from sweep.study.strategies.replay import export_landscape
 
 
 def main() -> int:

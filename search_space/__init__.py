@@ -1,7 +1,7 @@
 """The declared search space: axes in a TOML file, expanded into canonical base-config and setting keys.
 
 The parser reads a space against a ``Catalogue`` (the methods, pipelines and schedulers a file may name);
-``sweep.catalogue`` supplies sweep's and wraps the loaders.
+``sweep.study.catalogue`` supplies sweep's and wraps the loaders.
 """
 
 from search_space.base_config import BaseConfig

@@ -2,7 +2,7 @@
 pipeline aliases, the scheduler classes.
 
 search_space/ declares the shapes it reads (``ParamSpec``, and the ``Method`` and ``Pipeline`` protocols); sweep/
-supplies the catalogue (``sweep.catalogue``), so this layer needs nothing from the layers above it.
+supplies the catalogue (``sweep.study.catalogue``), so this layer needs nothing from the layers above it.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Read a space file (TOML) and expand it into base configurations and acceleration settings.
 
 Every mistake in a file becomes one SpaceError naming the file, the entry and the valid choices. What a file
-may name (methods, pipelines, schedulers) comes from a Catalogue the caller passes (``sweep.catalogue``).
+may name (methods, pipelines, schedulers) comes from a Catalogue the caller passes (``sweep.study.catalogue``).
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ PIPELINE_KEYS = ("model", "weights")
 
 @dataclass(frozen=True)
 class ProtocolSpec:
-    """The measurement protocol as declared; ``sweep.protocol`` resolves it (reads prompts, hashes them) into a
+    """The measurement protocol as declared; ``sweep.measurement.protocol`` resolves it (reads prompts, hashes them) into a
     quality protocol (prompts, seeds, scorer) and a timing protocol (timing set size, warm-up, pairs)."""
 
     prompts: str = defaults.PROMPTS

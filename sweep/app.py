@@ -1,6 +1,6 @@
 """The application layer: one function per use case, plain arguments in, plain data out.
 
-The command line (sweep/cli.py), the HTTP API (sweep/serve.py) and the scripts call these functions; none of
+The command line (sweep/fronts/cli.py), the HTTP API (sweep/fronts/serve.py) and the scripts call these functions; none of
 them opens a database session, spawns a process or builds a pipeline itself. A database is named by its URL;
 each URL's Repository is opened once per process. Mistakes raise a UsageError (or another SweepError) whose
 message is one line for the user.
@@ -23,14 +23,14 @@ from typing import TYPE_CHECKING
 from search_space import defaults
 from search_space.spec import Space
 from storage import Repository
-from sweep import catalogue
 from sweep.errors import UsageError
 from sweep.inputs import check_device, check_max_loss, check_target
+from sweep.study import catalogue
 
 if TYPE_CHECKING:
     from sweep.progress import ProgressSink
-    from sweep.runner import RunSummary, SearchOptions
-    from sweep.worker import WorkerSummary
+    from sweep.study.runner import RunSummary, SearchOptions
+    from sweep.study.worker import WorkerSummary
 
 Row = dict[str, object]
 
@@ -46,7 +46,7 @@ def repository(db: str) -> Repository:
 
 def resolve_device(device: str | None) -> str:
     """``device``, checked; by default cuda where available, else cpu."""
-    from sweep.runner import default_device
+    from sweep.study.runner import default_device
 
     return check_device(default_device() if device is None else device)
 
@@ -118,7 +118,7 @@ def run_space(
     progress: ProgressSink | None = None,
 ) -> RunResult:
     """Measure, in this process, what the space's upper bounds need and is not stored yet."""
-    from sweep.runner import Runner
+    from sweep.study.runner import Runner
 
     quiet_libraries()
     summary = Runner(repository(db), device, progress).run(space, search=search, confirm_top=confirm_top)
@@ -136,7 +136,7 @@ def run_with_workers(
     the queue until they exit. ``on_queued`` hears how many tasks were queued, ``on_counts`` the queue's counts
     by status every ``poll_seconds``. Unfinished tasks stay queued for the next worker."""
     from storage.queue import WorkQueue
-    from sweep.worker import THREADS_VARIABLE, apply_cpu_threads, cpu_threads, enqueue_space, spawn_workers
+    from sweep.study.worker import THREADS_VARIABLE, apply_cpu_threads, cpu_threads, enqueue_space, spawn_workers
 
     for device in devices:
         check_device(device)
@@ -160,7 +160,7 @@ def run_with_workers(
 
 def run_worker(db: str, device: str | None, lease: float = defaults.LEASE_SECONDS) -> tuple[str, WorkerSummary]:
     """Take queued tasks of this machine's environment until none is left anywhere: (device, summary)."""
-    from sweep.worker import Worker, apply_cpu_threads
+    from sweep.study.worker import Worker, apply_cpu_threads
 
     repo = repository(db)
     quiet_libraries()
@@ -248,7 +248,7 @@ def status(db: str) -> Row:
 
 def export_legacy(db: str, path: Path, max_losses: list[float] | None = None) -> int:
     """Upper bounds with known quality, and targets, in the legacy search_params.json format: entries written."""
-    from sweep import legacy
+    from sweep.study import legacy
 
     losses = max_losses or [defaults.MAX_LOSS]
     for loss in losses:
@@ -258,7 +258,7 @@ def export_legacy(db: str, path: Path, max_losses: list[float] | None = None) ->
 
 def import_legacy(db: str, path: Path) -> tuple[int, int]:
     """A legacy search_params.json, validated whole and stored in one transaction: (settings, targets)."""
-    from sweep import legacy
+    from sweep.study import legacy
 
     if not path.is_file():
         raise UsageError(f"--legacy {path}: no such file")
@@ -267,7 +267,7 @@ def import_legacy(db: str, path: Path) -> tuple[int, int]:
 
 def write_report(db: str, out: Path, max_loss: float = defaults.MAX_LOSS) -> Path:
     """Scatter plots with Pareto fronts, a heat map of upper bounds and index.html: the page's path."""
-    from sweep import report
+    from sweep.reporting import report
 
     check_max_loss(max_loss)
     if out.exists() and not out.is_dir():
@@ -318,7 +318,7 @@ def space_rows(space: Space) -> list[Row]:
 def accelerator_rows() -> list[Row]:
     """The installed acceleration methods: parameters, support, weight dependence and package versions."""
     from sweep.accelerators import ACCELERATORS
-    from sweep.environment import package_versions
+    from sweep.measurement.environment import package_versions
 
     return [{
         "name": cls.name, "description": cls.description, "applies_to": cls.describe_support(),
@@ -400,8 +400,8 @@ def grading_protocol(
 ) -> object:
     """The grading protocol: its prompts read now (a clear error when they cannot be), timing policy, limits."""
     from sweep.grading.evaluate import GradingProtocol
-    from sweep.prompts import load_prompts
-    from sweep.stats import TimingPolicy
+    from sweep.measurement.prompts import load_prompts
+    from sweep.measurement.stats import TimingPolicy
 
     if num_prompts < 1 or min_pairs < 1 or max_pairs < min_pairs:
         raise UsageError(f"--num-prompts ≥ 1 and 1 ≤ --min-pairs ≤ --max-pairs, got {num_prompts}, {min_pairs}, {max_pairs}")

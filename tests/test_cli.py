@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from storage import Repository
 from storage.models import QualityTrialRow, SpeedTrialRow
-from sweep.cli import app
+from sweep.fronts.cli import app
 from tests.conftest import SMALL_SPACE, write_space
 
 runner = CliRunner()
@@ -107,7 +107,7 @@ def test_non_sqlite_file_is_refused_without_traceback(tmp_path: Path) -> None:
     fake = tmp_path / "notes.db"
     fake.write_text("these are my notes, not a database\n" * 100)
     proc = subprocess.run(
-        [sys.executable, "-m", "sweep.cli", "status", "--db", f"sqlite:///{fake}"],
+        [sys.executable, "-m", "sweep", "status", "--db", f"sqlite:///{fake}"],
         capture_output=True, text=True, timeout=120,
     )
     assert proc.returncode == 2

@@ -10,7 +10,7 @@ from search_space.keys import canonical_json
 from search_space.setting import AccelSetting
 from storage.measurements import SpeedResult, speeds_for
 from sweep.accelerators import ACCELERATORS, setting_packages_key
-from sweep.environment import CORE_LIBRARIES, Environment
+from sweep.measurement.environment import CORE_LIBRARIES, Environment
 
 
 def test_the_key_of_a_fixed_environment_is_pinned() -> None:

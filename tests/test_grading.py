@@ -27,7 +27,7 @@ from search_space.base_config import BaseConfig
 from storage import Repository
 from storage.models import EvaluationRow
 from sweep import app as app_layer
-from sweep.cli import app
+from sweep.fronts.cli import app
 
 SOLUTIONS = Path(__file__).parent / "solutions"
 runner = CliRunner()
@@ -162,7 +162,7 @@ def test_an_honest_deepcache_solution_is_graded_by_its_task(pretrained: tuple[Ba
     import threading
     import urllib.request
 
-    from sweep.serve import make_server
+    from sweep.fronts.serve import make_server
 
     server = make_server(sqlite_url, "127.0.0.1", 0)
     threading.Thread(target=server.serve_forever, daemon=True).start()
@@ -260,7 +260,7 @@ def test_a_killed_evaluate_loses_at_most_the_evaluation_in_progress(pretrained: 
     solutions = {n: write_solution(work, SOLUTIONS / f"{n}.py", base) for n in chosen}
     (work / "tasks.json").write_text(json.dumps([task_row(n, base, 0.5) for n in chosen]), encoding="utf-8")
     (work / "gen.json").write_text(json.dumps([{"prompt_id": k, "path_to_gen_code": str(v)} for k, v in solutions.items()]))
-    command = [sys.executable, "-m", "sweep.cli", "evaluate", "--tasks", str(work / "tasks.json"), "--solutions",
+    command = [sys.executable, "-m", "sweep", "evaluate", "--tasks", str(work / "tasks.json"), "--solutions",
                str(work / "gen.json"), "--db", db_url, "--device", "cpu", "--out", str(work / "out"), "--num-prompts", "2",
                "--min-pairs", "2", "--max-pairs", "4", "--scorer", "sweep-tiny-clip", "--scorer-pretrained", clip,
                "--format", "json"]

@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 
 from storage import Repository
 from storage.models import EnvironmentRow, QualityTrialRow, SpeedTrialRow
-from sweep.cli import app
+from sweep.fronts.cli import app
 from tests.conftest import SMALL_SPACE, write_space
 
 runner = CliRunner()
@@ -33,7 +33,7 @@ def _one_line_error(result, message: str) -> None:  # type: ignore[no-untyped-de
 
 
 def test_processes_starting_together_on_a_new_database_all_get_its_schema(db_url: str) -> None:
-    procs = [subprocess.Popen([sys.executable, "-m", "sweep.cli", "status", "--db", db_url, "--format", "json"],
+    procs = [subprocess.Popen([sys.executable, "-m", "sweep", "status", "--db", db_url, "--format", "json"],
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(4)]
     results = [p.communicate(timeout=180) for p in procs]
     assert [p.returncode for p in procs] == [0, 0, 0, 0], [err for _, err in results]
@@ -82,7 +82,7 @@ def test_malformed_legacy_files_get_one_line(tmp_path: Path, sqlite_url: str, co
 def test_fifty_megabytes_of_random_bytes_are_not_a_legacy_file(tmp_path: Path, sqlite_url: str) -> None:
     path = tmp_path / "noise.json"
     path.write_bytes(os.urandom(50 * 1024 * 1024))
-    proc = subprocess.run([sys.executable, "-m", "sweep.cli", "import", "--legacy", str(path), "--db", sqlite_url],
+    proc = subprocess.run([sys.executable, "-m", "sweep", "import", "--legacy", str(path), "--db", sqlite_url],
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1 and "not a readable JSON file (UnicodeDecodeError" in proc.stderr

@@ -22,7 +22,7 @@ from sqlalchemy import create_engine, func, inspect, select, table
 from typer.testing import CliRunner
 
 from search_space import defaults
-from sweep.cli import app
+from sweep.fronts.cli import app
 from tests.conftest import SMALL_SPACE
 
 runner = CliRunner()
@@ -141,7 +141,7 @@ def test_an_optuna_seed_outside_its_range_is_refused(stored: tuple[str, Path], s
 
 
 def test_the_http_api_refuses_the_same_numbers_as_the_cli(stored: tuple[str, Path]) -> None:
-    from sweep.serve import make_server
+    from sweep.fronts.serve import make_server
 
     url, _ = stored
     server = make_server(url, "127.0.0.1", 0)

@@ -38,7 +38,7 @@ from storage import Repository
 from storage.models import Base
 from storage.schema import VERSION_TABLE, head, known_revisions, upgrade
 from sweep import app as app_layer
-from sweep.cli import app
+from sweep.fronts.cli import app
 from tests.conftest import POSTGRES_ADMIN_URL, new_postgres_database
 
 runner = CliRunner()

@@ -18,18 +18,22 @@ PACKAGES = ("search_space", "storage", "sweep")
 LAYERS: list[tuple[str, ...]] = [
     ("search_space",),
     ("storage",),
-    ("sweep._compat", "sweep.errors", "sweep.inputs", "sweep.progress", "sweep.stats", "sweep.environment", "sweep.measure",
-     "sweep.prompts", "sweep.pipelines", "sweep.scoring", "sweep.accelerators"),
-    ("sweep.catalogue", "sweep.output", "sweep.protocol", "sweep.quality_pass", "sweep.speed_pass", "sweep.strategies",
-     "sweep.legacy", "sweep.report", "sweep.scope"),
-    ("sweep.grading.wire", "sweep.grading.child", "sweep.grading.zygote", "sweep.grading.sandbox",
-     "sweep.grading.evaluate", "sweep.grading.formats", "sweep.grading.grader", "sweep.grading"),
-    ("sweep.runner",),
-    ("sweep.worker",),
+    ("sweep._compat", "sweep.errors", "sweep.inputs", "sweep.progress",
+     "sweep.measurement.stats", "sweep.measurement.environment", "sweep.measurement.measure",
+     "sweep.measurement.prompts", "sweep.pipelines", "sweep.scoring", "sweep.accelerators"),
+    ("sweep.measurement.protocol", "sweep.measurement.quality_pass", "sweep.measurement.speed_pass",
+     "sweep.measurement", "sweep.study.catalogue", "sweep.study.strategies", "sweep.study.legacy",
+     "sweep.study.scope", "sweep.reporting"),
+    ("sweep.grading",),
+    ("sweep.study.runner",),
+    ("sweep.study.worker", "sweep.study"),
     ("sweep.app",),
-    ("sweep.serve",),
-    ("sweep.cli",),
+    ("sweep.fronts.serve",),
+    ("sweep.fronts.cli", "sweep.fronts", "sweep.__main__"),
 ]
+# sweep's own top level holds only the application layer and what every layer shares; each concern has a folder
+TOP_LEVEL = {"sweep", "sweep.__main__", "sweep.app", "sweep.errors", "sweep.inputs", "sweep.progress", "sweep._compat"}
+CONCERNS = {"measurement", "study", "grading", "reporting", "fronts", "accelerators", "scoring", "pipelines"}
 
 
 def _module_name(path: Path) -> str:
@@ -90,14 +94,22 @@ def _layer(module: str) -> int:
 
 
 def test_every_module_is_read() -> None:
-    assert {"sweep.cli", "sweep.app", "storage.bounds", "search_space.spec", "sweep.accelerators.deepcache"} <= set(MODULES)
-    assert "sweep.app" in GRAPH["sweep.cli"] and "storage.bounds" in GRAPH["storage.repository"]
+    assert {"sweep.fronts.cli", "sweep.app", "storage.bounds", "search_space.spec", "sweep.accelerators.deepcache"} <= set(MODULES)
+    assert "sweep.app" in GRAPH["sweep.fronts.cli"] and "storage.bounds" in GRAPH["storage.repository"]
 
 
 @pytest.mark.parametrize("module", sorted(MODULES))
 def test_no_module_imports_a_higher_layer(module: str) -> None:
     higher = sorted(m for m in GRAPH[module] if _layer(m) > _layer(module))
     assert higher == [], f"{module} (layer {_layer(module)}) imports {higher}"
+
+
+def test_sweep_is_grouped_by_concern() -> None:
+    loose = sorted(m for m in MODULES if m.startswith("sweep") and m.count(".") <= 1 and m not in TOP_LEVEL
+                   and m.removeprefix("sweep.") not in CONCERNS)
+    assert loose == [], f"modules outside a concern's folder: {loose}"
+    folders = {m.split(".")[1] for m in MODULES if m.count(".") >= 2 and m.startswith("sweep.")}
+    assert folders == CONCERNS
 
 
 def test_no_import_circles() -> None:
@@ -139,7 +151,7 @@ def test_the_checks_can_fail() -> None:
     """The circle finder and the layer rule, on an import graph with a circle and an upward import."""
     saved = dict(GRAPH)
     try:
-        GRAPH["search_space.keys"] = {"sweep.cli"}
+        GRAPH["search_space.keys"] = {"sweep.fronts.cli"}
         with pytest.raises(AssertionError, match="imports"):
             test_no_module_imports_a_higher_layer("search_space.keys")
         with pytest.raises(AssertionError):

@@ -36,7 +36,7 @@ KILLS = 3
 def _upbound(space: Path, url: str) -> subprocess.Popen[bytes]:
     # its own process group, so that a kill takes the worker it spawned too (as a crash of the machine would)
     return subprocess.Popen(
-        [sys.executable, "-m", "sweep.cli", "upbound", str(space), "--db", url, "--workers", "1", "--device", "cpu",
+        [sys.executable, "-m", "sweep", "upbound", str(space), "--db", url, "--workers", "1", "--device", "cpu",
          "--lease", "5", "--max-loss", "0.5", "--quiet", "--format", "json"],
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True,
     )

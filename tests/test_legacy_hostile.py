@@ -20,9 +20,9 @@ from search_space.catalogue import ParamSpec
 from storage import Repository
 from storage.models import Base, EnvironmentRow
 from sweep.accelerators import ACCELERATORS
-from sweep.catalogue import CATALOGUE
-from sweep.cli import app
+from sweep.fronts.cli import app
 from sweep.pipelines.registry import PIPELINES
+from sweep.study.catalogue import CATALOGUE
 from tests.test_hostile import _one_line_error
 from tests.test_query import _precise, _quality, _quality_baseline, _scope, _setting, _speed, _speed_baseline
 

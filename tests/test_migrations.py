@@ -19,7 +19,7 @@ from storage import Repository
 from storage.engine import open_engine
 from storage.models import EnvironmentRow, QualityProtocolRow, QualityTrialRow, SpeedTrialRow, TargetRow
 from storage.schema import current, head, upgrade
-from sweep.protocol import QualityProtocol
+from sweep.measurement.protocol import QualityProtocol
 
 RELEASE = Path(__file__).parent / "data" / "release-0.1.0.sqlite"
 TABLES = ("sweep_base_configs", "sweep_environments", "sweep_protocols", "sweep_baselines", "sweep_trials",
@@ -91,7 +91,7 @@ def test_release_database_upgrades_with_nothing_lost(db_url: str) -> None:
 
     # 0005: the environment's key holds the device, Python and the core libraries only (as this sweep computes
     # it), the old key stays in its details; each speed record carries its own methods' package versions
-    from sweep.environment import Environment
+    from sweep.measurement.environment import Environment
 
     old_env = old["sweep_environments"][0]
     with repo.session() as s:
@@ -111,7 +111,7 @@ def test_release_database_upgrades_with_nothing_lost(db_url: str) -> None:
     # the migrated quality protocol has the key this sweep computes, so its score losses are reused as they are
     spec = ProtocolSpec(prompts="bundled", num_prompts=2, seed=3, scorer="sweep-tiny-clip",
                         scorer_pretrained="/tmp/olddb/tiny-clip.pt")
-    from sweep.prompts import load_prompts
+    from sweep.measurement.prompts import load_prompts
 
     key = QualityProtocol(spec.prompts, tuple(load_prompts("bundled", 2)), 3, spec.scorer, spec.scorer_pretrained).key
     assert key in quality_keys

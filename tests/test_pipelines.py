@@ -12,10 +12,10 @@ import pytest
 import torch
 
 from search_space.base_config import BaseConfig
-from sweep.catalogue import load_preset
 from sweep.errors import ModelLoadError, SpaceError
 from sweep.pipelines.loader import build_random, load_pipeline
 from sweep.pipelines.registry import PIPELINES
+from sweep.study.catalogue import load_preset
 
 # Parameter counts of the published checkpoints (diffusers folders on the Hugging Face hub).
 PUBLISHED = {
@@ -65,7 +65,7 @@ def test_missing_local_reference_is_a_clear_error(tmp_path: Path) -> None:
 def test_offline_pretrained_request_fails_with_one_clear_line() -> None:
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     proc = subprocess.run(
-        [sys.executable, "-m", "sweep.cli", "pipelines", "--build", "SD1.5", "--weights", "pretrained", "--device", "cpu"],
+        [sys.executable, "-m", "sweep", "pipelines", "--build", "SD1.5", "--weights", "pretrained", "--device", "cpu"],
         capture_output=True, text=True, env=env, timeout=300,
     )
     assert proc.returncode == 2, proc.stderr

@@ -12,8 +12,8 @@ import pytest
 
 from search_space.spec import ProtocolSpec
 from sweep.errors import PromptError
-from sweep.prompts import load_prompts
-from sweep.protocol import Protocol
+from sweep.measurement.prompts import load_prompts
+from sweep.measurement.protocol import Protocol
 
 PROMPTS = ["a red bicycle", "two cats on a sofa", "a castle at dusk"]
 
@@ -59,7 +59,7 @@ def test_coco_offline_is_a_clear_error(tmp_path: Path) -> None:
     space.write_text('[protocol]\nprompts = "coco"\nnum_prompts = 2\nscorer = "sweep-tiny-clip"\nscorer_pretrained = "random"\n'
                      '[[base]]\npipelines = ["tiny-sd-b"]\nschedulers = ["DDIMScheduler"]\nsteps = [2]\ndtype = "float32"\n')
     proc = subprocess.run(
-        [sys.executable, "-m", "sweep.cli", "upbound", str(space), "--db", f"sqlite:///{tmp_path / 'x.db'}", "--quiet"],
+        [sys.executable, "-m", "sweep", "upbound", str(space), "--db", f"sqlite:///{tmp_path / 'x.db'}", "--quiet"],
         capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"}, timeout=300,
     )
     assert proc.returncode == 2 and "Traceback" not in proc.stderr

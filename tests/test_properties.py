@@ -16,9 +16,9 @@ from search_space.setting import AccelSetting
 from storage.bounds import candidates
 from storage.measurements import QualityResult, SpeedResult
 from sweep.accelerators import DeepCache, TGate, ToMe
-from sweep.catalogue import parse_space
+from sweep.measurement.stats import Paired, paired_loss
 from sweep.scoring.clip_score import clip_scores
-from sweep.stats import Paired, paired_loss
+from sweep.study.catalogue import parse_space
 
 FAST = settings(max_examples=60, deadline=None)
 

@@ -21,9 +21,9 @@ from storage.models import (
     SpeedBaselineRow,
     SpeedTrialRow,
 )
-from sweep.catalogue import parse_space
-from sweep.cli import app
-from sweep.runner import Runner, SearchOptions
+from sweep.fronts.cli import app
+from sweep.study.catalogue import parse_space
+from sweep.study.runner import Runner, SearchOptions
 from tests.conftest import TINY_A_SPACE, quality_space, write_space
 
 runner = CliRunner()
@@ -120,14 +120,14 @@ def test_sequential_rejection_stops_a_setting_that_is_clearly_worse(tmp_path: Pa
 
 
 def probe_scope(repo: Repository, runner_: Runner, space):  # type: ignore[no-untyped-def]
-    from sweep.environment import Environment
+    from sweep.measurement.environment import Environment
 
     env, quality, timing = runner_.ids(_protocol(space), Environment.detect("cpu"))
     return repo.scope(space.entries[0].base, env, quality, timing)
 
 
 def _protocol(space):  # type: ignore[no-untyped-def]
-    from sweep.protocol import Protocol
+    from sweep.measurement.protocol import Protocol
 
     return Protocol.resolve(space.protocol)
 

@@ -10,8 +10,8 @@ from pathlib import Path
 
 from typer.testing import CliRunner
 
-from sweep.cli import app
-from sweep.report import pareto_front
+from sweep.fronts.cli import app
+from sweep.reporting.report import pareto_front
 from tests.test_query import (
     _quality,
     _quality_baseline,

@@ -46,7 +46,7 @@ EXPECTED_TRIALS = 2 * (4 * 3 - 1)  # 2 base configs × ((1 + 3) × (1 + 2) − b
 
 def _sweep(space: Path, url: str) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        [sys.executable, "-m", "sweep.cli", "upbound", str(space), "--db", url, "--device", "cpu"],
+        [sys.executable, "-m", "sweep", "upbound", str(space), "--db", url, "--device", "cpu"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
 

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from sweep.catalogue import load_preset, load_space
 from sweep.errors import SpaceError
+from sweep.study.catalogue import load_preset, load_space
 from tests.conftest import SMALL_SPACE, write_space
 
 
@@ -76,7 +76,7 @@ def _parse(data: dict[str, object], source: str = "s.toml"):  # type: ignore[no-
     import tomllib
 
     from search_space.spec import parse_space
-    from sweep.catalogue import CATALOGUE
+    from sweep.study.catalogue import CATALOGUE
 
     return parse_space({**tomllib.loads(SMALL_SPACE), **data}, source, CATALOGUE)
 
@@ -150,7 +150,7 @@ def test_a_space_expands_to_exactly_these_entries() -> None:
 
     from search_space import AccelSetting, BaseConfig, Entry, ProtocolSpec
     from search_space.spec import parse_space
-    from sweep.catalogue import CATALOGUE
+    from sweep.study.catalogue import CATALOGUE
 
     data = tomllib.loads("""
         [[base]]
@@ -261,7 +261,7 @@ def test_defaults_of_a_minimal_space_and_default_grids() -> None:
     assert [dict(s) for s in entry.settings[1:]] == [{"tome": dict(dict(entry.settings[1])["tome"])}]  # "tome" only
     assert dict(dict(entry.settings[1])["tome"])["ratio"] == 0.5 and len(entry.settings) == 2
     from search_space.spec import parse_space
-    from sweep.catalogue import CATALOGUE
+    from sweep.study.catalogue import CATALOGUE
 
     bare = parse_space({"base": [{"pipelines": "tiny-sd-b", "schedulers": "DDIMScheduler", "steps": 2}]}, "b.toml", CATALOGUE)
     assert [len(e.settings) for e in bare.entries] == [1] and bare.name == "b" and bare.combine is True

@@ -7,8 +7,8 @@ import statistics
 
 import pytest
 
-from sweep.measure import max_pixel_difference
-from sweep.stats import Paired, TimingPolicy, Warmup, measure_paired, median_interval, warm_up
+from sweep.measurement.measure import max_pixel_difference
+from sweep.measurement.stats import Paired, TimingPolicy, Warmup, measure_paired, median_interval, warm_up
 
 
 def stream(values: list[float]):  # type: ignore[no-untyped-def]
@@ -92,7 +92,7 @@ def test_max_pixel_difference_between_two_runs() -> None:
 
 
 def test_first_estimate_is_a_ratio_of_means_with_a_drift_margin() -> None:
-    from sweep.stats import ratio_estimate
+    from sweep.measurement.stats import ratio_estimate
 
     speedup, half = ratio_estimate([2.0, 2.0, 2.0], [1.0, 1.0, 1.0], margin=0.05)
     assert speedup == 2.0 and half == pytest.approx(0.05)  # no spread: the margin alone
@@ -102,7 +102,7 @@ def test_first_estimate_is_a_ratio_of_means_with_a_drift_margin() -> None:
 
 
 def test_paired_loss_against_numbers_worked_by_hand() -> None:
-    from sweep.stats import paired_loss
+    from sweep.measurement.stats import paired_loss
 
     baseline = [30.0, 32.0, 28.0, 30.0]
     accelerated = [29.0, 31.0, 27.5, 29.5]  # differences 1, 1, 0.5, 0.5
@@ -118,7 +118,7 @@ def test_paired_loss_against_numbers_worked_by_hand() -> None:
 
 
 def test_rejection_needs_the_whole_interval_above_the_threshold() -> None:
-    from sweep.stats import paired_loss, reject
+    from sweep.measurement.stats import paired_loss, reject
 
     clearly_worse = paired_loss([30.0] * 6, [25.0, 25.1, 24.9, 25.0, 25.2, 24.8])
     assert clearly_worse is not None and reject(clearly_worse, max_loss=0.02, looks=12)
@@ -130,7 +130,7 @@ def test_rejection_needs_the_whole_interval_above_the_threshold() -> None:
 
 def test_rejection_rarely_stops_a_setting_within_the_threshold() -> None:
     """A setting exactly at the threshold, noisy scores, 12 looks: stopped in at most 5% of runs."""
-    from sweep.stats import paired_loss, reject
+    from sweep.measurement.stats import paired_loss, reject
 
     rng = random.Random(7)
     rejected = 0
@@ -146,7 +146,7 @@ def test_rejection_rarely_stops_a_setting_within_the_threshold() -> None:
     assert rejected / runs <= 0.05
 
 
-# -- boundaries: each pins one comparison or index of sweep/stats.py (found by the mutation run) --------------
+# -- boundaries: each pins one comparison or index of sweep/measurement/stats.py (found by the mutation run) --------------
 
 
 def test_warm_up_boundaries() -> None:
@@ -202,7 +202,7 @@ def test_paired_timing_stops_early_only_when_the_whole_interval_is_below() -> No
 
 
 def test_first_estimate_combines_both_samples() -> None:
-    from sweep.stats import ratio_estimate
+    from sweep.measurement.stats import ratio_estimate
 
     speedup, half = ratio_estimate([1.0, 3.0], [2.0, 2.0], margin=0.0)
     # baseline: stdev 1.414 / mean 2 / sqrt 2 = 0.5; accelerated: no spread
@@ -212,7 +212,7 @@ def test_first_estimate_combines_both_samples() -> None:
 
 
 def test_paired_loss_of_one_prompt_and_of_too_short_a_baseline() -> None:
-    from sweep.stats import LossEstimate, paired_loss
+    from sweep.measurement.stats import LossEstimate, paired_loss
 
     one = paired_loss([30.0, 30.0], [29.7])
     assert one == LossEstimate(pytest.approx(0.01), None, None, 1, None)  # type: ignore[arg-type]
@@ -225,7 +225,7 @@ def test_paired_loss_of_one_prompt_and_of_too_short_a_baseline() -> None:
 
 
 def test_rejection_thresholds_worked_by_hand() -> None:
-    from sweep.stats import LossEstimate, reject
+    from sweep.measurement.stats import LossEstimate, reject
 
     estimate = LossEstimate(0.06, None, None, 4, 0.01)
     # one look: lower bound 0.06 - t(0.95, 3) * 0.01 = 0.03647
@@ -243,7 +243,7 @@ def test_rejection_thresholds_worked_by_hand() -> None:
 
 
 def test_paired_loss_refuses_more_accelerated_scores_than_baseline_ones() -> None:
-    from sweep.stats import paired_loss
+    from sweep.measurement.stats import paired_loss
 
     with pytest.raises(ValueError):
         paired_loss([30.0, 30.0], [29.0, 28.0, 27.0])

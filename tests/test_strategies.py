@@ -14,14 +14,14 @@ from typer.testing import CliRunner
 from storage import Repository
 from storage.models import QualityTrialRow, SearchRow, SpeedTrialRow
 from sweep.accelerators import describe
-from sweep.inputs import parse_duration
-from sweep.catalogue import parse_space
-from sweep.cli import app
 from sweep.errors import UsageError
-from sweep.runner import Runner, SearchOptions
-from sweep.strategies import Frontier, OptunaSearch
-from sweep.strategies.order import leq, lines_of
-from sweep.strategies.replay import Landscape, replay
+from sweep.fronts.cli import app
+from sweep.inputs import parse_duration
+from sweep.study.catalogue import parse_space
+from sweep.study.runner import Runner, SearchOptions
+from sweep.study.strategies import Frontier, OptunaSearch
+from sweep.study.strategies.order import leq, lines_of
+from sweep.study.strategies.replay import Landscape, replay
 from tests.conftest import TINY_A_SPACE, quality_space, write_space
 
 LANDSCAPE = Path(__file__).parent / "data" / "landscape-h100-sd15.json"

@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 from storage import Repository
 from storage.targets import target_for, task_sentence
 from sweep.app import parse_factors
-from sweep.cli import app
+from sweep.fronts.cli import app
 from tests.test_query import (
     _precise,
     _quality,
@@ -131,7 +131,7 @@ def test_serve_answers_the_queries_over_a_socket(sqlite_url: str) -> None:
     import urllib.error
     import urllib.request
 
-    from sweep.serve import make_server
+    from sweep.fronts.serve import make_server
 
     repo, _ = _study(sqlite_url)
     runner.invoke(app, ["targets", "--db", sqlite_url])

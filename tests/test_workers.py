@@ -21,10 +21,10 @@ from storage.engine import open_engine
 from storage.models import QualityTrialRow, SpeedBaselineRow, SpeedTrialRow, TaskRow
 from storage.queue import BASELINE_KEY, WorkQueue
 from storage.schema import head, upgrade
-from sweep.catalogue import load_preset
-from sweep.cli import app
-from sweep.runner import Runner
-from sweep.worker import cpu_threads
+from sweep.fronts.cli import app
+from sweep.study.catalogue import load_preset
+from sweep.study.runner import Runner
+from sweep.study.worker import cpu_threads
 from tests.conftest import TINY_A_SPACE, write_space
 
 
@@ -102,7 +102,7 @@ def _worker_pids(url: str) -> dict[int, int]:
 
 def test_four_workers_on_postgres_one_killed_mid_trial(postgres_url: str) -> None:
     coordinator = subprocess.Popen(
-        [sys.executable, "-m", "sweep.cli", "upbound", "--preset", "tiny", "--db", postgres_url, "--workers", "4",
+        [sys.executable, "-m", "sweep", "upbound", "--preset", "tiny", "--db", postgres_url, "--workers", "4",
          "--device", "cpu", "--lease", "6", "--confirm-top", "0", "--quiet", "--format", "json"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE,
     )
@@ -206,8 +206,8 @@ def test_schema_is_created_checked_and_upgraded(tmp_path: Path) -> None:
 def test_workers_started_apart_need_nothing_but_the_database_url(tmp_path: Path, postgres_url: str) -> None:
     """Two `sweep worker` processes started separately, each in an empty folder of its own (as on two machines),
     finish one queued space together through PostgreSQL alone."""
-    from sweep.catalogue import load_space
-    from sweep.worker import enqueue_space
+    from sweep.study.catalogue import load_space
+    from sweep.study.worker import enqueue_space
 
     space = load_space(write_space(tmp_path, TINY_A_SPACE))
     repo = Repository(postgres_url)
@@ -217,7 +217,7 @@ def test_workers_started_apart_need_nothing_but_the_database_url(tmp_path: Path,
     workers = []
     for folder in folders:
         folder.mkdir()
-        workers.append(subprocess.Popen([sys.executable, "-m", "sweep.cli", "worker", "--db", postgres_url, "--device",
+        workers.append(subprocess.Popen([sys.executable, "-m", "sweep", "worker", "--db", postgres_url, "--device",
                                          "cpu", "--quiet", "--lease", "10"], cwd=folder, stderr=subprocess.PIPE))
         time.sleep(1.0)  # started one after the other, as separate machines would be
     for worker in workers:

@@ -35,7 +35,7 @@ def speed_depends_on_weights(setting: AccelSetting) -> bool:
 def setting_packages_key(setting: AccelSetting) -> str:
     """The versions of exactly the packages this setting's methods declare, beyond the environment's own
     libraries: part of a speed record's key ("" for the baseline and for methods built into diffusers)."""
-    from sweep.environment import packages_key
+    from sweep.measurement.environment import packages_key
 
     return packages_key(p for name, _ in setting for p in ACCELERATORS[name].packages)
 

@@ -28,7 +28,7 @@ import numpy as np
 from search_space import defaults
 from search_space.base_config import BaseConfig
 from sweep.grading.sandbox import Child, ChildError
-from sweep.stats import Paired, TimingPolicy, median_interval, paired_loss, reject
+from sweep.measurement.stats import Paired, TimingPolicy, median_interval, paired_loss, reject
 
 if TYPE_CHECKING:
     from sweep.scoring.base import Scorer

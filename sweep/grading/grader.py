@@ -10,10 +10,10 @@ from dataclasses import asdict, dataclass, field
 
 from storage import Repository
 from storage.models import EvaluationRow
-from sweep.environment import Environment
 from sweep.grading.evaluate import Baseline, GradingProtocol, Outcome, Task, evaluate, start_baseline
 from sweep.grading.formats import Job, result_entry
 from sweep.grading.sandbox import ChildError, close_zygote
+from sweep.measurement.environment import Environment
 
 
 @dataclass(frozen=True)

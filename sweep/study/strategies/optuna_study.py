@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 from search_space import defaults
 from search_space.setting import AccelSetting, ParamValue
 from sweep.accelerators import describe
-from sweep.strategies.base import Evaluations, Outcome, Problem, Strategy, fmt_outcome
+from sweep.study.strategies.base import Evaluations, Outcome, Problem, Strategy, fmt_outcome
 
 if TYPE_CHECKING:
     import optuna

@@ -79,10 +79,10 @@ from storage.models import (
     TimingProtocolRow,
 )
 from sweep.accelerators import ACCELERATORS
-from sweep.catalogue import CATALOGUE
 from sweep.errors import UsageError
 from sweep.pipelines.loader import scheduler_names
 from sweep.pipelines.registry import PIPELINES, PipelineInfo, canonical_alias
+from sweep.study.catalogue import CATALOGUE
 
 LEGACY_UPBOUND = "upbound_speedup"
 OUTCOME_FIELDS = ("time", "speedup", "score_loss")

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from sweep.stats import Paired, TimingPolicy, measure_paired, warm_up
+from sweep.measurement.stats import Paired, TimingPolicy, measure_paired, warm_up
 
 if TYPE_CHECKING:
     from diffusers import DiffusionPipeline
@@ -183,7 +183,7 @@ def paired_run(
     """Warm up the accelerated pipeline, then time baseline and accelerated runs of each batch back to back.
 
     ``accelerate`` and ``restore`` switch the pipeline between the two; they run outside the timed region.
-    ``below``: see :func:`sweep.stats.measure_paired`. Returns with the pipeline restored.
+    ``below``: see :func:`sweep.measurement.stats.measure_paired`. Returns with the pipeline restored.
     """
 
     def run(batch: int, accelerated: bool) -> float:

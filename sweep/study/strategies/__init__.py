@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sweep.strategies.base import (
+from sweep.study.strategies.base import (
     BudgetExhausted,
     Evaluations,
     Outcome,
@@ -10,9 +10,9 @@ from sweep.strategies.base import (
     SearchResult,
     Strategy,
 )
-from sweep.strategies.frontier import Frontier
-from sweep.strategies.grid import Grid
-from sweep.strategies.optuna_study import OptunaSearch
+from sweep.study.strategies.frontier import Frontier
+from sweep.study.strategies.grid import Grid
+from sweep.study.strategies.optuna_study import OptunaSearch
 
 STRATEGIES = ("grid", "frontier", "optuna")
 

@@ -15,7 +15,7 @@ from pathlib import Path
 from storage.bounds import Bound
 from storage.measurements import QualityResult, SpeedResult
 from storage.repository import Repository
-from sweep.output import settings_text
+from sweep.reporting.output import settings_text
 
 SPEED_MAP_LABEL = "quality unknown: the fastest setting measured, not an upper bound"
 

@@ -8,9 +8,9 @@ from dataclasses import dataclass
 
 from search_space.keys import canonical_json
 from search_space.spec import ProtocolSpec
-from sweep.prompts import load_prompts, prompts_sha256
+from sweep.measurement.prompts import load_prompts, prompts_sha256
+from sweep.measurement.stats import TimingPolicy
 from sweep.scoring.clip_score import RANDOM
-from sweep.stats import TimingPolicy
 
 QUALITY_VERSION = 1
 """Bump when the way a score loss is computed changes."""

@@ -24,8 +24,8 @@ import itertools
 
 from search_space.setting import AccelSetting
 from sweep.accelerators import describe
-from sweep.strategies.base import Evaluations, Outcome, Strategy, fmt_outcome
-from sweep.strategies.order import Line, leq, lines_of
+from sweep.study.strategies.base import Evaluations, Outcome, Strategy, fmt_outcome
+from sweep.study.strategies.order import Line, leq, lines_of
 
 
 class Frontier(Strategy):

@@ -13,15 +13,15 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from sweep.accelerators import AppliedSetting
-from sweep.measure import (
+from sweep.measurement.measure import (
     Batch,
     Generator,
     digest,
     max_pixel_difference,
     mean_abs_deviation,
 )
+from sweep.measurement.stats import LossEstimate, paired_loss, reject
 from sweep.scoring.base import Scorer
-from sweep.stats import LossEstimate, paired_loss, reject
 
 if TYPE_CHECKING:
     from PIL.Image import Image

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from search_space.setting import AccelSetting
 from storage.measurements import QualityResult, SpeedResult
-from sweep.strategies.base import Evaluations, Outcome, Problem, SearchResult, Strategy
+from sweep.study.strategies.base import Evaluations, Outcome, Problem, SearchResult, Strategy
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from sweep.accelerators import AppliedSetting
-from sweep.measure import (
+from sweep.measurement.measure import (
     Batch,
     Generator,
     PairedRun,
@@ -23,7 +23,7 @@ from sweep.measure import (
     quick_pass,
     stable_pass,
 )
-from sweep.stats import TimingPolicy, ratio_estimate
+from sweep.measurement.stats import TimingPolicy, ratio_estimate
 
 
 @dataclass(frozen=True)

@@ -22,11 +22,11 @@ from storage.measurements import QualityResult
 from storage.models import Base
 from sweep.accelerators import AppliedSetting, describe, setting_packages_key, speed_depends_on_weights
 from sweep.errors import AcceleratorError
-from sweep.measure import Batch, Generator, batches
-from sweep.protocol import Protocol
-from sweep.quality_pass import CHANGED_NOTHING, quality_baseline, quality_pass
+from sweep.measurement.measure import Batch, Generator, batches
+from sweep.measurement.protocol import Protocol
+from sweep.measurement.quality_pass import CHANGED_NOTHING, quality_baseline, quality_pass
+from sweep.measurement.speed_pass import first_estimate, precise, speed_baseline, timing_set_pass
 from sweep.scoring.base import Scorer
-from sweep.speed_pass import first_estimate, precise, speed_baseline, timing_set_pass
 
 if TYPE_CHECKING:
     from PIL.Image import Image

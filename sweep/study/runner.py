@@ -30,15 +30,15 @@ from search_space.spec import Entry, Space
 from storage import Repository, Scope
 from storage.measurements import real_quality
 from sweep.accelerators import describe
-from sweep.environment import Environment
-from sweep.measure import Generator
+from sweep.measurement.environment import Environment
+from sweep.measurement.measure import Generator
+from sweep.measurement.protocol import Protocol
 from sweep.pipelines.loader import load_pipeline, pipeline_info, reuse_pipeline
 from sweep.progress import NoProgress, ProgressSink
-from sweep.protocol import Protocol
-from sweep.scope import ScopeRun
 from sweep.scoring.base import Scorer
 from sweep.scoring.clip_score import ClipScorer
-from sweep.strategies import (
+from sweep.study.scope import ScopeRun
+from sweep.study.strategies import (
     STRATEGIES,
     Evaluations,
     Frontier,

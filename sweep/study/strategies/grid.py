@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sweep.strategies.base import Evaluations, Strategy, fmt_outcome
+from sweep.study.strategies.base import Evaluations, Strategy, fmt_outcome
 
 
 class Grid(Strategy):

@@ -23,12 +23,12 @@ from search_space.spec import Space
 from storage import Repository, Scope
 from storage.queue import BASELINE_KEY, Claim, WorkQueue
 from sweep.accelerators import describe
-from sweep.environment import Environment
-from sweep.measure import Generator
+from sweep.measurement.environment import Environment
+from sweep.measurement.measure import Generator
+from sweep.measurement.protocol import Protocol, QualityProtocol, TimingProtocol
 from sweep.progress import NoProgress, ProgressSink
-from sweep.protocol import Protocol, QualityProtocol, TimingProtocol
-from sweep.runner import Runner, measures_quality, worker_name
-from sweep.scope import ScopeRun
+from sweep.study.runner import Runner, measures_quality, worker_name
+from sweep.study.scope import ScopeRun
 
 log = logging.getLogger(__name__)
 
@@ -251,7 +251,7 @@ def spawn_workers(url: str, devices: list[str], lease_seconds: float) -> list[su
     if threads is not None:
         env[THREADS_VARIABLE] = str(threads)
     return [
-        subprocess.Popen([sys.executable, "-m", "sweep.cli", "worker", "--db", url, "--device", device, "--quiet",
+        subprocess.Popen([sys.executable, "-m", "sweep", "worker", "--db", url, "--device", device, "--quiet",
                           "--lease", str(lease_seconds)], env=env)
         for device in devices
     ]

@@ -1,0 +1,1 @@
+"""The fronts over the application layer: the command line (cli) and the HTTP API (serve)."""

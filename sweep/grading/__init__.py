@@ -1,0 +1,1 @@
+"""Grading solutions handed in for tasks: decided in evaluate, run in sandboxed children, stored by grader."""

@@ -1,0 +1,1 @@
+"""Rendering results: the tables and texts the fronts print (output) and the HTML report with its plots."""

@@ -284,3 +284,23 @@ def test_a_killed_evaluate_loses_at_most_the_evaluation_in_progress(pretrained: 
     assert reasons == {"honest_deepcache": None, "fewer_steps": "config_mismatch", "raises": "evaluation_error",
                        "other_scheduler": "config_mismatch"}, (before, reasons)
     shutil.rmtree(work, ignore_errors=True)
+
+
+def test_the_baseline_is_checksummed_under_each_evaluations_key_not_at_load(
+        pretrained: tuple[BaseConfig, Path, str]) -> None:
+    """The load of a baseline observes classes and sizes only; each evaluation's fresh key gives its own checksum."""
+    from sweep.grading.evaluate import Task, start_baseline
+
+    base, _, _ = pretrained
+    protocol = app_layer.grading_protocol("bundled", **FAST)
+    baseline = start_baseline(Task("t", "medium", 1.0, base=base), "cpu", protocol)  # type: ignore[arg-type]
+    try:
+        assert baseline.observed["pipeline_class"] == "StableDiffusionPipeline"
+        assert all("weights" not in c for c in baseline.observed["components"].values())  # type: ignore[attr-defined]
+        first, _ = baseline.child.request({"op": "observe", "key": 1}, protocol.load_seconds)
+        again, _ = baseline.child.request({"op": "observe", "key": 1}, protocol.load_seconds)
+        other, _ = baseline.child.request({"op": "observe", "key": 2}, protocol.load_seconds)
+        unet = [r["observed"]["components"]["unet"]["weights"] for r in (first, again, other)]  # type: ignore[index]
+        assert unet[0] == unet[1] != unet[2]
+    finally:
+        baseline.child.close()

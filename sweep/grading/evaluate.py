@@ -203,11 +203,11 @@ def start_baseline(task: Task, device: str, protocol: GradingProtocol) -> Baseli
     child = Child(device, memory_bytes=protocol.memory_bytes, request_seconds=protocol.request_seconds, label="baseline")
     try:
         if task.base is not None:
-            reply, _ = child.request({"op": "load", "base": asdict(task.base), "key": 0}, protocol.load_seconds)
+            reply, _ = child.request({"op": "load", "base": asdict(task.base)}, protocol.load_seconds)
             base = task.base
         else:
             assert task.gt_path is not None and task.steps is not None
-            observed = child.load_file(task.gt_path, protocol.load_seconds, 0)
+            observed = child.load_file(task.gt_path, protocol.load_seconds, None)
             reply = {"observed": observed}
             size = observed.get("native_size") or 512
             base = BaseConfig(str(observed["pipeline_class"]), str(task.gt_path), "pretrained",

@@ -179,13 +179,16 @@ class Child:
         except (OSError, IndexError):
             return False
 
-    def load_file(self, path: Path, seconds: float, key: int) -> dict[str, object]:
+    def load_file(self, path: Path, seconds: float, key: int | None) -> dict[str, object]:
         """Copy a pipeline file into the child's folder and load it there: what the child observed."""
         copy = self.folder / "solution.py"
         shutil.copyfile(path, copy)
         if self.user is not None:
             os.chown(copy, *self.user)
-        reply, _ = self.request({"op": "load", "path": str(copy), "key": key}, seconds)
+        request: dict[str, object] = {"op": "load", "path": str(copy)}
+        if key is not None:
+            request["key"] = key
+        reply, _ = self.request(request, seconds)
         return dict(reply["observed"])  # type: ignore[call-overload]
 
     # -- requests ---------------------------------------------------------------------------------------------

@@ -27,7 +27,11 @@ MAX_PAIRS = 40
 TARGET_HALF_WIDTH = 0.03
 """Precise timing repeats until the speed-up's 95% CI half-width is at most this fraction of it."""
 FIRST_ESTIMATE_MARGIN = 0.05
-"""Added to a first estimate's half-width: a first estimate compares runs minutes apart, and the clock drifts."""
+"""Added to the half-width of a first estimate from runs minutes apart (a former one, or a paired pass of a
+single batch): the clock drifts between them."""
+PAIRED_FIRST_MARGIN = 0.02
+"""Added to the half-width of a first estimate from a paired pass (every timing batch run by the baseline and
+the setting back to back): what a few pairs cannot show of the spread."""
 CONFIRM_TOP = 3
 """Contenders timed precisely per round before an upper bound is published."""
 

@@ -6,6 +6,7 @@ may name (methods, pipelines, schedulers) comes from a Catalogue the caller pass
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import math
 import tomllib
@@ -345,3 +346,22 @@ def load_preset(name: str, catalogue: Catalogue) -> Space:
         raise SpaceError(f"unknown preset {name!r}; valid: {', '.join(preset_names())}")
     resource = resources.files("search_space") / "presets" / f"{name}.toml"
     return parse_space(tomllib.loads(resource.read_text(encoding="utf-8")), f"preset:{name}", catalogue)
+
+
+def with_weights(space: Space, weights: str, catalogue: Catalogue) -> Space:
+    """The space with every base configuration on ``weights`` (``random``: speed only, from the architectures'
+    configs; ``pretrained``: the model each names), checked as a space file's ``weights`` would be."""
+    entries: dict[str, Entry] = {}
+    for entry in space.entries:
+        info = catalogue.pipelines[entry.base.pipeline]
+        if weights not in info.weights:
+            raise SpaceError(f"--weights {weights!r}: {entry.base.pipeline} takes {', '.join(info.weights)}")
+        if weights == "pretrained" and entry.base.model.startswith("builtin:"):
+            raise SpaceError(f"--weights pretrained: {entry.base.pipeline} has no published weights (its model is "
+                             f"{entry.base.model}); give a space file whose model is a local diffusers folder")
+        base = dataclasses.replace(entry.base, weights=weights)  # type: ignore[arg-type]
+        previous = entries.get(base.key)
+        entries[base.key] = entry if previous is None else Entry(
+            base, tuple(dict.fromkeys(previous.settings + entry.settings)), tuple(dict.fromkeys(previous.notes + entry.notes)))
+        entries[base.key] = dataclasses.replace(entries[base.key], base=base)
+    return dataclasses.replace(space, entries=tuple(entries.values()))

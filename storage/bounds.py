@@ -124,7 +124,8 @@ class Bound:
 
     @property
     def confirmed(self) -> bool:
-        return self.best is not None and self.best.precise
+        """The bound's setting is timed precisely (not a first estimate, nor a timing settled below a leader)."""
+        return self.best is not None and self.best.precise and not self.best.settled_below
 
     @property
     def settings(self) -> dict[str, dict[str, object]]:
@@ -147,7 +148,7 @@ class Bound:
             "quality_known": self.quality_known,
             "kind": "upper bound" if self.quality_known else "speed map",
             "speed_source": {"device": self.device, "weights": self.speed_weights,
-                             "timing": None if best is None else ("precise" if best.precise else "first estimate"),
+                             "timing": None if best is None else best.timing,
                              "weight_dependent_random": bool(best and best.random_weights_only)},
             "quality_source": None if q is None else {
                 "model": q.base.model, "weights": q.base.weights, "scorer": q.scorer, "prompts": q.prompt_source,
@@ -156,7 +157,7 @@ class Bound:
             "speedup": self.speedup,
             "first_speedup": best.first_speedup if best else None,
             "confirmed": self.confirmed,
-            "timing": None if best is None else ("precise" if best.precise else "first estimate"),
+            "timing": None if best is None else best.timing,
             "ci_half_width": best.published_half_width if best else None,
             "score_loss": self.score_loss,
             "score_loss_ci": None if self.best_quality is None or self.best_quality.loss_low is None else
@@ -255,11 +256,24 @@ class Bounds:
         quality = self.qualities(bound)
         if quality is None:
             return None
-        hits = [s for s in candidates(self.speeds(bound), quality, bound.max_loss) if float(s.published) >= target]
-        if not hits:
+        hit = self.decided(bound, target)
+        return None if hit is None or hit[2] == "not reached" else (hit[0], hit[1])
+
+    def decided(self, bound: Bound, target: float) -> tuple[SpeedResult, QualityResult, str] | None:
+        """The setting within max-loss that reaches ``target`` with the least score loss, decided by its interval:
+        one wholly at or above the target (``reached``) before one whose interval holds it (``borderline``);
+        where neither is, the fastest, ``not reached``. None where quality is unknown or nothing is within max-loss.
+        """
+        quality = self.qualities(bound)
+        if quality is None:
             return None
-        best = min(hits, key=lambda s: (quality[s.setting_key].score_loss, -float(s.published)))  # type: ignore[arg-type,return-value]
-        return best, quality[best.setting_key]
+        ranked = candidates(self.speeds(bound), quality, bound.max_loss)
+        for decision in ("reached", "borderline"):
+            hits = [s for s in ranked if s.decide(target) == decision]
+            if hits:
+                best = min(hits, key=lambda s: (quality[s.setting_key].score_loss, -float(s.published)))  # type: ignore[arg-type,return-value]
+                return best, quality[best.setting_key], decision
+        return (ranked[0], quality[ranked[0].setting_key], "not reached") if ranked else None
 
     def by_target(self, target: float, max_loss: float, environment_ids: Collection[int] | None = None, *,
                   weight_dependent: bool = False) -> list[dict[str, object]]:
@@ -268,8 +282,10 @@ class Bounds:
         for bound in self.rows(max_loss, environment_ids=environment_ids, weight_dependent=weight_dependent):
             if not bound.quality_known:
                 continue
-            hit = self.reaching(bound, target)
-            shown = bound if hit is None else replace(bound, best=hit[0], best_quality=hit[1])
-            rows.append({**shown.as_row(), "target": target, "reachable": hit is not None})
+            hit = self.decided(bound, target)
+            decision = "not reached" if hit is None else hit[2]
+            shown = bound if hit is None or decision == "not reached" else replace(bound, best=hit[0], best_quality=hit[1])
+            rows.append({**shown.as_row(), "target": target, "reachable": decision != "not reached",
+                         "decision": decision})
         return rows
 

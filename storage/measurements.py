@@ -56,6 +56,8 @@ class SpeedResult:
     """Empty where the speed holds for any weights, else the weights it was measured with."""
     packages_key: str = ""
     """The versions of the setting's own packages it was measured with (empty where none)."""
+    precise_stop: str | None = None
+    """Why its precise timing stopped (see ``SpeedTrialRow.precise_stop``)."""
 
     @property
     def random_weights_only(self) -> bool:
@@ -65,6 +67,29 @@ class SpeedResult:
     @property
     def precise(self) -> bool:
         return self.speedup is not None
+
+    @property
+    def settled_below(self) -> bool:
+        """Timed until its interval fell under the leader's: known to be slower, its number not precise."""
+        return self.precise and self.precise_stop == "below leader"
+
+    @property
+    def timing(self) -> str | None:
+        """What its published speed-up is: ``precise``, ``below leader``, ``first estimate`` (None: none)."""
+        if self.precise:
+            return "below leader" if self.settled_below else "precise"
+        return "first estimate" if self.first_speedup is not None else None
+
+    def decide(self, target: float) -> str:
+        """Its speed-up against ``target``, by its interval: ``reached`` (wholly at or above), ``not reached``
+        (wholly below) or ``borderline`` (the interval holds the target: more pairs would decide it)."""
+        speedup = float(self.published)  # type: ignore[arg-type]
+        half = self.published_half_width
+        if speedup * (1 - half) >= target:
+            return "reached"
+        if speedup * (1 + half) < target:
+            return "not reached"
+        return "borderline"
 
     @property
     def published(self) -> float | None:
@@ -124,7 +149,7 @@ def real_quality(weights: str, scorer: str) -> bool:
 def _speed_result(r: SpeedTrialRow) -> SpeedResult:
     return SpeedResult(r.setting_key, r.status, r.reason, r.weights, r.first_speedup, r.first_ci_half_width,
                        r.first_source, r.first_time, r.first_baseline_time, r.speedup, r.ci_half_width, r.pairs,
-                       r.time, r.baseline_time, r.weights_key, r.packages_key)
+                       r.time, r.baseline_time, r.weights_key, r.packages_key, r.precise_stop)
 
 
 def speeds_for(
@@ -262,14 +287,16 @@ class Measurements:
     @staticmethod
     def precise_statement(
         scope: Scope, setting_key: str, *, speedup: float, ci_half_width: float, pairs: int, time: float,
-        baseline_time: float, time_spread: float, warmup_runs: int, weights_key: str = "", packages_key: str = "",
+        baseline_time: float, time_spread: float, warmup_runs: int, precise_stop: str | None = None,
+        weights_key: str = "", packages_key: str = "",
     ) -> Update:
         """The update that records a precise timing on the setting's speed record."""
         return (update(SpeedTrialRow).where(*scope.speed_filter(SpeedTrialRow), SpeedTrialRow.setting_key == setting_key,
                                             SpeedTrialRow.weights_key == weights_key,
                                             SpeedTrialRow.packages_key == packages_key)
                 .values(speedup=speedup, ci_half_width=ci_half_width, pairs=pairs, time=time, baseline_time=baseline_time,
-                        time_spread=time_spread, warmup_runs=warmup_runs, precise_at=datetime.now(timezone.utc)))
+                        time_spread=time_spread, warmup_runs=warmup_runs, precise_stop=precise_stop,
+                        precise_at=datetime.now(timezone.utc)))
 
     def save_precise(self, statement: Update) -> None:
         with self.db.session() as s:

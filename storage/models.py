@@ -181,6 +181,10 @@ class SpeedTrialRow(Base):
     """Precise: mean seconds per baseline image over the same pairs."""
     time_spread: Mapped[float | None] = mapped_column(Float, nullable=True)
     warmup_runs: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    precise_stop: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    """Why the precise timing stopped: ``target width`` (its interval as narrow as the protocol asks), ``below
+    leader`` (its interval fell wholly under the leader's: it cannot be the bound, and its number is not a
+    precise speed-up), or ``max pairs`` (the protocol's limit, interval wider than asked)."""
     precise_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     patched_modules: Mapped[int | None] = mapped_column(Integer, nullable=True)
     worker: Mapped[str] = mapped_column(Text)

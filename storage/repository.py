@@ -75,7 +75,10 @@ class Repository(Database):
                 "base_configs": count(BaseConfigRow),
                 "speed": {"baselines": count(SpeedBaselineRow), "trials": by_status(SpeedTrialRow),
                           "precise": s.scalar(select(func.count()).select_from(SpeedTrialRow).where(
-                              SpeedTrialRow.speedup.is_not(None))) or 0},
+                              SpeedTrialRow.speedup.is_not(None),
+                              SpeedTrialRow.precise_stop.is_distinct_from("below leader"))) or 0,
+                          "below_leader": s.scalar(select(func.count()).select_from(SpeedTrialRow).where(
+                              SpeedTrialRow.precise_stop == "below leader")) or 0},
                 "quality": {"baselines": count(QualityBaselineRow), "trials": by_status(QualityTrialRow)},
                 "tasks": by_status(TaskRow),
             }

@@ -64,13 +64,17 @@ def quiet_libraries() -> None:
     transformers_logging.set_verbosity_error()
 
 
-def load_space(space_file: Path | None, preset: str | None, prompts: str | None = None) -> Space:
-    """A space file or a shipped preset (exactly one), with its prompt source replaced by ``prompts``."""
+def load_space(space_file: Path | None, preset: str | None, prompts: str | None = None,
+               weights: str | None = None) -> Space:
+    """A space file or a shipped preset (exactly one), with its prompt source replaced by ``prompts`` and every
+    base configuration's weights by ``weights`` (``random``: speed only, without hub access)."""
     if (space_file is None) == (preset is None):
         raise UsageError("give either a SPACE_FILE or --preset NAME (one of them)")
     space = catalogue.load_preset(preset) if preset is not None else catalogue.load_space(space_file)  # type: ignore[arg-type]
     if prompts is not None:
         space = dataclasses.replace(space, protocol=dataclasses.replace(space.protocol, prompts=prompts))
+    if weights is not None:
+        space = catalogue.with_weights(space, weights)
     return space
 
 
@@ -150,6 +154,8 @@ def run_with_workers(
     if on_queued is not None:
         on_queued(added)
     queue = WorkQueue(repo)
+    if queue.outstanding(env_id) == 0:  # everything stored, nothing leased: a worker would start only to stop
+        return RunResult(env_id, speed_ids, None, [], added)
     processes = spawn_workers(db, devices, lease)
     while any(p.poll() is None for p in processes):
         if on_counts is not None:

@@ -52,10 +52,12 @@ def test_upbound_on_random_weights_prints_a_speed_map_then_skips_everything_stor
     assert "small: 0 new, 6 stored, 0 failed, 0 rejected early, 0 timed precisely; 0 images" in " ".join(second.output.split())
 
     status = runner.invoke(app, ["status", "--db", sqlite_url, "--format", "json"])
-    precise = sum(1 for t in speeds if t.speedup is not None)
+    precise = sum(1 for t in speeds if t.speedup is not None and t.precise_stop != "below leader")
+    below = sum(1 for t in speeds if t.precise_stop == "below leader")
     assert precise >= 1
     assert json.loads(status.stdout) == {
-        "base_configs": 1, "speed": {"baselines": 1, "trials": {"done": 4, "failed": 1}, "precise": precise},
+        "base_configs": 1, "speed": {"baselines": 1, "trials": {"done": 4, "failed": 1}, "precise": precise,
+                                     "below_leader": below},
         "quality": {"baselines": 0, "trials": {}}, "tasks": {}}
     table = runner.invoke(app, ["query", "--db", sqlite_url])
     assert "Speed map (quality unknown)" in table.stdout and "unknown" in table.stdout

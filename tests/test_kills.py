@@ -58,15 +58,22 @@ def _keys(url: str) -> dict[str, list[tuple[str, ...]]]:
     return out
 
 
-@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
-def test_killed_at_random_moments_then_resumed(backend: str, tmp_path: Path, local_weights: dict[str, str],
-                                               request: pytest.FixtureRequest) -> None:
-    space = write_space(tmp_path, quality_space(local_weights, prompts=4))
-    url = request.getfixturevalue("sqlite_url" if backend == "sqlite" else "postgres_url")
-    reference_url = f"sqlite:///{tmp_path / 'reference.db'}"
-    reference = _upbound(space, reference_url)
-    assert reference.wait(timeout=600) == 0, reference.stderr.read().decode()  # type: ignore[union-attr]
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory: pytest.TempPathFactory, local_weights: dict[str, str]) -> tuple[Path, dict]:
+    """The space, and the keys an uninterrupted run stores (one run serves both backends: keys are text)."""
+    folder = tmp_path_factory.mktemp("kills")
+    space = write_space(folder, quality_space(local_weights, prompts=4))
+    url = f"sqlite:///{folder / 'reference.db'}"
+    proc = _upbound(space, url)
+    assert proc.wait(timeout=600) == 0, proc.stderr.read().decode()  # type: ignore[union-attr]
+    return space, _keys(url)
 
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_killed_at_random_moments_then_resumed(backend: str, reference: tuple[Path, dict],
+                                               request: pytest.FixtureRequest) -> None:
+    space, want = reference
+    url = request.getfixturevalue("sqlite_url" if backend == "sqlite" else "postgres_url")
     rng = random.Random(SEED)
     landed = 0
     for _ in range(KILLS):
@@ -81,7 +88,7 @@ def test_killed_at_random_moments_then_resumed(backend: str, tmp_path: Path, loc
     final = _upbound(space, url)
     assert final.wait(timeout=600) == 0, final.stderr.read().decode()  # type: ignore[union-attr]
 
-    got, want = _keys(url), _keys(reference_url)
+    got = _keys(url)
     for name in ("speed baselines", "speed", "quality baselines", "quality"):
         assert len(got[name]) == len(set(got[name])), f"{name} stored twice (seed {SEED})"
         assert sorted(got[name]) == sorted(want[name]), f"{name} differ from an uninterrupted run (seed {SEED})"

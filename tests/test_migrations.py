@@ -74,6 +74,12 @@ def test_release_database_upgrades_with_nothing_lost(db_url: str) -> None:
                    and r.first_speedup == t["speedup"]]
         assert matches, (base_id, key)
         assert matches[0].speedup == t["confirmed_speedup"] and matches[0].status == ("done" if t["speedup"] else "failed")
+    # 0007: every precise timing says why it stopped, read from its own numbers by the unchanged stopping rule
+    timed = [r for r in speeds.values() if r.speedup is not None]
+    assert timed and all(r.precise_stop in ("target width", "below leader", "max pairs") for r in timed)
+    assert all((r.precise_stop == "target width") == (r.ci_half_width is not None and r.ci_half_width <= 0.03 + 1e-12)
+               for r in timed)
+    assert all(r.precise_stop is None for r in speeds.values() if r.speedup is None)
     # quality only where it was quality: pretrained weights with a real scorer (5) and the imported file (3)
     protocols = {p["id"]: p for p in old["sweep_protocols"]}
     bases = {b["id"]: b for b in old["sweep_base_configs"]}

@@ -77,3 +77,22 @@ def test_prompt_content_is_part_of_the_quality_protocol_not_the_timing(tmp_path:
     assert a.timing.key == b.timing.key and a.timing.images == 3
     d = Protocol.resolve(ProtocolSpec(prompts="bundled", num_prompts=3, timing_prompts=2))
     assert d.timing.key != a.timing.key and d.quality.key == a.quality.key and d.timing_prompts == a.timing_prompts[:2]
+
+
+def test_a_speed_only_run_reads_only_the_prompts_it_times() -> None:
+    """The reference preset asks 100 quality prompts; on random weights (`--weights random`) nothing is scored,
+    so the 63 bundled prompts are enough: only the timing set is read."""
+    from search_space import defaults
+    from sweep import app as app_layer
+    from sweep.errors import SweepError
+    from sweep.measurement.protocol import Protocol
+
+    space = app_layer.load_space(None, "reference", "bundled", "random")
+    assert {e.base.weights for e in space.entries} == {"random"} and len(space.entries) == 31
+    protocol = Protocol.for_space(space)
+    assert len(protocol.quality.prompts) == protocol.timing.images == defaults.TIMING_PROMPTS
+    pretrained = app_layer.load_space(None, "reference", "bundled")
+    with pytest.raises(SweepError, match="100 prompts requested, only 63 available"):
+        Protocol.for_space(pretrained)  # where quality is scored, every prompt it asks for is needed
+    with pytest.raises(SweepError, match="--weights pretrained: tiny-sd-a has no published weights"):
+        app_layer.load_space(None, "tiny", None, "pretrained")

@@ -22,12 +22,14 @@ from storage.models import (
     SpeedTrialRow,
 )
 from sweep.fronts.cli import app
+from sweep.measurement.speed_pass import PAIRED_SOURCE
 from sweep.study.catalogue import parse_space
 from sweep.study.runner import Runner, SearchOptions
 from tests.conftest import TINY_A_SPACE, quality_space, write_space
 
 runner = CliRunner()
 PROMPTS = 6
+TIMING = 1  # quality_space's timing prompts
 SETTINGS = 8  # TINY_A_SPACE: deepcache {2, 3} × tome {0.3, 0.6}, with each off, minus the baseline
 
 
@@ -41,8 +43,9 @@ def test_each_needed_image_is_generated_once(tmp_path: Path, sqlite_url: str, lo
     repo = Repository(sqlite_url)
     summary = Runner(repo, "cpu").run(space, search=SearchOptions(max_loss=0.5), confirm_top=0)
     # the baseline's prompts once (its first image twice: warm-up, and the determinism check), each setting's
-    # prompts once; the first speed estimates come from those same generations
-    assert summary.images == PROMPTS + 1 + SETTINGS * PROMPTS
+    # prompts once, then its first speed estimate: the timing set (one prompt) by the setting and the baseline
+    # back to back (the quality pass has just warmed the setting up)
+    assert summary.images == PROMPTS + 1 + SETTINGS * (PROMPTS + 2 * TIMING)
     assert summary.new == 1 + SETTINGS and summary.rejected == 0
 
     with repo.session() as s:
@@ -60,7 +63,7 @@ def test_each_needed_image_is_generated_once(tmp_path: Path, sqlite_url: str, lo
         assert t.score_loss == pytest.approx(by_hand)
         assert t.loss_low < t.score_loss < t.loss_high
         assert t.image_deviation is not None and t.image_deviation > 0  # the baseline's images were at hand
-    assert all(s.first_source == "quality pass" and s.first_speedup > 0 and s.speedup is None for s in speeds)
+    assert all(s.first_source == PAIRED_SOURCE and s.first_speedup > 0 and s.speedup is None for s in speeds)
 
     again = Runner(repo, "cpu").run(space, search=SearchOptions(max_loss=0.5), confirm_top=0)
     assert (again.new, again.images, again.stored) == (0, 0, 1 + SETTINGS)
@@ -140,7 +143,7 @@ def test_random_weights_measure_speed_only(tmp_path: Path, sqlite_url: str) -> N
     with repo.session() as s:
         assert s.scalars(select(QualityTrialRow)).all() == [] and s.scalars(select(QualityBaselineRow)).all() == []
         speeds = s.scalars(select(SpeedTrialRow)).all()
-    assert len(speeds) == SETTINGS and {t.first_source for t in speeds} == {"timing set"}
+    assert len(speeds) == SETTINGS and {t.first_source for t in speeds} == {PAIRED_SOURCE}
     (row,) = [b.as_row() for b in repo.bounds.rows(0.02)]
     assert row["kind"] == "speed map" and row["score_loss"] is None and row["speedup"] > 1.0
 

@@ -62,10 +62,11 @@ def _quality(repo: Repository, scope: Scope, setting: AccelSetting, loss: float,
         worker="t", started_at=NOW)])
 
 
-def _precise(repo: Repository, scope: Scope, setting: AccelSetting, speedup: float, half: float = 0.01) -> None:
+def _precise(repo: Repository, scope: Scope, setting: AccelSetting, speedup: float, half: float = 0.01,
+             stop: str = "target width") -> None:
     repo.measurements.save_precise(repo.measurements.precise_statement(
         scope, setting.key, speedup=speedup, ci_half_width=half, pairs=12, time=2.0 / speedup, baseline_time=2.0,
-        time_spread=0.0, warmup_runs=2))
+        time_spread=0.0, warmup_runs=2, precise_stop=stop))
 
 
 def _study(repo: Repository, scope: Scope) -> None:
@@ -103,7 +104,8 @@ def test_upper_bound_is_the_fastest_setting_whose_known_loss_is_within_max_loss(
     assert (strict.speedup, strict.settings, strict.score_loss) == (1.0, {}, 0.0)
     (speed_map,) = repo.bounds.rows(0.02, speed_only=True)
     assert not speed_map.quality_known and speed_map.speedup == pytest.approx(5.0) and speed_map.score_loss is None
-    assert repo.status() == {"base_configs": 1, "speed": {"baselines": 1, "trials": {"done": 5, "failed": 1}, "precise": 0},
+    assert repo.status() == {"base_configs": 1, "speed": {"baselines": 1, "trials": {"done": 5, "failed": 1}, "precise": 0,
+                                                                     "below_leader": 0},
                              "quality": {"baselines": 1, "trials": {"done": 4, "rejected": 1}}, "tasks": {}}
 
 
@@ -224,18 +226,38 @@ def test_rows_by_target_show_the_least_loss_setting_reaching_it(db_url: str) -> 
     _joined_study(repo)
     (bound,) = repo.bounds.rows(0.02)
     (at_two,) = repo.bounds.by_target(2.0, 0.02)
-    assert at_two == {**bound.as_row(), "target": 2.0, "reachable": True}  # only the bound itself reaches 2.0
+    assert at_two == {**bound.as_row(), "target": 2.0, "reachable": True, "decision": "reached"}  # the bound only
     (easy,) = repo.bounds.by_target(1.5, 0.02)  # 1.7 at 0.4% loss beats 2.3 at 1.2%
-    assert easy == {**bound.as_row(), "target": 1.5, "reachable": True, "speedup": 1.7, "first_speedup": 1.7,
+    assert easy == {**bound.as_row(), "target": 1.5, "reachable": True, "decision": "reached", "speedup": 1.7,
+                    "first_speedup": 1.7,
                     "confirmed": False, "timing": "first estimate", "ci_half_width": 0.05, "score_loss": 0.004,
                     "score_loss_ci": None, "time": 2.0 / 1.7, "settings": _setting(2).as_dict(),
                     "speed_source": {**bound.as_row()["speed_source"], "timing": "first estimate"}}  # type: ignore[dict-item]
-    assert repo.bounds.reaching(bound, 1.7) is not None and repo.bounds.reaching(bound, 2.31) is None
+    assert repo.bounds.reaching(bound, 1.7) is not None and repo.bounds.reaching(bound, 2.33) is None
+    # 2.3x ±1% neither reaches 2.31 nor misses it: borderline, said so, never a plain yes or no
+    (edge,) = repo.bounds.by_target(2.31, 0.02)
+    assert (edge["decision"], edge["reachable"], edge["speedup"]) == ("borderline", True, 2.3)
     (out_of_reach,) = repo.bounds.by_target(3.0, 0.02)  # 3.9 is over max-loss
-    assert out_of_reach == {**bound.as_row(), "target": 3.0, "reachable": False}
+    assert out_of_reach == {**bound.as_row(), "target": 3.0, "reachable": False, "decision": "not reached"}
     (loose,) = repo.bounds.by_target(3.0, 0.05)
     assert (loose["reachable"], loose["speedup"], loose["score_loss"]) == (True, 3.9, 0.05)
     assert repo.bounds.by_target(2.0, 0.02, environment_ids=repo.environment_ids("small GPU")) == []  # no speed there
+
+
+def test_a_timing_settled_below_the_leader_is_never_shown_as_precise(db_url: str) -> None:
+    """Stopped because its interval fell under the leader's: where it leads (the leader is out at a stricter
+    threshold) its row says ``below leader`` and the bound is not confirmed; against a target it is decided by its
+    own, wide interval."""
+    repo = Repository(db_url)
+    here, _ = _joined_study(repo)
+    _precise(repo, here, _setting(2), 1.6, half=0.12, stop="below leader")  # 1.6x ±12%, settled under 2.3x
+    (row,) = [b.as_row() for b in repo.bounds.rows(0.01)]  # 2.3x loses 1.2%: out at 1%, 1.6x leads
+    assert (row["speedup"], row["timing"], row["confirmed"]) == (1.6, "below leader", False)
+    assert row["speed_source"]["timing"] == "below leader"  # type: ignore[index]
+    (full,) = [b.as_row() for b in repo.bounds.rows(0.02)]
+    assert (full["speedup"], full["timing"], full["confirmed"]) == (2.3, "precise", True)
+    (at,) = repo.bounds.by_target(1.5, 0.01)
+    assert at["decision"] == "borderline"  # 1.6 × (1 − 0.12) = 1.41 < 1.5: not shown as reaching it for sure
 
 
 def test_a_weight_dependent_speed_from_random_weights_reaches_a_target_only_when_asked(db_url: str) -> None:

@@ -14,6 +14,7 @@ from sweep.fronts.cli import app
 from sweep.reporting.report import pareto_front
 from tests.test_query import (
     _quality,
+    _precise,
     _quality_baseline,
     _scope,
     _setting,
@@ -47,16 +48,25 @@ def test_report_page_shows_every_figure(sqlite_url: str, tmp_path: Path) -> None
     _quality_baseline(repo, other)
     _speed(repo, other, _setting(3), 2.4)
     _quality(repo, other, _setting(3), 0.01)
-    speed_only = _scope(repo, 20, weights="random")  # listed in the speed map, kept out of the figures
+    speed_only = _scope(repo, 20, weights="random")  # the speed map: figures of its own, none with a loss axis
     _speed_baseline(repo, speed_only)
     _speed(repo, speed_only, _setting(3), 2.2)
+    _speed(repo, speed_only, _setting(2), 1.7)
+    _speed(repo, speed_only, _setting(5), 1.4)
+    _precise(repo, speed_only, _setting(3), 2.1)
+    _precise(repo, speed_only, _setting(5), 1.3, half=0.09, stop="below leader")
     out = tmp_path / "report"
     result = CliRunner().invoke(app, ["report", str(out), "--db", sqlite_url])
     assert result.exit_code == 0, result.output
-    assert sorted(p.name for p in out.glob("*.png")) == ["heatmap.png", "scatter-000.png", "scatter-001.png"]
+    assert sorted(p.name for p in out.glob("*.png")) == [
+        "heatmap.png", "scatter-000.png", "scatter-001.png", "speed-000.png", "speed-heatmap.png"]
     page = (out / "index.html").read_text()
     assert "12.00x" in page and "SD1.5 / DDIMScheduler / 50 steps" in page
-    assert "Speed map" in page and "2.20x" in page
-    assert _loaded(out / "index.html") == (3, 3)
+    assert "Speed map" in page and "2.10x" in page
+    # each number is labelled for what it is, beside its interval
+    assert "<td>2.10x</td><td>±1.0%</td><td>precise</td>" in page
+    assert "<td>1.70x</td><td>±5.0%</td><td>first estimate</td>" in page
+    assert "<td>1.30x</td><td>±9.0%</td><td>below leader</td>" in page
+    assert _loaded(out / "index.html") == (5, 5)
     (out / "scatter-001.png").unlink()  # the check sees a broken image
-    assert _loaded(out / "index.html") == (3, 2)
+    assert _loaded(out / "index.html") == (5, 4)

@@ -178,6 +178,13 @@ def test_two_workers_share_one_sqlite_file(tmp_path: Path, sqlite_url: str) -> N
     assert os.getpid() not in {int(w.rsplit(":", 1)[1]) for w in workers} and len(workers) <= 2
     assert cpu_threads(["cpu", "cpu"]) == max(1, (os.cpu_count() or 1) // 2)
 
+    # run again: everything is stored and nothing is leased, so no worker process is started just to stop
+    from sweep import app as app_layer
+
+    again = app_layer.run_with_workers(sqlite_url, app_layer.load_space(write_space(tmp_path, TINY_A_SPACE), None),
+                                       ["cpu", "cpu"])
+    assert again.queued == 0 and again.worker_exit_codes == []
+
 
 def test_schema_is_created_checked_and_upgraded(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'old.db'}"

@@ -123,6 +123,16 @@ class Strategy(str, Enum):
     optuna = "optuna"
 
 
+class Weights(str, Enum):
+    random = "random"
+    pretrained = "pretrained"
+
+
+WeightsOption = Annotated[Weights | None, typer.Option(
+    "--weights", help="Every base configuration on these weights instead of the space's: random (speed only, no hub "
+                      "access needed) or pretrained.")]
+
+
 @app.command()
 @handles_errors
 def worker(
@@ -216,6 +226,7 @@ def upbound(
     fmt: FormatOption = Format.table,
     prompts: Annotated[str | None, typer.Option(
         "--prompts", help="Prompt source instead of the space's: bundled, coco[:DATASET], or a .txt/.jsonl/.csv/.parquet file.")] = None,
+    weights: WeightsOption = None,
     speed_only: SpeedOnlyOption = False,
     weight_dependent: WeightDependentOption = False,
     confirm_top: Annotated[int, typer.Option(
@@ -243,7 +254,7 @@ def upbound(
     budget = inputs.parse_duration(time_budget) if time_budget is not None else None
     inputs.check_max_loss(max_loss)
     inputs.check_seed(seed)
-    space = app_layer.load_space(space_file, preset, prompts)
+    space = app_layer.load_space(space_file, preset, prompts, weights.value if weights else None)
     from sweep.study.runner import SearchOptions
 
     search = SearchOptions(strategy.value, max_loss, max_trials, budget, seed, patience)

@@ -158,6 +158,49 @@ def quick_pass(gen: Generator, work: Sequence[Batch]) -> TimedPass:
 
 
 @dataclass(frozen=True)
+class PairedPass:
+    """One pass over the batches, each run by the baseline and the setting back to back (A B, B A, ...)."""
+
+    baseline_seconds: tuple[float, ...]
+    accelerated_seconds: tuple[float, ...]
+    """Per-image seconds of each batch's baseline and accelerated run."""
+    baseline_images: list[Image]
+    images: list[Image]
+    """The accelerated images, in batch order."""
+
+
+def paired_pass(
+    gen: Generator, work: Sequence[Batch], accelerate: Callable[[], None], restore: Callable[[], None], *,
+    warm: bool = False,
+) -> PairedPass:
+    """One untimed warm-up generation of the first batch with the setting (none when ``warm``: the setting has
+    just generated, in its quality pass), then each batch by both sides, adjacent, the order alternating: a slow
+    stretch of the machine slows both runs of its pair, never one side of the comparison alone. Returns with the
+    pipeline restored."""
+    base_s: list[float] = []
+    accel_s: list[float] = []
+    base_images: list[Image] = []
+    images: list[Image] = []
+
+    def run(index: int, accelerated: bool) -> None:
+        (accelerate if accelerated else restore)()
+        seconds, out = gen.run(work[index])
+        (accel_s if accelerated else base_s).append(seconds / len(work[index][0]))
+        (images if accelerated else base_images).extend(out)
+
+    try:
+        accelerate()
+        if not warm:
+            gen.run(work[0])
+        for index in range(len(work)):
+            for accelerated in ((True, False) if index % 2 == 0 else (False, True)):  # the warm side first, then alternating
+                run(index, accelerated)
+    finally:
+        restore()
+    return PairedPass(tuple(base_s), tuple(accel_s), base_images, images)
+
+
+@dataclass(frozen=True)
 class PairedRun:
     paired: Paired
     """Per-image seconds of the baseline (A) and accelerated (B) runs, pair by pair."""

@@ -7,7 +7,8 @@ import dataclasses
 from dataclasses import dataclass
 
 from search_space.keys import canonical_json
-from search_space.spec import ProtocolSpec
+from search_space.spec import ProtocolSpec, Space
+from storage.measurements import real_quality
 from sweep.measurement.prompts import load_prompts, prompts_sha256
 from sweep.measurement.stats import TimingPolicy
 from sweep.scoring.clip_score import RANDOM
@@ -85,8 +86,17 @@ class Protocol:
     timing: TimingProtocol
 
     @classmethod
-    def resolve(cls, spec: ProtocolSpec) -> Protocol:
-        prompts = tuple(load_prompts(spec.prompts, spec.num_prompts))
+    def for_space(cls, space: Space, force_quality: bool = False) -> Protocol:
+        """The space's protocol, reading only the prompts it will use: where no base configuration measures
+        quality (random weights, or a random scorer), the timing set's."""
+        scorer = QualityProtocol("", (), 0, space.protocol.scorer, space.protocol.scorer_pretrained).scorer
+        quality = force_quality or any(real_quality(e.base.weights, scorer) for e in space.entries)
+        return cls.resolve(space.protocol, quality_needed=quality)
+
+    @classmethod
+    def resolve(cls, spec: ProtocolSpec, *, quality_needed: bool = True) -> Protocol:
+        count = spec.num_prompts if quality_needed else min(spec.num_prompts, spec.timing_prompts)
+        prompts = tuple(load_prompts(spec.prompts, count))
         policy = TimingPolicy(spec.warmup_tolerance, spec.warmup_cap, spec.min_pairs, spec.max_pairs, spec.target_half_width)
         return cls(
             QualityProtocol(spec.prompts, prompts, spec.seed, spec.scorer, spec.scorer_pretrained),

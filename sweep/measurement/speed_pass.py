@@ -2,28 +2,30 @@
 
 - The speed baseline: seconds per unaccelerated image in this environment, from the quality baseline's timed
   batches when they were generated here, else from the timing set (warm-up until stable, one pass).
-- A first estimate: the setting's own timed batches (its quality pass, or one pass over the timing set) against
-  the baseline's, runs not interleaved, so its interval includes a margin for drift.
+- A first estimate: one paired pass over the timing set, each batch run by the baseline and by the setting back
+  to back, so the baseline it is compared with was measured next to it (one slow pass of the baseline, minutes
+  earlier, cannot bias every setting of a configuration).
 - Precise timing: baseline and accelerated runs of the timing set interleaved (A B, B A, ...) until the
   speed-up's 95% CI is within its target, spent only on settings that can still be the upper bound.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from sweep.accelerators import AppliedSetting
 from sweep.measurement.measure import (
     Batch,
     Generator,
+    PairedPass,
     PairedRun,
     TimedPass,
+    paired_pass,
     paired_run,
-    quick_pass,
     stable_pass,
 )
-from sweep.measurement.stats import TimingPolicy, ratio_estimate
+from sweep.measurement.stats import TimingPolicy, paired_estimate
 
 
 @dataclass(frozen=True)
@@ -35,30 +37,21 @@ class FirstEstimate:
     source: str
 
 
-def first_estimate(baseline_seconds: Sequence[float], accelerated_seconds: Sequence[float], source: str) -> FirstEstimate:
-    speedup, half = ratio_estimate(baseline_seconds, accelerated_seconds)
-    return FirstEstimate(speedup, half, sum(accelerated_seconds) / len(accelerated_seconds),
-                         sum(baseline_seconds) / len(baseline_seconds), source)
+PAIRED_SOURCE = "paired timing set"
+
+
+def paired_first_estimate(run: PairedPass) -> FirstEstimate:
+    speedup, half = paired_estimate(run.baseline_seconds, run.accelerated_seconds)
+    return FirstEstimate(speedup, half, sum(run.accelerated_seconds) / len(run.accelerated_seconds),
+                         sum(run.baseline_seconds) / len(run.baseline_seconds), PAIRED_SOURCE)
 
 
 def speed_baseline(gen: Generator, timing_set: Sequence[Batch], policy: TimingPolicy) -> TimedPass:
     return stable_pass(gen, timing_set, policy)
 
 
-def timing_set_pass(gen: Generator, timing_set: Sequence[Batch], applied: AppliedSetting) -> TimedPass:
-    """The setting's first estimate where no quality pass ran here: one warm-up run, one timed pass."""
-    try:
-        applied.apply()
-        gen.call = applied.call
-        return quick_pass(gen, timing_set)
-    finally:
-        applied.remove()
-        gen.call = None
-
-
-def precise(
-    gen: Generator, timing_set: Sequence[Batch], applied: AppliedSetting, policy: TimingPolicy, below: float | None = None,
-) -> PairedRun:
+def _switches(gen: Generator, applied: AppliedSetting) -> tuple[Callable[[], None], Callable[[], None]]:
+    """(accelerate, restore): switch the generator's pipeline to the setting and back (outside any timing)."""
     def accelerate() -> None:
         applied.apply()
         gen.call = applied.call
@@ -67,4 +60,16 @@ def precise(
         applied.remove()
         gen.call = None
 
-    return paired_run(gen, timing_set, accelerate, restore, policy, below)
+    return accelerate, restore
+
+
+def timing_set_pass(gen: Generator, timing_set: Sequence[Batch], applied: AppliedSetting, *, warm: bool = False) -> PairedPass:
+    """The setting's first estimate: one warm-up run (unless ``warm``), then the timing set paired with the
+    baseline."""
+    return paired_pass(gen, timing_set, *_switches(gen, applied), warm=warm)
+
+
+def precise(
+    gen: Generator, timing_set: Sequence[Batch], applied: AppliedSetting, policy: TimingPolicy, below: float | None = None,
+) -> PairedRun:
+    return paired_run(gen, timing_set, *_switches(gen, applied), policy, below)

@@ -1,5 +1,5 @@
 """Statistics of measurement: warm-up detection, paired A/B timing with a confidence bound on the speed-up, a
-first estimate from unpaired runs, and the paired score loss with its sequential rejection test.
+first estimate from one short paired pass, and the paired score loss with its sequential rejection test.
 
 Pure functions over numbers and callables, so the logic is tested on synthetic streams. GPUs drift by tens of
 percent between repeats, so a precise speed-up is the median of ratios of baseline (A) and accelerated (B)
@@ -123,22 +123,40 @@ def measure_paired(
     return Paired(tuple(base), tuple(accel))
 
 
-# -- first estimates: runs minutes apart, not interleaved ------------------------------------------------------
+STOPS = ("target width", "below leader", "max pairs")
 
 
-def ratio_estimate(
-    baseline: Sequence[float], accelerated: Sequence[float], margin: float = defaults.FIRST_ESTIMATE_MARGIN,
+def stop_reason(paired: Paired, policy: TimingPolicy, below: float | None = None) -> str:
+    """Why :func:`measure_paired` stopped, read from its pairs by its own rule: ``target width``, ``below
+    leader`` (the interval fell under ``below``: settled, not precise), or ``max pairs``."""
+    if paired.half_width <= policy.target_half_width:
+        return "target width"
+    if below is not None and paired.interval[1] < below:
+        return "below leader"
+    return "max pairs"
+
+
+# -- first estimates -------------------------------------------------------------------------------------------------------------------------------------
+
+
+def paired_estimate(
+    baseline: Sequence[float], accelerated: Sequence[float], margin: float = defaults.PAIRED_FIRST_MARGIN,
     confidence: float = defaults.CONFIDENCE,
 ) -> tuple[float, float]:
-    """Speed-up from per-image seconds of separate runs: (mean baseline / mean accelerated, relative half-width).
+    """Speed-up from one short paired pass (each batch's baseline and accelerated runs back to back):
+    (mean baseline / mean accelerated, relative half-width).
 
-    The half-width combines both samples' standard errors (normal approximation; a single sample contributes
-    none) and adds ``margin``, because runs made minutes apart also differ by the clock's drift.
+    The runs of a pair are adjacent, so the clock's drift between minutes-apart passes does not enter: the
+    half-width is Student's t over the pairs' log ratios plus a small ``margin`` for what a few pairs miss.
+    A single pair has no spread to read; it gets the unpaired margin instead.
     """
     mean_b, mean_a = statistics.fmean(baseline), statistics.fmean(accelerated)
-    variance = sum((statistics.stdev(x) / m) ** 2 / len(x) for x, m in ((baseline, mean_b), (accelerated, mean_a)) if len(x) > 1)
-    z = statistics.NormalDist().inv_cdf(1 - (1 - confidence) / 2)
-    return mean_b / mean_a, z * math.sqrt(variance) + margin
+    n = len(baseline)
+    if n < 2:
+        return mean_b / mean_a, defaults.FIRST_ESTIMATE_MARGIN
+    logs = [math.log(b / a) for b, a in zip(baseline, accelerated, strict=True)]
+    half = t_quantile(1 - (1 - confidence) / 2, n - 1) * statistics.stdev(logs) / math.sqrt(n)
+    return mean_b / mean_a, math.expm1(half) + margin
 
 
 # -- quality: CLIP scores paired over prompts --------------------------------------------------------------------

@@ -79,7 +79,8 @@ BOUND_COLUMNS: list[Column] = [
     ("scheduler", lambda r: scheduler_name(str(r["scheduler"]))),
     ("steps", lambda r: str(r["steps"])),
     ("speed-up", speedup_text),
-    ("timing", lambda r: {"precise": "precise", "first estimate": "first est."}.get(str(r["timing"]), "-")),
+    ("timing", lambda r: {"precise": "precise", "first estimate": "first est.", "below leader": "below leader"}.get(
+        str(r["timing"]), "-")),
     ("score loss", loss_text),
     ("settings", lambda r: settings_text(r["settings"]) + (" †" if r["speed_source"]["weight_dependent_random"] else "")),  # type: ignore[index]
     ("s/image", lambda r: f"{r['time']:.3f}" if r["time"] is not None else "-"),
@@ -121,7 +122,8 @@ REACHING_COLUMNS: list[Column] = [
     ("pipeline", lambda r: str(r["pipeline"])),
     ("scheduler", lambda r: scheduler_name(str(r["scheduler"]))),
     ("steps", lambda r: str(r["steps"])),
-    ("reaches", lambda r: "yes" if r["reachable"] else f"no (best {r['speedup']:.2f}x)"),
+    ("reaches", lambda r: {"reached": "yes", "borderline": "borderline (its interval holds the target)"}.get(
+        str(r.get("decision")), f"no (best {r['speedup']:.2f}x)" if r["speedup"] is not None else "no")),
     ("speed-up", speedup_text),
     ("score loss", loss_text),
     ("settings", lambda r: settings_text(r["settings"])),
@@ -179,7 +181,8 @@ def status_text(counts: dict[str, object]) -> str:
 
     speed, quality = counts["speed"], counts["quality"]
     lines = [f"base configurations: {counts['base_configs']}",
-             f"speed: {speed['baselines']} baseline(s), trials {by_status(speed['trials'])}, {speed['precise']} timed precisely",  # type: ignore[index]
+             f"speed: {speed['baselines']} baseline(s), trials {by_status(speed['trials'])}, {speed['precise']} timed precisely"
+             + (f", {speed['below_leader']} settled below the leader" if speed.get("below_leader") else ""),  # type: ignore[index,union-attr]
              f"quality: {quality['baselines']} baseline(s), trials {by_status(quality['trials'])}"]  # type: ignore[index]
     if counts["tasks"]:
         lines.append(f"queued tasks: {by_status(counts['tasks'])}")

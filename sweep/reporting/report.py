@@ -2,8 +2,10 @@
 
 For each upper bound (speed joined with quality) a speed-up versus score-loss scatter of its settings with the
 Pareto front and the threshold drawn; a heat map of upper bounds across pipeline × scheduler × steps; and an
-``index.html`` that shows them with the tables. Speed-map rows (quality unknown) are listed, labelled, and kept
-out of the figures that need a loss.
+``index.html`` that shows them with the tables. Speed-map rows (quality unknown: on a machine without real
+weights the speed map is all there is) get figures of their own, with no loss axis: per configuration every
+setting's speed-up with its interval, first estimates, precise timings and timings settled below the leader
+told apart, and a heat map of the fastest speed-up measured per pipeline × scheduler × steps.
 """
 
 from __future__ import annotations
@@ -56,7 +58,43 @@ def _scatter(path: Path, bound: Bound, points: list[tuple[float, float]], max_lo
     plt.close(fig)
 
 
-def _heatmap(path: Path, bounds: list[Bound], max_loss: float) -> None:
+SPEED_CHART_SETTINGS = 30
+"""Settings drawn per speed-map chart (the fastest); the table under it lists every one."""
+TIMING_STYLE = {  # how each kind of number is drawn: (marker, filled, label)
+    "precise": ("o", True, "precise (paired, to its interval)"),
+    "first estimate": ("o", False, "first estimate (one paired pass)"),
+    "below leader": ("x", True, "settled below the leader (not precise)"),
+}
+
+
+def _speed_chart(path: Path, bound: Bound, speeds: dict[str, SpeedResult]) -> None:
+    """Every setting's speed-up with its interval, fastest on top, each kind of timing drawn its own way."""
+    import matplotlib.pyplot as plt
+
+    done = sorted((s for s in speeds.values() if s.usable), key=lambda s: -(s.published or 0.0))[:SPEED_CHART_SETTINGS]
+    fig, ax = plt.subplots(figsize=(7, max(2.5, 0.28 * len(done) + 1.5)), dpi=100)
+    for kind, (marker, filled, label) in TIMING_STYLE.items():
+        rows = [(i, s) for i, s in enumerate(done) if s.timing == kind]
+        if not rows:
+            continue
+        xs = [float(s.published) for _, s in rows]  # type: ignore[arg-type]
+        errors = [x * s.published_half_width for x, (_, s) in zip(xs, rows, strict=True)]
+        ax.errorbar(xs, [i for i, _ in rows], xerr=errors, fmt=marker, markersize=6, capsize=2, label=label,
+                    color="tab:blue" if kind != "below leader" else "tab:grey",
+                    markerfacecolor=None if filled else "white")
+    ax.set_yticks(range(len(done)), [settings_text(json.loads(s.setting_key)) for s in done], fontsize=7)
+    ax.invert_yaxis()
+    ax.axvline(1.0, color="grey", linewidth=0.8)
+    ax.set_xlabel("speed-up (x), 95% interval")
+    ax.set_title(f"{bound.speed_config.label}\nspeed map (quality unknown): {bound.device}", fontsize=10)
+    if done:
+        ax.legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def _heatmap(path: Path, bounds: list[Bound], max_loss: float, title: str | None = None) -> None:
     import matplotlib.pyplot as plt
 
     pipelines = sorted({b.speed_config.pipeline for b in bounds})
@@ -74,7 +112,7 @@ def _heatmap(path: Path, bounds: list[Bound], max_loss: float) -> None:
                 ax.text(j, i, f"{value:.2f}x", ha="center", va="center", color="white", fontsize=9)
     ax.set_xticks(range(len(columns)), [f"{s.removesuffix('Scheduler')}\n{n} steps" for s, n in columns], fontsize=8)
     ax.set_yticks(range(len(pipelines)), pipelines)
-    ax.set_title(f"Upper-bound speed-up, loss ≤ {100 * max_loss:g}% (best over environments)", fontsize=10)
+    ax.set_title(title or f"Upper-bound speed-up, loss ≤ {100 * max_loss:g}% (best over environments)", fontsize=10)
     fig.colorbar(image, ax=ax, label="speed-up (x)")
     fig.tight_layout()
     fig.savefig(path)
@@ -97,8 +135,18 @@ def write_report(repo: Repository, out: Path, max_loss: float) -> Path:
         sections.append((b, image, speeds, quality))
     if bounds:
         _heatmap(out / "heatmap.png", bounds, max_loss)
+    map_sections = []
+    for i, b in enumerate(speed_map):
+        image = f"speed-{i:03d}.png"
+        speeds = repo.bounds.speeds(b)
+        _speed_chart(out / image, b, speeds)
+        map_sections.append((b, image, speeds))
+    if speed_map:
+        _heatmap(out / "speed-heatmap.png", speed_map, max_loss,
+                 "Fastest speed-up measured, quality unknown (best over environments): not upper bounds")
     evaluations = repo.evaluations.rows()
-    (out / "index.html").write_text(_page(sections, bounds, speed_map, max_loss, evaluations), encoding="utf-8")
+    (out / "index.html").write_text(_page(sections, bounds, speed_map, max_loss, evaluations, map_sections),
+                                    encoding="utf-8")
     (out / "upper-bounds.json").write_text(json.dumps([b.as_row() for b in rows], indent=1, default=str) + "\n")
     return out / "index.html"
 
@@ -136,6 +184,7 @@ def _evaluations_section(evaluations: list[dict[str, object]]) -> str:
 def _page(
     sections: list[tuple[Bound, str, dict[str, SpeedResult], dict[str, QualityResult]]], bounds: list[Bound],
     speed_map: list[Bound], max_loss: float, evaluations: list[dict[str, object]] | None = None,
+    map_sections: list[tuple[Bound, str, dict[str, SpeedResult]]] | None = None,
 ) -> str:
     e = html.escape
 
@@ -144,16 +193,28 @@ def _page(
 
     rows = "".join(
         f"<tr><td>{e(b.speed_config.pipeline)}</td><td>{e(b.speed_config.scheduler)}</td><td>{b.speed_config.steps}</td>"
-        f"<td>{speedup(b)}</td><td>{'precise' if b.confirmed else 'first estimate'}</td>"
+        f"<td>{speedup(b)}</td><td>{e(b.best.timing or '-') if b.best else '-'}</td>"
         f"<td>{100 * (b.score_loss or 0.0):.2f}%</td><td>{e(settings_text(b.settings))}</td><td>{b.trials}</td>"
         f"<td>{e(b.device)}</td><td>{e(b.quality.describe()) if b.quality else ''}</td></tr>"
         for b in bounds
     )
     map_rows = "".join(
         f"<tr><td>{e(b.speed_config.pipeline)}</td><td>{e(b.speed_config.scheduler)}</td><td>{b.speed_config.steps}</td>"
-        f"<td>{speedup(b)}</td><td>{e(settings_text(b.settings))}</td><td>{e(b.device)}</td></tr>"
+        f"<td>{speedup(b)}</td><td>{e(b.best.timing or '-') if b.best else '-'}</td>"
+        f"<td>{e(settings_text(b.settings))}</td><td>{e(b.device)}</td></tr>"
         for b in speed_map
     )
+    map_parts = []
+    for b, image, speeds in map_sections or []:
+        done = sorted((s for s in speeds.values() if s.usable), key=lambda s: -(s.published or 0.0))
+        trial_rows = "".join(
+            f"<tr><td>{e(settings_text(json.loads(s.setting_key)))}</td><td>{s.published:.2f}x</td>"
+            f"<td>±{100 * s.published_half_width:.1f}%</td><td>{e(s.timing or '-')}</td></tr>" for s in done)
+        map_parts.append(
+            f"<section><h3>{e(b.speed_config.label)} — {e(b.device)}</h3><img src='{image}' alt='speed-ups with their "
+            f"intervals, {e(b.speed_config.label)}'><details><summary>{len(done)} settings</summary><table><tr>"
+            f"<th>settings</th><th>speed-up</th><th>interval</th><th>timing</th></tr>{trial_rows}</table></details>"
+            f"</section>")
     parts = []
     for b, image, speeds, quality in sections:
         done = sorted((s for s in speeds.values() if s.usable), key=lambda s: -(s.published or 0.0))
@@ -166,8 +227,10 @@ def _page(
             f"{e(b.speed_config.label)}'><details><summary>{len(done)} settings</summary><table><tr><th>settings</th>"
             f"<th>speed-up</th><th>loss</th></tr>{trial_rows}</table></details></section>")
     heat = "<img src='heatmap.png' alt='heat map of upper bounds'>" if bounds else "<p>No upper bound with known quality yet.</p>"
-    speed_table = (f"<h2>Speed map</h2><p class='note'>{SPEED_MAP_LABEL}.</p><table><tr><th>pipeline</th><th>scheduler</th>"
-                   f"<th>steps</th><th>fastest</th><th>settings</th><th>device</th></tr>{map_rows}</table>") if speed_map else ""
+    speed_table = (f"<h2>Speed map</h2><p class='note'>{SPEED_MAP_LABEL}.</p>"
+                   "<img src='speed-heatmap.png' alt='heat map of the fastest speed-up measured'>"
+                   f"<table><tr><th>pipeline</th><th>scheduler</th><th>steps</th><th>fastest</th><th>timing</th>"
+                   f"<th>settings</th><th>device</th></tr>{map_rows}</table>{''.join(map_parts)}") if speed_map else ""
     grades = _evaluations_section(evaluations or [])
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>sweep report</title>

@@ -30,3 +30,7 @@ def load_space(path: str | Path) -> Space:
 
 def load_preset(name: str) -> Space:
     return spec.load_preset(name, CATALOGUE)
+
+
+def with_weights(space: Space, weights: str) -> Space:
+    return spec.with_weights(space, weights, CATALOGUE)

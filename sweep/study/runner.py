@@ -198,7 +198,7 @@ class Runner:
             raise ValueError(f"unknown strategy {search.strategy!r}; valid: {', '.join(STRATEGIES)}")
         started = time.perf_counter()
         deadline = time.monotonic() + search.time_budget if search.time_budget is not None else None
-        protocol = Protocol.resolve(space.protocol)
+        protocol = Protocol.for_space(space, self.force_quality)
         environment = Environment.detect(self.device)
         env_id, quality_id, timing_id = self.ids(protocol, environment)
         summary = RunSummary(environment_id=env_id)

@@ -22,10 +22,11 @@ from storage.measurements import QualityResult
 from storage.models import Base
 from sweep.accelerators import AppliedSetting, describe, setting_packages_key, speed_depends_on_weights
 from sweep.errors import AcceleratorError
-from sweep.measurement.measure import Batch, Generator, batches
+from sweep.measurement.measure import Batch, Generator, batches, digest
 from sweep.measurement.protocol import Protocol
 from sweep.measurement.quality_pass import CHANGED_NOTHING, quality_baseline, quality_pass
-from sweep.measurement.speed_pass import first_estimate, precise, speed_baseline, timing_set_pass
+from sweep.measurement.speed_pass import paired_first_estimate, precise, speed_baseline, timing_set_pass
+from sweep.measurement.stats import stop_reason
 from sweep.scoring.base import Scorer
 
 if TYPE_CHECKING:
@@ -163,7 +164,6 @@ class ScopeRun:
         gen = self._load()
         applied = AppliedSetting(gen.pipe, setting)
         rows: Rows = []
-        quality_seconds: tuple[float, ...] = ()
         failed_reason: str | None = None
         if need_quality:
             assert self.quality_base is not None and self.quality_base.scores is not None
@@ -178,24 +178,23 @@ class ScopeRun:
                 loss_low=est.low if est and run.status != "failed" else None,
                 loss_high=est.high if est and run.status != "failed" else None,
                 image_deviation=run.image_deviation, worker=self.worker, started_at=started))
-            quality_seconds = run.seconds_per_image
             if run.reason == CHANGED_NOTHING:
                 failed_reason = run.reason
+            elif run.status == "rejected":
+                # beyond the threshold with confidence: its speed cannot make it the bound, so none is spent on it
+                # (a looser threshold later measures its quality in full, and its speed then)
+                need_speed = False
         if need_speed:
-            base = self.speed_base
-            assert base is not None
             if failed_reason is not None:
                 rows.append(self._speed_failed(setting, failed_reason, started))
-            elif quality_seconds:
-                estimate = first_estimate(base.batch_seconds, quality_seconds, "quality pass")
-                rows.append(self._speed_row(setting, estimate, applied.patched, started))
             else:
-                timed = timing_set_pass(gen, self.timing_set, applied)
-                if timed.digests == list(base.image_digests):
+                # the quality pass's own seconds are not compared with a baseline timed minutes (or machines) away:
+                # the first estimate is a paired pass of the timing set, its baseline runs next to the setting's
+                paired = timing_set_pass(gen, self.timing_set, applied, warm=need_quality)
+                if [digest(i) for i in paired.images] == [digest(i) for i in paired.baseline_images]:
                     rows.append(self._speed_failed(setting, CHANGED_NOTHING, started))
                 else:
-                    estimate = first_estimate(base.batch_seconds, timed.seconds_per_image, "timing set")
-                    rows.append(self._speed_row(setting, estimate, applied.patched, started))
+                    rows.append(self._speed_row(setting, paired_first_estimate(paired), applied.patched, started))
         return rows
 
     def weights_key(self, setting: AccelSetting, status: str = "done") -> str:
@@ -248,8 +247,12 @@ class ScopeRun:
             return [k for k, s in sorted(self.speeds.items(), key=lambda kv: -(kv[1].published or 0.0))
                     if s.usable and not s.precise and k not in exclude]
         for quality in self.quality_views():
-            for s in contenders(self.speeds, quality, max_loss):
-                if not s.precise and s.setting_key not in exclude:
+            ranked = contenders(self.speeds, quality, max_loss)
+            for s in ranked:
+                # a timing settled below an earlier leader is not precise: where it leads now (that leader is out
+                # at this threshold), it is timed again, to the protocol's width
+                owed = not s.precise or (s.settled_below and s is ranked[0])
+                if owed and s.setting_key not in exclude:
                     keys[s.setting_key] = s.published or 0.0
         return sorted(keys, key=lambda k: -keys[k])
 
@@ -257,7 +260,7 @@ class ScopeRun:
         """The lower end of the best precise speed-up's interval among the contenders: a contender whose own
         interval falls under it is settled without timing it to the full precision."""
         ends = [s.published * (1 - s.published_half_width) for quality in self.quality_views()  # type: ignore[operator]
-                for s in contenders(self.speeds, quality, max_loss) if s.precise]
+                for s in contenders(self.speeds, quality, max_loss) if s.precise and not s.settled_below]
         return max(ends, default=None)
 
     def precise_statement(self, setting_key: str, below: float | None = None) -> Update:
@@ -267,7 +270,8 @@ class ScopeRun:
         return self.repo.measurements.precise_statement(
             self.scope, setting_key, speedup=run.paired.speedup, ci_half_width=run.paired.half_width,
             pairs=run.paired.pairs, time=run.seconds_per_image, baseline_time=run.baseline_seconds_per_image,
-            time_spread=run.spread, warmup_runs=run.warmup_runs, weights_key=self.weights_key(setting),
+            time_spread=run.spread, warmup_runs=run.warmup_runs,
+            precise_stop=stop_reason(run.paired, self.protocol.timing.policy, below), weights_key=self.weights_key(setting),
             packages_key=packages_of_key(setting.key))
 
 

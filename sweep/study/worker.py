@@ -204,7 +204,7 @@ def enqueue_space(
     its baselines, its settings, and, where everything is stored already, the precise timings still owed.
     Returns (the environment's id, tasks added, the speed configurations' ids)."""
     runner = Runner(repo, device)
-    protocol = Protocol.resolve(space.protocol)
+    protocol = Protocol.for_space(space, force_quality)
     env_id, quality_id, timing_id = runner.ids(protocol, Environment.detect(device))
     queue = WorkQueue(repo)
     added = 0

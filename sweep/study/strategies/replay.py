@@ -101,7 +101,7 @@ def _landscape_point(key: str, speed: SpeedResult, quality: QualityResult | None
     done = speed.usable and quality is not None and quality.status == "done"
     return {
         "settings": json.loads(key), "status": "done" if done else "failed", "speedup": speed.published,
-        "ci_half_width": speed.published_half_width, "precise": speed.precise,
+        "ci_half_width": speed.published_half_width, "precise": speed.precise and not speed.settled_below,
         "score_loss": quality.score_loss if quality else None,
         "image_deviation": quality.image_deviation if quality else None, "time": speed.published_time,
         "reason": speed.reason or (quality.reason if quality else None),

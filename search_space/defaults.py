@@ -29,6 +29,9 @@ TARGET_HALF_WIDTH = 0.03
 FIRST_ESTIMATE_MARGIN = 0.05
 """Added to the half-width of a first estimate from runs minutes apart (a former one, or a paired pass of a
 single batch): the clock drifts between them."""
+CPU_BOUND_BELOW = 0.5
+"""A timing during which the GPU was busy less than this fraction of the time is marked CPU-bound: the host's
+CPU, launching the kernels, set its time (a speed-up that moves with the host's other tenants)."""
 PAIRED_FIRST_MARGIN = 0.02
 """Added to the half-width of a first estimate from a paired pass (every timing batch run by the baseline and
 the setting back to back): what a few pairs cannot show of the spread."""

@@ -168,6 +168,8 @@ class Bound:
             "trials": self.trials,
             "deterministic": None if diff is None else diff == 0,
             "repeat_max_pixel_diff": diff,
+            "host": best.published_host if best else None,
+            "cpu_bound": bool(best and best.cpu_bound),
         }
 
 

@@ -12,6 +12,8 @@ from datetime import datetime, timezone
 
 from sqlalchemy import Delete, Update, delete, select, update
 
+from search_space import defaults
+
 from storage.database import Database, Scope
 from storage.models import (
     Base,
@@ -58,6 +60,19 @@ class SpeedResult:
     """The versions of the setting's own packages it was measured with (empty where none)."""
     precise_stop: str | None = None
     """Why its precise timing stopped (see ``SpeedTrialRow.precise_stop``)."""
+    first_host: dict[str, object] | None = None
+    precise_host: dict[str, object] | None = None
+
+    @property
+    def published_host(self) -> dict[str, object] | None:
+        """The host's state over the timing its published speed-up comes from."""
+        return self.precise_host if self.precise else self.first_host
+
+    @property
+    def cpu_bound(self) -> bool:
+        """Its published timing ran while the GPU was mostly idle (busy < ``defaults.CPU_BOUND_BELOW``)."""
+        busy = (self.published_host or {}).get("gpu_busy")
+        return isinstance(busy, (int, float)) and busy < defaults.CPU_BOUND_BELOW
 
     @property
     def random_weights_only(self) -> bool:
@@ -149,7 +164,8 @@ def real_quality(weights: str, scorer: str) -> bool:
 def _speed_result(r: SpeedTrialRow) -> SpeedResult:
     return SpeedResult(r.setting_key, r.status, r.reason, r.weights, r.first_speedup, r.first_ci_half_width,
                        r.first_source, r.first_time, r.first_baseline_time, r.speedup, r.ci_half_width, r.pairs,
-                       r.time, r.baseline_time, r.weights_key, r.packages_key, r.precise_stop)
+                       r.time, r.baseline_time, r.weights_key, r.packages_key, r.precise_stop, r.first_host,
+                       r.precise_host)
 
 
 def speeds_for(
@@ -242,13 +258,13 @@ class Measurements:
     def speed_baseline_row(
         scope: Scope, *, time: float, time_spread: float, batch_seconds: Sequence[float], source: str,
         image_digests: Sequence[str], weights: str, worker: str, warmup_runs: int = 0,
-        repeat_max_pixel_diff: int | None = None,
+        repeat_max_pixel_diff: int | None = None, host: dict[str, object] | None = None,
     ) -> SpeedBaselineRow:
         return SpeedBaselineRow(
             speed_config_id=scope.speed_config_id, environment_id=scope.environment_id,
             timing_protocol_id=scope.timing_protocol_id, time=time, time_spread=time_spread,
             batch_seconds=list(batch_seconds), source=source, image_digests=list(image_digests), weights=weights,
-            worker=worker, warmup_runs=warmup_runs, repeat_max_pixel_diff=repeat_max_pixel_diff,
+            worker=worker, warmup_runs=warmup_runs, repeat_max_pixel_diff=repeat_max_pixel_diff, host=host,
         )
 
     @staticmethod
@@ -288,14 +304,14 @@ class Measurements:
     def precise_statement(
         scope: Scope, setting_key: str, *, speedup: float, ci_half_width: float, pairs: int, time: float,
         baseline_time: float, time_spread: float, warmup_runs: int, precise_stop: str | None = None,
-        weights_key: str = "", packages_key: str = "",
+        host: dict[str, object] | None = None, weights_key: str = "", packages_key: str = "",
     ) -> Update:
         """The update that records a precise timing on the setting's speed record."""
         return (update(SpeedTrialRow).where(*scope.speed_filter(SpeedTrialRow), SpeedTrialRow.setting_key == setting_key,
                                             SpeedTrialRow.weights_key == weights_key,
                                             SpeedTrialRow.packages_key == packages_key)
                 .values(speedup=speedup, ci_half_width=ci_half_width, pairs=pairs, time=time, baseline_time=baseline_time,
-                        time_spread=time_spread, warmup_runs=warmup_runs, precise_stop=precise_stop,
+                        time_spread=time_spread, warmup_runs=warmup_runs, precise_stop=precise_stop, precise_host=host,
                         precise_at=datetime.now(timezone.utc)))
 
     def save_precise(self, statement: Update) -> None:

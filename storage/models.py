@@ -131,6 +131,8 @@ class SpeedBaselineRow(Base):
     """Same batch generated twice: 0 = bit-identical (deterministic backend), else the largest pixel difference."""
     weights: Mapped[str] = mapped_column(Text)
     """The weights the pipeline had (``random`` or the model reference): informative, not part of the key."""
+    host: Mapped[dict[str, object] | None] = mapped_column(JSON, nullable=True)
+    """The host's state over the timed pass: CPU model and count, CPU and steal seconds per image, GPU busy."""
     worker: Mapped[str] = mapped_column(Text)
     measured_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
@@ -181,6 +183,10 @@ class SpeedTrialRow(Base):
     """Precise: mean seconds per baseline image over the same pairs."""
     time_spread: Mapped[float | None] = mapped_column(Float, nullable=True)
     warmup_runs: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    first_host: Mapped[dict[str, object] | None] = mapped_column(JSON, nullable=True)
+    """The host's state over the first estimate's paired pass (both sides)."""
+    precise_host: Mapped[dict[str, object] | None] = mapped_column(JSON, nullable=True)
+    """The host's state over the precise timing's pairs (both sides)."""
     precise_stop: Mapped[str | None] = mapped_column(String(16), nullable=True)
     """Why the precise timing stopped: ``target width`` (its interval as narrow as the protocol asks), ``below
     leader`` (its interval fell wholly under the leader's: it cannot be the bound, and its number is not a

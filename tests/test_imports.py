@@ -19,7 +19,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("search_space",),
     ("storage",),
     ("sweep._compat", "sweep.errors", "sweep.inputs", "sweep.progress",
-     "sweep.measurement.stats", "sweep.measurement.environment", "sweep.measurement.measure",
+     "sweep.measurement.stats", "sweep.measurement.environment", "sweep.measurement.host", "sweep.measurement.measure",
      "sweep.measurement.prompts", "sweep.pipelines", "sweep.scoring", "sweep.accelerators"),
     ("sweep.measurement.protocol", "sweep.measurement.quality_pass", "sweep.measurement.speed_pass",
      "sweep.measurement", "sweep.study.catalogue", "sweep.study.strategies", "sweep.study.legacy",

@@ -144,6 +144,12 @@ def test_random_weights_measure_speed_only(tmp_path: Path, sqlite_url: str) -> N
         assert s.scalars(select(QualityTrialRow)).all() == [] and s.scalars(select(QualityBaselineRow)).all() == []
         speeds = s.scalars(select(SpeedTrialRow)).all()
     assert len(speeds) == SETTINGS and {t.first_source for t in speeds} == {PAIRED_SOURCE}
+    # every timing carries the host's state it was made in (a CPU here: no GPU busy fraction to read)
+    with repo.session() as s:
+        (base,) = s.scalars(select(SpeedBaselineRow)).all()
+    for host in [base.host, *(t.first_host for t in speeds)]:
+        assert host["cpu"] and host["cpus"] >= 1 and host["cpu_seconds_per_image"] > 0 and host["gpu_busy"] is None
+        assert host["steal_seconds_per_image"] is not None and host["steal_seconds_per_image"] >= 0
     (row,) = [b.as_row() for b in repo.bounds.rows(0.02)]
     assert row["kind"] == "speed map" and row["score_loss"] is None and row["speedup"] > 1.0
 

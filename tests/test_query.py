@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 
 import pytest
+from typer.testing import CliRunner
 
 from search_space.base_config import BaseConfig
 from search_space.setting import AccelSetting
@@ -12,6 +13,7 @@ from storage import Repository, Scope
 from storage.bounds import contenders
 from storage.measurements import SpeedResult
 from sweep.accelerators import DeepCache, ToMe
+from sweep.fronts.cli import app
 
 NOW = datetime(2026, 1, 1, tzinfo=timezone.utc)
 
@@ -208,6 +210,7 @@ def test_a_bound_row_states_every_field_exactly(db_url: str) -> None:
         "timing": "precise", "ci_half_width": 0.01, "score_loss": 0.012, "score_loss_ci": [0.008, 0.016],
         "time": 2.0 / 2.3, "baseline_time": 2.0, "settings": _setting(3).as_dict(), "trials": 3,
         "deterministic": True, "repeat_max_pixel_diff": 0,  # the quality source's images decide determinism
+        "host": None, "cpu_bound": False,  # stored without the host's state (as rows from before 0008 are)
     }
     (speed_map,) = repo.bounds.rows(0.02, speed_only=True)
     assert speed_map.as_row() == {
@@ -217,7 +220,7 @@ def test_a_bound_row_states_every_field_exactly(db_url: str) -> None:
         "quality_source": None, "max_loss": 0.02, "speedup": 3.9, "first_speedup": 3.9, "confirmed": False,
         "timing": "first estimate", "ci_half_width": 0.05, "score_loss": None, "score_loss_ci": None,
         "time": 2.0 / 3.9, "baseline_time": 2.0, "settings": _setting(5).as_dict(), "trials": 3,
-        "deterministic": False, "repeat_max_pixel_diff": 3,
+        "deterministic": False, "repeat_max_pixel_diff": 3, "host": None, "cpu_bound": False,
     }
 
 
@@ -242,6 +245,25 @@ def test_rows_by_target_show_the_least_loss_setting_reaching_it(db_url: str) -> 
     (loose,) = repo.bounds.by_target(3.0, 0.05)
     assert (loose["reachable"], loose["speedup"], loose["score_loss"]) == (True, 3.9, 0.05)
     assert repo.bounds.by_target(2.0, 0.02, environment_ids=repo.environment_ids("small GPU")) == []  # no speed there
+
+
+def test_a_timing_made_while_the_gpu_was_mostly_idle_is_marked_cpu_bound(db_url: str) -> None:
+    repo = Repository(db_url)
+    scope = _scope(repo, 20, weights="random")
+    _speed_baseline(repo, scope)
+    host = {"cpu": "x", "cpus": 16, "cpu_seconds_per_image": 0.9, "steal_seconds_per_image": 0.2, "gpu_busy": 0.31}
+    repo.measurements.save([repo.measurements.speed_trial_row(
+        scope, settings=_setting(3).as_dict(), setting_key=_setting(3).key, status="done", weights="random",
+        first_speedup=1.4, first_ci_half_width=0.05, first_source="paired timing set", first_time=1.0,
+        first_baseline_time=1.4, first_host=host, worker="t", started_at=NOW)])
+    (row,) = [b.as_row() for b in repo.bounds.rows(0.02)]
+    assert row["host"] == host and row["cpu_bound"] is True
+    table = CliRunner().invoke(app, ["query", "--db", db_url])
+    assert "first est. ‡" in table.stdout and "‡ CPU-bound: timed while the GPU was busy under 50%" in " ".join(
+        table.stdout.split())
+    _precise(repo, scope, _setting(3), 1.5)  # the precise timing's own host state (none recorded) decides now
+    (row,) = [b.as_row() for b in repo.bounds.rows(0.02)]
+    assert row["host"] is None and row["cpu_bound"] is False
 
 
 def test_a_timing_settled_below_the_leader_is_never_shown_as_precise(db_url: str) -> None:

@@ -13,8 +13,8 @@ from typer.testing import CliRunner
 from sweep.fronts.cli import app
 from sweep.reporting.report import pareto_front
 from tests.test_query import (
-    _quality,
     _precise,
+    _quality,
     _quality_baseline,
     _scope,
     _setting,

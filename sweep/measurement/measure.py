@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from sweep.measurement.host import HostMeter
 from sweep.measurement.stats import Paired, TimingPolicy, measure_paired, warm_up
 
 if TYPE_CHECKING:
@@ -55,6 +56,11 @@ class Generator:
     generation_seconds: float = 0.0
     """Every timed generation so far, warm-up included: the denominator of the overhead ratio."""
     images: int = 0
+    host: HostMeter = field(init=False)
+    """The host's state around each timed call (read outside the timed region)."""
+
+    def __post_init__(self) -> None:
+        self.host = HostMeter(self.device)
 
     def run(self, batch: Batch) -> tuple[float, list[Image]]:
         import torch
@@ -70,8 +76,10 @@ class Generator:
             if cuda:
                 start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
                 torch.cuda.synchronize(self.device)
+                host = self.host.before()
                 start.record()
             else:
+                host = self.host.before()
                 began = time.perf_counter()
             images = call(
                 prompts, num_inference_steps=self.steps, height=self.height, width=self.width,
@@ -83,6 +91,7 @@ class Generator:
                 seconds = start.elapsed_time(end) / 1000
             else:
                 seconds = time.perf_counter() - began
+            self.host.after(host, len(prompts))
         self.generation_seconds += seconds
         self.images += len(prompts)
         return seconds, images
@@ -110,6 +119,8 @@ class TimedPass:
     images: list[Image]
     warmup_runs: int
     repeat_max_pixel_diff: int | None = None
+    host: dict[str, object] | None = None
+    """The host's state over the timed pass (see :mod:`sweep.measurement.host`)."""
 
     @property
     def digests(self) -> list[str]:
@@ -139,11 +150,13 @@ def stable_pass(gen: Generator, work: Sequence[Batch], policy: TimingPolicy) -> 
 
     warm = warm_up(warm_run, policy.warmup_tolerance, policy.warmup_cap)
     seconds, images = [], []
+    mark = gen.host.mark()
     for batch in work:
         s, batch_images = gen.run(batch)
         seconds.append(s / len(batch[0]))
         images.extend(batch_images)
-    return TimedPass(tuple(seconds), images, len(warm.seconds), max_pixel_difference(warm_images, images[: len(warm_images)]))
+    return TimedPass(tuple(seconds), images, len(warm.seconds), max_pixel_difference(warm_images, images[: len(warm_images)]),
+                     gen.host.since(mark))
 
 
 def quick_pass(gen: Generator, work: Sequence[Batch]) -> TimedPass:
@@ -167,6 +180,8 @@ class PairedPass:
     baseline_images: list[Image]
     images: list[Image]
     """The accelerated images, in batch order."""
+    host: dict[str, object] | None = None
+    """The host's state over the pass's timed calls, both sides."""
 
 
 def paired_pass(
@@ -192,12 +207,13 @@ def paired_pass(
         accelerate()
         if not warm:
             gen.run(work[0])
+        mark = gen.host.mark()
         for index in range(len(work)):
             for accelerated in ((True, False) if index % 2 == 0 else (False, True)):  # the warm side first, then alternating
                 run(index, accelerated)
     finally:
         restore()
-    return PairedPass(tuple(base_s), tuple(accel_s), base_images, images)
+    return PairedPass(tuple(base_s), tuple(accel_s), base_images, images, gen.host.since(mark))
 
 
 @dataclass(frozen=True)
@@ -205,6 +221,8 @@ class PairedRun:
     paired: Paired
     """Per-image seconds of the baseline (A) and accelerated (B) runs, pair by pair."""
     warmup_runs: int
+    host: dict[str, object] | None = None
+    """The host's state over the pairs, both sides."""
 
     @property
     def seconds_per_image(self) -> float:
@@ -237,7 +255,8 @@ def paired_run(
     try:
         accelerate()
         warm = warm_up(lambda: gen.run(work[0])[0], policy.warmup_tolerance, policy.warmup_cap)
+        mark = gen.host.mark()
         paired = measure_paired(lambda b: run(b, False), lambda b: run(b, True), len(work), policy, below)
     finally:
         restore()
-    return PairedRun(paired, len(warm.seconds))
+    return PairedRun(paired, len(warm.seconds), gen.host.since(mark))

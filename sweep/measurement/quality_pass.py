@@ -36,6 +36,8 @@ class QualityBaselineRun:
     seconds_per_image: tuple[float, ...]
     """Every batch timed (the first batch is generated twice: once to warm up, once timed)."""
     repeat_max_pixel_diff: int
+    host: dict[str, object] | None = None
+    """The host's state over the timed batches."""
 
     @property
     def digests(self) -> list[str]:
@@ -46,6 +48,7 @@ def quality_baseline(gen: Generator, work: Sequence[Batch], scorer: Scorer) -> Q
     """Every prompt once, unaccelerated; the first batch twice, so its repeat shows whether the backend is
     deterministic and the timed batches are warm."""
     _, warm_images = gen.run(work[0])
+    mark = gen.host.mark()
     seconds: list[float] = []
     images: list[Image] = []
     scores: list[float] = []
@@ -54,7 +57,8 @@ def quality_baseline(gen: Generator, work: Sequence[Batch], scorer: Scorer) -> Q
         seconds.append(s / len(batch[0]))
         images.extend(batch_images)
         scores.extend(scorer.score(batch_images, batch[0]))
-    return QualityBaselineRun(scores, images, tuple(seconds), max_pixel_difference(warm_images, images[: len(warm_images)]))
+    return QualityBaselineRun(scores, images, tuple(seconds), max_pixel_difference(warm_images, images[: len(warm_images)]),
+                              gen.host.since(mark))
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ from enum import Enum
 from rich.console import Console
 from rich.table import Table
 
+from search_space import defaults
 from storage.targets import scheduler_name
 
 
@@ -80,7 +81,7 @@ BOUND_COLUMNS: list[Column] = [
     ("steps", lambda r: str(r["steps"])),
     ("speed-up", speedup_text),
     ("timing", lambda r: {"precise": "precise", "first estimate": "first est.", "below leader": "below leader"}.get(
-        str(r["timing"]), "-")),
+        str(r["timing"]), "-") + (" ‡" if r.get("cpu_bound") else "")),
     ("score loss", loss_text),
     ("settings", lambda r: settings_text(r["settings"]) + (" †" if r["speed_source"]["weight_dependent_random"] else "")),  # type: ignore[index]
     ("s/image", lambda r: f"{r['time']:.3f}" if r["time"] is not None else "-"),
@@ -100,6 +101,9 @@ def print_bounds(rows: list[dict[str, object]], fmt: Format, max_loss: float) ->
     notes.extend(f"quality from {source}" for source in sorted(sources))
     if any(r["speed_source"]["weight_dependent_random"] for r in rows):  # type: ignore[index]
         notes.append("† a weight-dependent method's speed measured with random weights: not its speed with real weights")
+    if any(r.get("cpu_bound") for r in rows):
+        notes.append(f"‡ CPU-bound: timed while the GPU was busy under {100 * defaults.CPU_BOUND_BELOW:g}% of the time, so "
+                     "the host's CPU set it (a speed-up that moves with the host's other tenants)")
     jitter = [r for r in rows if r.get("deterministic") is False]
     if jitter:
         worst = max(int(r["repeat_max_pixel_diff"]) for r in jitter)  # type: ignore[call-overload]

@@ -123,13 +123,13 @@ class ScopeRun:
                     time_spread=_stdev(run.seconds_per_image), batch_seconds=run.seconds_per_image,
                     source="quality pass", image_digests=run.digests[: self.protocol.timing.images],
                     weights=weights_of(self.base), worker=self.worker, warmup_runs=1,
-                    repeat_max_pixel_diff=run.repeat_max_pixel_diff))
+                    repeat_max_pixel_diff=run.repeat_max_pixel_diff, host=run.host))
         elif self.speed_base is None:
             timed = speed_baseline(gen, self.timing_set, self.protocol.timing.policy)
             rows.append(m.speed_baseline_row(
                 self.scope, time=timed.time, time_spread=timed.spread, batch_seconds=timed.seconds_per_image,
                 source="timing set", image_digests=timed.digests, weights=weights_of(self.base), worker=self.worker,
-                warmup_runs=timed.warmup_runs, repeat_max_pixel_diff=timed.repeat_max_pixel_diff))
+                warmup_runs=timed.warmup_runs, repeat_max_pixel_diff=timed.repeat_max_pixel_diff, host=timed.host))
         return rows
 
     # -- one setting ----------------------------------------------------------------------------------------
@@ -194,7 +194,8 @@ class ScopeRun:
                 if [digest(i) for i in paired.images] == [digest(i) for i in paired.baseline_images]:
                     rows.append(self._speed_failed(setting, CHANGED_NOTHING, started))
                 else:
-                    rows.append(self._speed_row(setting, paired_first_estimate(paired), applied.patched, started))
+                    rows.append(self._speed_row(setting, paired_first_estimate(paired), applied.patched, started,
+                                                paired.host))
         return rows
 
     def weights_key(self, setting: AccelSetting, status: str = "done") -> str:
@@ -202,13 +203,14 @@ class ScopeRun:
         with the weights it happened with."""
         return weights_of(self.base) if status != "done" or speed_depends_on_weights(setting) else ""
 
-    def _speed_row(self, setting: AccelSetting, estimate: object, patched: int, started: datetime) -> Base:
+    def _speed_row(self, setting: AccelSetting, estimate: object, patched: int, started: datetime,
+                   host: dict[str, object] | None = None) -> Base:
         return self.repo.measurements.speed_trial_row(
             self.scope, settings=setting.as_dict(), setting_key=setting.key, status="done", weights=weights_of(self.base),
             weights_key=self.weights_key(setting), packages_key=packages_of_key(setting.key),
             first_speedup=estimate.speedup, first_ci_half_width=estimate.ci_half_width,  # type: ignore[attr-defined]
             first_source=estimate.source, first_time=estimate.time,  # type: ignore[attr-defined]
-            first_baseline_time=estimate.baseline_time, patched_modules=patched,  # type: ignore[attr-defined]
+            first_baseline_time=estimate.baseline_time, patched_modules=patched, first_host=host,  # type: ignore[attr-defined]
             worker=self.worker, started_at=started)
 
     def _speed_failed(self, setting: AccelSetting, reason: str, started: datetime) -> Base:
@@ -271,7 +273,8 @@ class ScopeRun:
             self.scope, setting_key, speedup=run.paired.speedup, ci_half_width=run.paired.half_width,
             pairs=run.paired.pairs, time=run.seconds_per_image, baseline_time=run.baseline_seconds_per_image,
             time_spread=run.spread, warmup_runs=run.warmup_runs,
-            precise_stop=stop_reason(run.paired, self.protocol.timing.policy, below), weights_key=self.weights_key(setting),
+            precise_stop=stop_reason(run.paired, self.protocol.timing.policy, below), host=run.host,
+            weights_key=self.weights_key(setting),
             packages_key=packages_of_key(setting.key))
 
 

@@ -13,7 +13,6 @@ from datetime import datetime, timezone
 from sqlalchemy import Delete, Update, delete, select, update
 
 from search_space import defaults
-
 from storage.database import Database, Scope
 from storage.models import (
     Base,

@@ -61,7 +61,8 @@ def test_targets_are_stored_with_their_bound_and_go_stale(db_url: str, tmp_path:
     tasks = {t["difficulty"]: t for t in json.loads(out.read_text())}
     assert {d: t["target"] for d, t in tasks.items()} == {"easy": 9.6, "medium": 12.0, "hard": 14.4}
     assert tasks["easy"]["sentence"] == "Take an SD1.5 pipeline (DDIM, 50 steps) as the baseline, and achieve a 9.6x speedup"
-    assert tasks["easy"]["settings"] == _setting(5).as_dict()  # reaches 9.7x with the least loss
+    # 9.7x ±2% (the least loss) only may reach 9.6x: the setting attached is 10.0x ±2%, wholly above it
+    assert tasks["easy"]["settings"] == _setting(10).as_dict()
     assert tasks["medium"]["settings"] == _setting(10, 0.5).as_dict()  # only the bound itself reaches 12.0x
     assert tasks["hard"]["settings"] is None and tasks["hard"]["upper_bound"] == 12.0
 

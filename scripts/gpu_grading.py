@@ -166,9 +166,11 @@ def main() -> int:
         bare[name]["seconds"] = time.perf_counter() - began
         print(f"bare loop {name}: {bare[name]['speedup']:.3f}x ({bare[name]['seconds']:.0f} s)", flush=True)
 
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / f"grading-{args.config}-bare.json").write_text(json.dumps(bare))
     rows, gen = [], []
-    for name in files:
-        for repeat in range(args.repeats):
+    for repeat in range(args.repeats):  # repeats outermost: a run cut short still holds every solution
+        for name in files:
             for side, factor in (("below", 0.9), ("above", 1.1)):
                 task_id = f"{name}-{side}-{repeat}"
                 target = round(bare[name]["speedup"] * factor, 3)  # type: ignore[operator]
@@ -182,11 +184,18 @@ def main() -> int:
     db = f"sqlite:///{work / 'grades.db'}"
     protocol = app.grading_protocol("bundled", args.prompts, scorer_pretrained="random", warmup_cap=args.warmup_cap)
     jobs = app.grading_jobs(db, tasks_file=work / "tasks.json", solutions_file=work / "gen.json")
+    log = args.out / f"grading-{args.config}-evaluations.jsonl"
+
+    def done(job: object, o: object) -> None:  # each evaluation as it ends: a run cut by its time limit keeps them
+        print(f"  {job.task.task_id}: {o.actual_speedup} {o.speedup_interval} {o.failure_reason} "  # type: ignore[attr-defined]
+              f"borderline={o.borderline} {o.pairs} pairs {o.seconds:.0f} s "  # type: ignore[attr-defined]
+              f"{ {k: round(v, 1) for k, v in o.phases.items()} }", flush=True)  # type: ignore[attr-defined]
+        with log.open("a") as f:
+            f.write(json.dumps({"task_id": job.task.task_id, "target": job.task.target,  # type: ignore[attr-defined]
+                                **dataclasses.asdict(o)}, default=str) + "\n")  # type: ignore[call-overload]
+
     began = time.perf_counter()
-    result = app.evaluate_solutions(db, jobs, args.device, protocol, out=work,
-                                    on_done=lambda job, o: print(f"  {job.task.task_id}: {o.actual_speedup} "  # type: ignore[attr-defined]
-                                                                 f"{o.failure_reason} {o.pairs} pairs {o.seconds:.0f} s "
-                                                                 f"{ {k: round(v, 1) for k, v in o.phases.items()} }", flush=True))
+    result = app.evaluate_solutions(db, jobs, args.device, protocol, out=work, on_done=done)
     total = time.perf_counter() - began
 
     lines = [f"GPU: {gpu}; {base.pipeline} / {base.scheduler} / {base.steps} steps, {base.height}², {base.dtype}, {base.weights} weights "
@@ -214,7 +223,6 @@ def main() -> int:
     lines += ["", f"{result.graded} evaluations in {total:.0f} s."]
     table = "\n".join(lines)
     print(table)
-    args.out.mkdir(parents=True, exist_ok=True)
     (args.out / f"grading-{args.config}.md").write_text(table + "\n")
     (args.out / f"grading-{args.config}.json").write_text(json.dumps({"bare": bare, "entries": result.entries,
                                                                       "report": {k: v for k, v in result.report.items()

@@ -131,11 +131,20 @@ def close_zygote() -> None:
         _ZYGOTE.pop().close()
 
 
+def pinned_cpus(device: str, count: int) -> list[int] | None:
+    """The cores both children of a pair run on: on a GPU the first ``count`` of the grader's own (sorted), so
+    that neither side is measured on other cores or another memory node than the other; None on a CPU, where
+    the children compute on every core they may use."""
+    if device.split(":")[0] != "cuda":
+        return None
+    return sorted(os.sched_getaffinity(0))[:count]
+
+
 class Child:
     """One graded pipeline in its own process (see the module docstring)."""
 
     def __init__(self, device: str, *, memory_bytes: int, request_seconds: float, label: str,
-                 threads: int | None = None) -> None:
+                 threads: int | None = None, cpus: list[int] | None = None) -> None:
         self.device, self.request_seconds, self.label = device, request_seconds, label
         self.memory_bytes = memory_bytes
         self.folder = Path(tempfile.mkdtemp(prefix=f"sweep-grade-{label}-"))
@@ -152,7 +161,7 @@ class Child:
         self._from_child, from_child_w = os.pipe()
         self._log = open(self.log_path, "wb")  # noqa: SIM115 (closed in close())
         spec = {"cwd": str(self.folder), "env": env, "user": list(user) if user else None,
-                "address_space": memory_bytes if device.split(":")[0] == "cpu" else None}
+                "address_space": memory_bytes if device.split(":")[0] == "cpu" else None, "cpus": cpus}
         try:
             if device.split(":")[0] == "cpu":
                 self.pid = zygote().spawn(spec, [to_child_r, from_child_w, self._log.fileno()])
@@ -194,15 +203,21 @@ class Child:
     # -- requests ---------------------------------------------------------------------------------------------
 
     def request(self, header: dict[str, object], seconds: float | None = None) -> tuple[dict[str, object], np.ndarray | None]:
-        """Send one request and wait for its reply, at most ``seconds`` (default: the request limit). The time from
-        sending the request to holding the whole reply (images included) is ``last_seconds``."""
+        """Send one request and wait for its reply, at most ``seconds`` (default: the request limit).
+
+        ``last_seconds`` is the time from sending the request to its first reply. A generation is answered twice:
+        first as soon as its images are finished (synchronised, in the child's memory), then with the images, so
+        that their transfer (12 MiB an image at 1024²) is the grader's cost, not a part of either side's time."""
         self.resume()
         limit = seconds or self.request_seconds
         try:
             began = time.perf_counter()  # the grader's clock: the child cannot reach it
             wire.send(self._to_child, header)
-            reply, array = wire.receive(self._from_child, time.monotonic() + limit)
+            deadline = time.monotonic() + limit
+            reply, array = wire.receive(self._from_child, deadline)
             self.last_seconds = time.perf_counter() - began
+            if header.get("op") == "generate" and reply.get("ok") and reply.get("generated"):
+                reply, array = wire.receive(self._from_child, deadline)
         except (wire.WireError, OSError) as exc:
             raise ChildError(self._failure(str(exc), limit)) from None
         if not reply.get("ok"):

@@ -30,6 +30,9 @@ def become_child(spec: dict[str, object]) -> None:
     os.chdir(str(spec["cwd"]))
     os.environ.clear()
     os.environ.update({str(k): str(v) for k, v in dict(spec["env"]).items()})  # type: ignore[call-overload]
+    cpus = spec.get("cpus")
+    if isinstance(cpus, list) and cpus:  # both sides of a pair on the same cores: placement is not a difference
+        os.sched_setaffinity(0, [int(c) for c in cpus])
     limit = spec.get("address_space")
     if isinstance(limit, int):
         resource.setrlimit(resource.RLIMIT_AS, (limit, limit))

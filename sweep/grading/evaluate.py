@@ -28,7 +28,7 @@ import numpy as np
 from search_space import defaults
 from search_space.base_config import BaseConfig
 from sweep.grading.sandbox import Child, ChildError, pinned_cpus
-from sweep.measurement.stats import Paired, TimingPolicy, median_interval, paired_loss, reject
+from sweep.measurement.stats import Paired, TimingPolicy, paired_loss, reject
 
 if TYPE_CHECKING:
     from sweep.scoring.base import Scorer
@@ -380,7 +380,7 @@ def _verdict(task: Task, paired: Paired, base_scores: list[float], sol_scores: l
              outcome: Outcome, policy: TimingPolicy) -> None:
     outcome.pairs = paired.pairs
     outcome.actual_speedup = paired.speedup
-    outcome.speedup_interval = median_interval(paired.ratios)
+    outcome.speedup_interval = paired.interval
     outcome.baseline_time = statistics.fmean(paired.baseline_seconds)
     outcome.accelerated_time = statistics.fmean(paired.accelerated_seconds)
     low, high = outcome.speedup_interval

@@ -15,9 +15,10 @@ from sweep.scoring.clip_score import RANDOM
 
 QUALITY_VERSION = 1
 """Bump when the way a score loss is computed changes."""
-MEASUREMENT_VERSION = 3
+MEASUREMENT_VERSION = 4
 """Bump when the way time is measured changes (2: paired over every prompt; 3: first estimates, then precise
-paired timing on a timing set), so new numbers never mix with old ones."""
+paired timing on a timing set; 4: first estimates from a paired pass, and the precise speed-up as the ratio of
+the pairs' mean times instead of the median of their ratios), so new numbers never mix with old ones."""
 
 
 @dataclass(frozen=True)

@@ -55,9 +55,6 @@ GRADE_LOAD_SECONDS = 900.0
 """... and for loading the pipeline (building it, hashing its weights)."""
 GRADE_MEMORY_GIB = 64
 """Memory a graded pipeline's process may use (address space on a CPU; resident size checked on a GPU)."""
-GRADE_CPUS = 4
-"""Cores both children of a pair are pinned to on a GPU (the first of the grader's own): at batch 1 a pipeline is
-partly bound by the CPU that launches its kernels, and two processes placed apart would differ by their cores."""
 
 GRADE_MIN_PAIRS = 6
 GRADE_MAX_PAIRS = 30

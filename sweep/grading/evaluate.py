@@ -27,7 +27,7 @@ import numpy as np
 
 from search_space import defaults
 from search_space.base_config import BaseConfig
-from sweep.grading.sandbox import Child, ChildError, pinned_cpus
+from sweep.grading.sandbox import Child, ChildError
 from sweep.measurement.stats import Paired, TimingPolicy, paired_loss, reject
 
 if TYPE_CHECKING:
@@ -200,8 +200,7 @@ class Baseline:
 
 def start_baseline(task: Task, device: str, protocol: GradingProtocol) -> Baseline:
     """The baseline of ``task`` loaded in a child; ChildError when it cannot be."""
-    child = Child(device, memory_bytes=protocol.memory_bytes, request_seconds=protocol.request_seconds, label="baseline",
-                  cpus=pinned_cpus(device, defaults.GRADE_CPUS))
+    child = Child(device, memory_bytes=protocol.memory_bytes, request_seconds=protocol.request_seconds, label="baseline")
     try:
         if task.base is not None:
             reply, _ = child.request({"op": "load", "base": asdict(task.base)}, protocol.load_seconds)
@@ -227,7 +226,7 @@ def evaluate(
     """Grade ``solution`` against ``task``; ``scorer`` None (or ``quality_known`` False) grades speed only."""
     outcome = Outcome(seed=secrets.randbits(32) if seed is None else seed)
     child = Child(baseline.child.device, memory_bytes=protocol.memory_bytes, request_seconds=protocol.request_seconds,
-                  label="solution", cpus=pinned_cpus(baseline.child.device, defaults.GRADE_CPUS))
+                  label="solution")
     try:
         _run(task, solution, baseline, child, protocol, scorer if quality_known else None, outcome, log)
     except ChildError as exc:

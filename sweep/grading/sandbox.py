@@ -131,15 +131,6 @@ def close_zygote() -> None:
         _ZYGOTE.pop().close()
 
 
-def pinned_cpus(device: str, count: int) -> list[int] | None:
-    """The cores both children of a pair run on: on a GPU the first ``count`` of the grader's own (sorted), so
-    that neither side is measured on other cores or another memory node than the other; None on a CPU, where
-    the children compute on every core they may use."""
-    if device.split(":")[0] != "cuda":
-        return None
-    return sorted(os.sched_getaffinity(0))[:count]
-
-
 class Child:
     """One graded pipeline in its own process (see the module docstring)."""
 

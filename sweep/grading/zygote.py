@@ -31,7 +31,7 @@ def become_child(spec: dict[str, object]) -> None:
     os.environ.clear()
     os.environ.update({str(k): str(v) for k, v in dict(spec["env"]).items()})  # type: ignore[call-overload]
     cpus = spec.get("cpus")
-    if isinstance(cpus, list) and cpus:  # both sides of a pair on the same cores: placement is not a difference
+    if isinstance(cpus, list) and cpus:  # pinned where asked (scripts/gpu_grading_placement.py compares placements)
         os.sched_setaffinity(0, [int(c) for c in cpus])
     limit = spec.get("address_space")
     if isinstance(limit, int):

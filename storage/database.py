@@ -185,6 +185,11 @@ class Database:
             assert row is not None
             return {"key": row.key, "images": row.images, "policy": dict(row.policy)}
 
+    def environment_devices(self) -> dict[int, str]:
+        """Every stored environment's id → its device, in words."""
+        with self.session() as s:
+            return {i: d for i, d in s.execute(select(EnvironmentRow.id, EnvironmentRow.device)).all()}
+
     def environment_ids(self, match: str) -> list[int]:
         """Environments whose id equals ``match`` or whose device name contains it (case-insensitive)."""
         with self.session() as s:

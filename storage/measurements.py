@@ -21,6 +21,7 @@ from storage.models import (
     QualityProtocolRow,
     QualityTrialRow,
     SpeedBaselineRow,
+    SpeedConfigRow,
     SpeedTrialRow,
 )
 
@@ -33,6 +34,31 @@ class SpeedBaseline:
     image_digests: tuple[str, ...]
     source: str
     repeat_max_pixel_diff: int | None
+
+
+@dataclass(frozen=True)
+class SpeedObservation:
+    """One stored time per image: a speed baseline's (``settings`` empty) or a setting's (see
+    :meth:`Measurements.speed_observations`)."""
+
+    environment_id: int
+    pipeline: str
+    height: int
+    width: int
+    dtype: str
+    batch_size: int
+    scheduler: str
+    steps: int
+    settings: dict[str, dict[str, object]]
+    time: float
+    kind: str
+    """``baseline``, ``precise`` or ``first estimate``."""
+
+    @property
+    def family(self) -> tuple[int, str, int, int, str, int]:
+        """What shares a denoiser's cost per step: environment, pipeline, shape, dtype and batch (any scheduler
+        and number of steps)."""
+        return self.environment_id, self.pipeline, self.height, self.width, self.dtype, self.batch_size
 
 
 @dataclass(frozen=True)
@@ -250,6 +276,35 @@ class Measurements:
                 .order_by(QualityBaselineRow.id)
             ).all()
         return [(b, q) for b, q, weights, scorer in rows if real_quality(weights, scorer)]
+
+    def speed_observations(self, environment_ids: Sequence[int] | None = None) -> list[SpeedObservation]:
+        """Every stored speed baseline and every setting's speed with its row's baseline time, in the environments
+        named (None: all): what a speed model is fitted to. A setting's time is its row's baseline time over its
+        speed-up (precise where timed precisely, else its paired first estimate), so it holds against the same
+        baseline time even where the machine drifted between the passes."""
+        out: list[SpeedObservation] = []
+        with self.db.session() as s:
+            base_q = select(SpeedBaselineRow, SpeedConfigRow).join(
+                SpeedConfigRow, SpeedConfigRow.id == SpeedBaselineRow.speed_config_id)
+            trial_q = select(SpeedTrialRow).where(SpeedTrialRow.status == "done")
+            if environment_ids is not None:
+                base_q = base_q.where(SpeedBaselineRow.environment_id.in_(environment_ids))
+                trial_q = trial_q.where(SpeedTrialRow.environment_id.in_(environment_ids))
+            baselines: dict[tuple[int, int, int], tuple[float, SpeedConfigRow]] = {}
+            for b, c in s.execute(base_q.order_by(SpeedBaselineRow.id)).all():
+                baselines[(b.speed_config_id, b.environment_id, b.timing_protocol_id)] = (b.time, c)
+                out.append(SpeedObservation(b.environment_id, c.pipeline, c.height, c.width, c.dtype, c.batch_size,
+                                            c.scheduler, c.steps, {}, b.time, "baseline"))
+            for t in s.scalars(trial_q.order_by(SpeedTrialRow.id)):
+                held = baselines.get((t.speed_config_id, t.environment_id, t.timing_protocol_id))
+                speedup = t.speedup if t.speedup is not None else t.first_speedup
+                if held is None or not speedup:
+                    continue
+                time, c = held
+                out.append(SpeedObservation(t.environment_id, c.pipeline, c.height, c.width, c.dtype, c.batch_size,
+                                            c.scheduler, c.steps, dict(t.settings), time / speedup,
+                                            "precise" if t.speedup is not None else "first estimate"))
+        return out
 
     # -- rows (a bundle is written by save(), or inside a queue task's completing transaction) --------------
 

@@ -321,6 +321,70 @@ def space_rows(space: Space) -> list[Row]:
     ]
 
 
+ESTIMATE_WARMUP_CALLS = 2
+"""Warm-up calls per pipeline a price counts (two runs that agree end a warm-up; most end there)."""
+
+
+def estimate_space(space: Space, db: str, environment: str | None = None,
+                   confirm_top: int = defaults.CONFIRM_TOP) -> list[Row]:
+    """A price for each base configuration of ``space`` in each measured environment, from the speed models of
+    what is stored there (:mod:`sweep.measurement.speed_model`): predicted seconds per image of the baseline
+    and of each setting, the fastest predicted setting, and the predicted generation seconds of its speed study
+    (baseline pass and warm-up, one paired first-estimate pass per setting, ``min_pairs`` of precise timing for
+    the ``confirm_top`` fastest). Rows with no model in an environment say so. Each stored setting of the row is
+    listed with its measured time beside the prediction made without it (leave-one-out). Predictions, never
+    measurements."""
+    from search_space.setting import AccelSetting
+    from sweep.accelerators import describe
+    from sweep.measurement.speed_model import SpeedModel
+
+    ids = environments(db, environment)
+    repo = repository(db)
+    observations = repo.measurements.speed_observations(ids)
+    model = SpeedModel(observations)
+    known = sorted({o.environment_id for o in observations}) if ids is None else ids
+    devices = repo.environment_devices()
+    p = space.protocol
+    images = min(p.timing_prompts, p.num_prompts)
+    rows: list[Row] = []
+    for entry in space.entries:
+        b = entry.base
+        for env in known or [None]:
+            row: Row = {"pipeline": b.pipeline, "scheduler": b.scheduler, "steps": b.steps, "height": b.height,
+                        "width": b.width, "environment": env, "device": devices.get(env) if env else None,
+                        "settings": len(entry.settings) - 1}
+            family = (env, b.pipeline, b.height, b.width, b.dtype, b.batch_size) if env is not None else None
+            base_s = model.predict(family, b.scheduler, b.steps, entry.settings[0]) if family else None  # type: ignore[arg-type]
+            if base_s is None:
+                rows.append({**row, "predicted": 0, "baseline_s": None, "fastest": None, "fastest_speedup": None,
+                             "study_s": None, "note": "no model yet: measure this row's baseline (and a setting of "
+                                                      "each method) in this environment first"})
+                continue
+            times = {s: model.predict(family, b.scheduler, b.steps, s) for s in entry.settings[1:]}  # type: ignore[arg-type]
+            predicted = {s: t for s, t in times.items() if t is not None}
+            calls = -(-images // b.batch_size)  # the timing set's batches
+            warm = ESTIMATE_WARMUP_CALLS * b.batch_size
+            study = (images + warm) * base_s
+            study += sum(images * (base_s + t) + warm * t for t in predicted.values())
+            top = sorted(predicted.values())[:confirm_top]
+            study += sum(max(p.min_pairs, calls) * b.batch_size * (base_s + t) for t in top)
+            fastest = min(predicted, key=predicted.__getitem__) if predicted else None
+            mine = [o for o in observations if o.family == family and o.scheduler == b.scheduler and o.steps == b.steps]
+            measured = [o for o in mine if o.settings]
+            stored_base = next((o.time for o in reversed(mine) if not o.settings), None)
+            checks = [{"setting": describe(AccelSetting.of(o.settings)), "measured_s": o.time, "kind": o.kind,
+                       "predicted_s": model.leave_one_out(o)} for o in measured]
+            errors = [abs(c["predicted_s"] / c["measured_s"] - 1) for c in checks if c["predicted_s"]]  # type: ignore[operator]
+            rows.append({**row, "predicted": len(predicted), "baseline_s": base_s, "measured_baseline_s": stored_base,
+                         "fastest": describe(fastest) if fastest else None,
+                         "fastest_speedup": base_s / predicted[fastest] if fastest else None,
+                         "study_s": study, "stored_checked": len(errors),
+                         "median_error": sorted(errors)[len(errors) // 2] if errors else None, "checks": checks,
+                         "note": "" if len(predicted) == len(times) else
+                         f"{len(times) - len(predicted)} without a prediction"})
+    return rows
+
+
 def accelerator_rows() -> list[Row]:
     """The installed acceleration methods: parameters, support, weight dependence and package versions."""
     from sweep.accelerators import ACCELERATORS

@@ -56,6 +56,15 @@ class Accelerator(ABC):
     """Methods it cannot be combined with; a space never combines them."""
 
     @classmethod
+    def step_forms(cls, params: Mapping[str, ParamValue], steps: int) -> dict[str, float] | None:
+        """What this method changes in a generation of ``steps`` denoising steps, as counts of named events whose
+        cost a speed model fits (``deepcache.partial.b0``: 14 steps that run only branch 0). Each event's cost is
+        the difference it makes to a full step, so a setting's time is the baseline's plus the sum over its
+        events. None where the method's work is not known in advance (it depends on the activations) or not
+        modelled: its settings get no prediction."""
+        return None
+
+    @classmethod
     def param(cls, name: str) -> ParamSpec:
         for spec in cls.params:
             if spec.name == name:

@@ -60,6 +60,13 @@ class DeepCache(Accelerator):
                   primary=True, aggressive=-1),  # a deeper live branch recomputes more of the UNet
     )
 
+    @classmethod
+    def step_forms(cls, params: Mapping[str, ParamValue], steps: int) -> dict[str, float] | None:
+        """DeepCacheSDHelper's uniform schedule: a full step where ``step % interval == 0``, else the branch only."""
+        interval = int(params["cache_interval"])
+        full = -(-steps // interval)
+        return {f"deepcache.partial.b{int(params['cache_branch_id'])}": float(steps - full)}
+
     def supports(self, pipe: DiffusionPipeline) -> str | None:
         unet = getattr(pipe, "unet", None)
         if unet is None or not hasattr(unet, "down_blocks"):

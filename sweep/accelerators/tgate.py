@@ -93,6 +93,21 @@ class TGate(Accelerator):
         ParamSpec("warm_up", int, 2, minimum=0, maximum=1000, help="first steps computed in full", aggressive=-1),
     )
 
+    @classmethod
+    def step_forms(cls, params: Mapping[str, ParamValue], steps: int) -> dict[str, float] | None:
+        """tgate 1.0.0's schedule (``tgate_utils.tgate_scheduler``): before ``gate_step - 1`` self-attention is
+        reused on steps past ``warm_up`` that are not multiples of ``sp_interval``; the gate step computes all;
+        after it guidance stops (half the batch), cross-attention is reused, and self-attention is reused on
+        steps that are not multiples of ``fi_interval``."""
+        gate, sp, fi, warm = (int(params[k]) for k in ("gate_step", "sp_interval", "fi_interval", "warm_up"))
+        before = [i for i in range(steps) if i < gate - 1]
+        after = [i for i in range(steps) if i > gate - 1]
+        return {
+            "tgate.sa_reused": float(sum(1 for i in before if i > warm and i % sp != 0)),
+            "tgate.after_gate": float(len(after)),
+            "tgate.after_gate.sa_reused": float(sum(1 for i in after if i % fi != 0)),
+        }
+
     def _patch(
         self, pipe: DiffusionPipeline, params: Mapping[str, ParamValue], absorbed: Mapping[str, Mapping[str, ParamValue]],
     ) -> AppliedAccelerator:

@@ -80,6 +80,12 @@ class ToMe(Accelerator):
         ParamSpec("merge_mlp", bool, False, aggressive=+1),
     )
 
+    @classmethod
+    def step_forms(cls, params: Mapping[str, ParamValue], steps: int) -> dict[str, float] | None:
+        """Every step merged the same way: one event per step, named by the whole setting (a new ratio is a new
+        cost until it is measured once)."""
+        return {f"tome({', '.join(f'{k}={params[k]}' for k in sorted(params))})": float(steps)}
+
     def supports(self, pipe: DiffusionPipeline) -> str | None:
         unet = getattr(pipe, "unet", None)
         if unet is None or not hasattr(unet, "down_blocks"):

@@ -31,6 +31,7 @@ from sweep.progress import PROGRESS_COLUMNS, RichProgress
 from sweep.reporting.output import (
     ACCELERATOR_COLUMNS,
     COMPONENT_COLUMNS,
+    ESTIMATE_COLUMNS,
     GRADE_COLUMNS,
     PIPELINE_COLUMNS,
     REACHING_COLUMNS,
@@ -467,9 +468,23 @@ def evaluate(
 
 @space_app.command("show")
 @handles_errors
-def space_show(space_file: SpaceArgument = None, preset: PresetOption = None, fmt: FormatOption = Format.table) -> None:
-    """List a space's base configurations and how many settings each has."""
-    space = app_layer.load_space(space_file, preset)
+def space_show(
+    space_file: SpaceArgument = None, preset: PresetOption = None, fmt: FormatOption = Format.table,
+    estimate: Annotated[bool, typer.Option(
+        "--estimate", help="Price each row from the speed models of what --db stores: predicted seconds per image, "
+        "fastest predicted setting, predicted seconds of its speed study (predictions, not measurements).")] = False,
+    db: DbOption = DEFAULT_URL, environment: EnvironmentOption = None,
+    weights: Annotated[str | None, typer.Option("--weights", help="Replace every row's weights (random: speed only).")] = None,
+) -> None:
+    """List a space's base configurations and how many settings each has (--estimate: what each would cost)."""
+    space = app_layer.load_space(space_file, preset, weights=weights)
+    if estimate:
+        rows = app_layer.estimate_space(space, db, environment)
+        total = sum(float(r["study_s"]) for r in rows if r["study_s"] is not None)  # type: ignore[arg-type]
+        missing = sum(1 for r in rows if r["study_s"] is None)
+        emit(rows, fmt, ESTIMATE_COLUMNS, title=f"{space.name}: predicted speed-study cost {total:.0f} s of generation "
+             f"for {len(rows) - missing} rows" + (f"; {missing} rows with no model yet" if missing else ""))
+        return
     rows = app_layer.space_rows(space)
     emit(
         rows, fmt, SPACE_COLUMNS, title=f"{space.name}: {len(space.entries)} base configurations, "

@@ -144,6 +144,21 @@ TARGET_COLUMNS: list[Column] = [
 ]
 
 
+ESTIMATE_COLUMNS: list[Column] = [
+    ("pipeline", lambda r: str(r["pipeline"])),
+    ("scheduler", lambda r: str(r["scheduler"])),
+    ("steps", lambda r: str(r["steps"])),
+    ("size", lambda r: f"{r['height']}x{r['width']}"),
+    ("env", lambda r: "-" if r["environment"] is None else f"{r['environment']}: {r['device']}"),
+    ("predicted baseline s/image", lambda r: "-" if r["baseline_s"] is None else f"{r['baseline_s']:.3f}"),
+    ("settings predicted", lambda r: f"{r['predicted']} / {r['settings']}"),
+    ("fastest predicted", lambda r: "-" if r["fastest"] is None else f"{r['fastest_speedup']:.2f}x {r['fastest']}"),
+    ("predicted study s", lambda r: "-" if r["study_s"] is None else f"{r['study_s']:.0f}"),
+    ("stored: median |predicted/measured − 1|", lambda r: "-" if not r.get("median_error") and r.get("median_error") != 0
+     else f"{r['median_error']:.1%} over {r['stored_checked']}"),
+    ("note", lambda r: str(r["note"])),
+]
+
 SPACE_COLUMNS: list[Column] = [
     ("pipeline", lambda r: str(r["pipeline"])),
     ("weights", lambda r: str(r["weights"])),

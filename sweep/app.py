@@ -378,7 +378,8 @@ def estimate_space(space: Space, db: str, environment: str | None = None,
             rows.append({**row, "predicted": len(predicted), "baseline_s": base_s, "measured_baseline_s": stored_base,
                          "fastest": describe(fastest) if fastest else None,
                          "fastest_speedup": base_s / predicted[fastest] if fastest else None,
-                         "study_s": study, "stored_checked": len(errors),
+                         "study_s": study, "predictions": {describe(k): v for k, v in times.items()},
+                         "stored_checked": len(errors),
                          "median_error": sorted(errors)[len(errors) // 2] if errors else None, "checks": checks,
                          "note": "" if len(predicted) == len(times) else
                          f"{len(times) - len(predicted)} without a prediction"})

@@ -37,6 +37,11 @@ PAIRED_FIRST_MARGIN = 0.02
 the setting back to back): what a few pairs cannot show of the spread."""
 CONFIRM_TOP = 3
 """Contenders timed precisely per round before an upper bound is published."""
+CANARY_TOLERANCE = 0.15
+"""How far a re-timed speed baseline (the canary a run adds to a stored environment with) may be from the stored
+one, relative, before the machine counts as in another state (or three times the stored spread, if wider). At
+batch 1 the same H200 model ran one baseline 1.12 s on one host and 1.35-1.48 s on two others; a CPU-bound
+host's drift within a run stays under 10%."""
 
 LEASE_SECONDS = 60.0
 """How long a worker holds a claimed task without renewing it (it renews every third of this)."""

@@ -185,6 +185,11 @@ class Database:
             assert row is not None
             return {"key": row.key, "images": row.images, "policy": dict(row.policy)}
 
+    def environment_id(self, key: str) -> int | None:
+        """The stored environment of ``key``, or None (nothing is created)."""
+        with self.session() as s:
+            return s.scalar(select(EnvironmentRow.id).where(EnvironmentRow.key == key))
+
     def environment_devices(self) -> dict[int, str]:
         """Every stored environment's id → its device, in words."""
         with self.session() as s:

@@ -119,13 +119,14 @@ class RunResult:
 
 def run_space(
     db: str, space: Space, device: str, search: SearchOptions, *, confirm_top: int = defaults.CONFIRM_TOP,
-    progress: ProgressSink | None = None,
+    progress: ProgressSink | None = None, canary: bool = True,
 ) -> RunResult:
-    """Measure, in this process, what the space's upper bounds need and is not stored yet."""
+    """Measure, in this process, what the space's upper bounds need and is not stored yet (first re-timing a
+    stored speed baseline where the environment holds one: ``canary``)."""
     from sweep.study.runner import Runner
 
     quiet_libraries()
-    summary = Runner(repository(db), device, progress).run(space, search=search, confirm_top=confirm_top)
+    summary = Runner(repository(db), device, progress).run(space, search=search, confirm_top=confirm_top, canary=canary)
     assert summary.environment_id is not None
     return RunResult(summary.environment_id, summary.speed_config_ids, summary)
 

@@ -68,3 +68,10 @@ class Environment:
     @property
     def key(self) -> str:
         return canonical_json({"device": self.device, **self.libraries})
+
+    def state(self, n: int) -> Environment:
+        """The same machine and libraries in its ``n``-th state (2, 3, ...): what a failed canary opens, so
+        that timings from a machine in another state are kept apart, never mixed nor taken as stored."""
+        base = self.device.split(" [state ")[0]
+        libraries = {k: v for k, v in self.libraries.items() if k != "state"}
+        return self if n == 1 else Environment(f"{base} [state {n}]", {**libraries, "state": str(n)})

@@ -220,6 +220,8 @@ def summary_text(space_name: str, summary: object, searches: bool) -> str:
                 if s.generation_seconds else "")  # type: ignore[attr-defined]
     lines.append(f"{space_name}: {s.new} new, {s.stored} stored, {s.failed} failed, {s.rejected} rejected early, "  # type: ignore[attr-defined]
                  f"{s.precise} timed precisely; {s.images} images in {s.wall_seconds:.1f} s{overhead}")  # type: ignore[attr-defined]
+    if s.canary:  # type: ignore[attr-defined]
+        lines.append(s.canary)  # type: ignore[attr-defined]
     if s.budget_stop:  # type: ignore[attr-defined]
         lines.append(f"stopped early: {s.budget_stop}")  # type: ignore[attr-defined]
     return "\n".join(lines)

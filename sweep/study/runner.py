@@ -19,6 +19,7 @@ import os
 import socket
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -33,6 +34,7 @@ from sweep.accelerators import describe
 from sweep.measurement.environment import Environment
 from sweep.measurement.measure import Generator
 from sweep.measurement.protocol import Protocol
+from sweep.measurement.speed_pass import speed_baseline
 from sweep.pipelines.loader import load_pipeline, pipeline_info, reuse_pipeline
 from sweep.progress import NoProgress, ProgressSink
 from sweep.scoring.base import Scorer
@@ -79,6 +81,8 @@ class RunSummary:
     """(base configuration label, how its search went), for each base configuration searched."""
     budget_stop: str | None = None
     """Set when a trial or time budget ended the run before every base configuration was searched."""
+    canary: str | None = None
+    """What re-timing a stored speed baseline before adding to its environment found, in one line."""
 
 
 @dataclass(frozen=True)
@@ -188,7 +192,7 @@ class Runner:
 
     def run(
         self, space: Space, *, search: SearchOptions | None = None, confirm_top: int = defaults.CONFIRM_TOP,
-        precise_every: bool = False,
+        precise_every: bool = False, canary: bool = True,
     ) -> RunSummary:
         """Search every base configuration (by default: measure every setting not stored), then time the
         contenders precisely (``confirm_top`` per round; 0: publish first estimates; ``precise_every``: time every
@@ -201,16 +205,30 @@ class Runner:
         protocol = Protocol.for_space(space, self.force_quality)
         environment = Environment.detect(self.device)
         env_id, quality_id, timing_id = self.ids(protocol, environment)
-        summary = RunSummary(environment_id=env_id)
-        items: list[_Item] = []
-        generators: dict[str, list[Generator]] = {}
-        for entry in space.entries:
-            scope = self.repo.scope(entry.base, env_id, quality_id, timing_id)
-            generators[entry.base.key] = []
-            run = self.scope_run(entry.base, scope, protocol, measures_quality(entry.base.weights, protocol, self.force_quality),
-                                 generators[entry.base.key])
-            items.append(_Item(entry, scope, run))
-            summary.speed_config_ids.append(scope.speed_config_id)
+        generators: dict[str, list[Generator]] = {e.base.key: [] for e in space.entries}
+
+        def scoped(env: int) -> list[_Item]:
+            out = []
+            for entry in space.entries:
+                scope = self.repo.scope(entry.base, env, quality_id, timing_id)
+                run = self.scope_run(entry.base, scope, protocol,
+                                     measures_quality(entry.base.weights, protocol, self.force_quality),
+                                     generators[entry.base.key])
+                out.append(_Item(entry, scope, run))
+            return out
+
+        items = scoped(env_id)
+        line = None
+        if canary and any(self._missing(item, search) for item in items):
+            complete = self._complete_state(environment, search, scoped)
+            if complete is not None:  # a later state holds everything: nothing is measured, nothing to re-time
+                env_id, items = complete
+            else:
+                state_id, line = self._canary(items, environment, protocol)
+                if state_id != env_id:
+                    env_id, items = state_id, scoped(state_id)
+        summary = RunSummary(environment_id=env_id, canary=line)
+        summary.speed_config_ids.extend(item.scope.speed_config_id for item in items)
         estimates = [self._estimate(item, search) for item in items]
         self.progress.start(sum(estimates))
         for index, item in enumerate(items):
@@ -232,6 +250,56 @@ class Runner:
             summary.budget_stop = (summary.budget_stop or "time budget reached") + ": upper bounds not all timed precisely"
         summary.wall_seconds = time.perf_counter() - started
         return summary
+
+    def _complete_state(
+        self, environment: Environment, search: SearchOptions, scoped: Callable[[int], list[_Item]],
+    ) -> tuple[int, list[_Item]] | None:
+        """The first later state of ``environment`` (2, 3, ...) that already holds everything the space needs:
+        a run that would measure nothing there re-times nothing (as a fully stored first state does)."""
+        n = 2
+        while (found := self.repo.environment_id(environment.state(n).key)) is not None:
+            items = scoped(found)
+            if not any(self._missing(item, search) for item in items):
+                return found, items
+            n += 1
+        return None
+
+    def _canary(self, items: list[_Item], environment: Environment, protocol: Protocol) -> tuple[int, str | None]:
+        """Before adding to an environment that holds speed baselines of this space, re-time the cheapest of them
+        (one timing-set pass, not stored) and find the state of the machine it matches: the stored environment,
+        or one of its later states (``Environment.state``), or a new state where none matches. (environment id
+        to add to, the line that says so; None where it matches the first)."""
+        stored = [i for i in items if i.run.speed_base is not None]
+        if not stored:
+            return items[0].scope.environment_id, None
+        item = min(stored, key=lambda i: i.run.speed_base.time)  # type: ignore[union-attr]
+        gen = item.run.generator()
+        self.progress.describe(f"{item.entry.base.label}: canary (re-timing its stored speed baseline)")
+        now = speed_baseline(gen, item.run.timing_set, protocol.timing.policy).time
+        label = f"{item.entry.base.label} baseline {now:.3f} s per image now"
+        n = 1
+        while True:
+            variant = environment.state(n)
+            found = self.repo.environment_id(variant.key)
+            if found is None:
+                new_id = self.repo.ensure_environment(variant.key, variant.device, variant.libraries)
+                return new_id, (f"canary: {label}, stored {self._stored_times(item, environment, n)}: this machine is "
+                                f"not in the state its stored speeds were measured in; new speeds are kept apart as "
+                                f"environment {new_id} ({variant.device})")
+            held = self.repo.measurements.speed_baseline(dataclasses.replace(item.scope, environment_id=found))
+            if held is None or abs(now - held.time) <= max(defaults.CANARY_TOLERANCE * held.time, 3 * held.time_spread):
+                return found, (None if n == 1 else f"canary: {label} matches environment {found} ({variant.device}); "
+                                                   "new speeds are added there")
+            n += 1
+
+    def _stored_times(self, item: _Item, environment: Environment, states: int) -> str:
+        times = []
+        for n in range(1, states):
+            found = self.repo.environment_id(environment.state(n).key)
+            held = self.repo.measurements.speed_baseline(dataclasses.replace(item.scope, environment_id=found)) if found else None
+            if held is not None:
+                times.append(f"{held.time:.3f} s" + ("" if n == 1 else f" (state {n})"))
+        return ", ".join(times) or "none"
 
     @staticmethod
     def _settings(item: _Item) -> tuple[AccelSetting, ...]:

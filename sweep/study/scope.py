@@ -68,6 +68,10 @@ class ScopeRun:
         """The quality baseline's images, when this process generated them (for the image deviation)."""
         self.refresh()
 
+    def generator(self) -> Generator:
+        """The loaded pipeline's generator (loaded now, if it is not yet)."""
+        return self._load()
+
     # -- state --------------------------------------------------------------------------------------------
 
     def refresh(self) -> None:

@@ -1,0 +1,115 @@
+"""The canary: before a run adds to a stored environment it re-times one of its speed baselines; a machine in
+another state gets its new speeds kept apart (a state of the environment), never mixed with the stored ones
+nor skipped as stored. Real tiny pipelines on the CPU; the stored state is set by scaling a stored time."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, func, select, update
+from typer.testing import CliRunner
+
+from search_space import defaults
+from storage.models import EnvironmentRow, SpeedBaselineRow, SpeedTrialRow
+from sweep.fronts.cli import app
+
+runner = CliRunner()
+SPACE = """
+name = "canary-{name}"
+combine = false
+[protocol]
+prompts = "bundled"
+num_prompts = 1
+timing_prompts = 1
+scorer = "sweep-tiny-clip"
+scorer_pretrained = "random"
+warmup_cap = 2
+min_pairs = 2
+max_pairs = 3
+target_half_width = 0.2
+[[base]]
+pipelines = ["tiny-sd-a"]
+schedulers = ["DDIMScheduler"]
+steps = [{steps}]
+resolutions = [[64, 64]]
+dtype = "float32"
+batch_size = 1
+[accelerators.deepcache]
+cache_interval = [2]
+cache_branch_id = [0]
+"""
+
+
+def space(tmp_path: Path, name: str, steps: str) -> Path:
+    path = tmp_path / f"{name}.toml"
+    path.write_text(SPACE.format(name=name, steps=steps), encoding="utf-8")
+    return path
+
+
+def upbound(path: Path, db: str, *extra: str) -> str:
+    result = runner.invoke(app, ["upbound", str(path), "--db", db, "--device", "cpu", "--quiet", "--confirm-top", "0", *extra])
+    assert result.exit_code == 0, result.output
+    return result.stderr
+
+
+def counts(db: str) -> dict[str, object]:
+    engine = create_engine(db)
+    with engine.connect() as c:
+        return {
+            "environments": c.execute(select(EnvironmentRow.id, EnvironmentRow.device).order_by(EnvironmentRow.id)).all(),
+            "baselines": c.execute(select(SpeedBaselineRow.environment_id, func.count()).group_by(SpeedBaselineRow.environment_id)
+                                   .order_by(SpeedBaselineRow.environment_id)).all(),
+            "trials": c.execute(select(SpeedTrialRow.environment_id, func.count()).group_by(SpeedTrialRow.environment_id)
+                                .order_by(SpeedTrialRow.environment_id)).all(),
+        }
+
+
+def scale_stored_baselines(db: str, environment_id: int, factor: float) -> None:
+    engine = create_engine(db)
+    with engine.begin() as c:
+        c.execute(update(SpeedBaselineRow).where(SpeedBaselineRow.environment_id == environment_id)
+                  .values(time=SpeedBaselineRow.time * factor))
+
+
+def test_a_machine_in_another_state_keeps_its_new_speeds_apart(sqlite_url: str, tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    first, more, most = space(tmp_path, "a", "4"), space(tmp_path, "b", "4, 6"), space(tmp_path, "c", "4, 6, 8")
+    assert "canary" not in upbound(first, sqlite_url)  # a new environment: nothing to compare with
+    before = counts(sqlite_url)
+    assert [e[0] for e in before["environments"]] == [1] and before["baselines"] == [(1, 1)]  # type: ignore[index]
+
+    # the stored speeds were measured with the machine twenty times slower than it is now
+    scale_stored_baselines(sqlite_url, 1, 20.0)
+    said = upbound(more, sqlite_url)
+    assert said.count("canary:") == 1 and "not in the state" in said and "environment 2" in said, said
+    after = counts(sqlite_url)
+    assert after["environments"][1][1].endswith("[state 2]")  # type: ignore[index]
+    # nothing added to the stored state; the new state measured both rows, the stored one again
+    assert after["baselines"] == [(1, 1), (2, 2)] and after["trials"] == [(1, 1), (2, 2)], after
+
+    assert "canary" not in upbound(more, sqlite_url)  # nothing missing: nothing re-timed
+    # a new row: the canary matches state 2 (within a loose tolerance: this CPU is shared), not the stored state
+    monkeypatch.setattr(defaults, "CANARY_TOLERANCE", 0.9)
+    said = upbound(most, sqlite_url)
+    assert "matches environment 2" in said, said
+    final = counts(sqlite_url)
+    assert len(final["environments"]) == 2 and final["baselines"] == [(1, 1), (2, 3)], final  # type: ignore[arg-type]
+
+
+def test_a_machine_in_its_stored_state_adds_to_its_environment_and_the_canary_can_be_left_out(
+        sqlite_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    upbound(space(tmp_path, "a", "4"), sqlite_url)
+    monkeypatch.setattr(defaults, "CANARY_TOLERANCE", 10.0)  # any state this shared CPU is in matches
+    assert "canary" not in upbound(space(tmp_path, "b", "4, 6"), sqlite_url)
+    scale_stored_baselines(sqlite_url, 1, 100.0)  # would not match, but the canary is left out
+    assert "canary" not in upbound(space(tmp_path, "c", "4, 6, 8"), sqlite_url, "--no-canary")
+    final = counts(sqlite_url)
+    assert [e[0] for e in final["environments"]] == [1] and final["baselines"] == [(1, 3)], final  # type: ignore[index]
+
+
+def test_the_canary_is_refused_where_workers_would_ignore_it(sqlite_url: str, tmp_path: Path) -> None:
+    result = runner.invoke(app, ["upbound", str(space(tmp_path, "a", "4")), "--db", sqlite_url, "--device", "cpu",
+                                 "--workers", "1", "--canary"])
+    assert result.exit_code == 2 and "--canary apply to a single process" in result.output, result.output
+    assert len(result.output.strip().splitlines()) == 1

@@ -37,6 +37,10 @@ PAIRED_FIRST_MARGIN = 0.02
 the setting back to back): what a few pairs cannot show of the spread."""
 CONFIRM_TOP = 3
 """Contenders timed precisely per round before an upper bound is published."""
+SHARED_MARGIN = 0.05
+"""Added to a first estimate's relative half-width where it is shared from a row of another scheduler with the same
+denoiser calls (same pipeline, steps, shape, dtype, batch): what the schedulers' own per-step work can move it by.
+Such an estimate only chooses the contenders; a row's bound is still timed precisely in that row."""
 CANARY_TOLERANCE = 0.15
 """How far a re-timed speed baseline (the canary a run adds to a stored environment with) may be from the stored
 one, relative, before the machine counts as in another state (or three times the stored spread, if wider). At

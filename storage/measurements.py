@@ -26,6 +26,10 @@ from storage.models import (
 )
 
 
+SHARED_SOURCE = "shared from "
+"""How a shared first estimate's source begins; the donor row's scheduler follows."""
+
+
 @dataclass(frozen=True)
 class SpeedBaseline:
     time: float
@@ -114,11 +118,19 @@ class SpeedResult:
         return self.precise and self.precise_stop == "below leader"
 
     @property
+    def shared(self) -> bool:
+        """Its first estimate was measured in a row of another scheduler with the same denoiser calls."""
+        return (self.first_source or "").startswith(SHARED_SOURCE)
+
+    @property
     def timing(self) -> str | None:
-        """What its published speed-up is: ``precise``, ``below leader``, ``first estimate`` (None: none)."""
+        """What its published speed-up is: ``precise``, ``below leader``, ``first estimate``, ``shared estimate``
+        (None: none)."""
         if self.precise:
             return "below leader" if self.settled_below else "precise"
-        return "first estimate" if self.first_speedup is not None else None
+        if self.first_speedup is None:
+            return None
+        return "shared estimate" if self.shared else "first estimate"
 
     def decide(self, target: float) -> str:
         """Its speed-up against ``target``, by its interval: ``reached`` (wholly at or above), ``not reached``
@@ -277,6 +289,29 @@ class Measurements:
             ).all()
         return [(b, q) for b, q, weights, scorer in rows if real_quality(weights, scorer)]
 
+    def sibling_estimates(self, scope: Scope, setting_key: str, packages_key: str, source: str) -> list[tuple[str, SpeedResult]]:
+        """First estimates of ``setting_key`` measured (``first_source`` == ``source``, never a shared one) in this
+        environment and timing protocol for speed configurations that differ from the scope's in the scheduler
+        alone: (their scheduler, the speed), earliest first. Which schedulers make the same denoiser calls is the
+        caller's to decide."""
+        with self.db.session() as s:
+            own = s.get(SpeedConfigRow, scope.speed_config_id)
+            assert own is not None
+            rows = s.execute(
+                select(SpeedConfigRow.scheduler, SpeedTrialRow).join(
+                    SpeedConfigRow, SpeedConfigRow.id == SpeedTrialRow.speed_config_id).where(
+                    SpeedConfigRow.id != own.id, SpeedConfigRow.pipeline == own.pipeline,
+                    SpeedConfigRow.steps == own.steps, SpeedConfigRow.height == own.height,
+                    SpeedConfigRow.width == own.width, SpeedConfigRow.dtype == own.dtype,
+                    SpeedConfigRow.batch_size == own.batch_size, SpeedConfigRow.scheduler != own.scheduler,
+                    SpeedTrialRow.environment_id == scope.environment_id,
+                    SpeedTrialRow.timing_protocol_id == scope.timing_protocol_id,
+                    SpeedTrialRow.setting_key == setting_key, SpeedTrialRow.status == "done",
+                    SpeedTrialRow.weights_key == "", SpeedTrialRow.packages_key == packages_key,
+                    SpeedTrialRow.first_source == source, SpeedTrialRow.first_speedup.is_not(None),
+                ).order_by(SpeedTrialRow.id)).all()
+            return [(scheduler, _speed_result(t)) for scheduler, t in rows]
+
     def speed_observations(self, environment_ids: Sequence[int] | None = None) -> list[SpeedObservation]:
         """Every stored speed baseline and every setting's speed with its row's baseline time, in the environments
         named (None: all): what a speed model is fitted to. A setting's time is its row's baseline time over its
@@ -298,8 +333,8 @@ class Measurements:
             for t in s.scalars(trial_q.order_by(SpeedTrialRow.id)):
                 held = baselines.get((t.speed_config_id, t.environment_id, t.timing_protocol_id))
                 speedup = t.speedup if t.speedup is not None else t.first_speedup
-                if held is None or not speedup:
-                    continue
+                if held is None or not speedup or (t.speedup is None and (t.first_source or "").startswith(SHARED_SOURCE)):
+                    continue  # a shared estimate was measured in another row: it is that row's observation
                 time, c = held
                 out.append(SpeedObservation(t.environment_id, c.pipeline, c.height, c.width, c.dtype, c.batch_size,
                                             c.scheduler, c.steps, dict(t.settings), time / speedup,

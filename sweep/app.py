@@ -119,14 +119,15 @@ class RunResult:
 
 def run_space(
     db: str, space: Space, device: str, search: SearchOptions, *, confirm_top: int = defaults.CONFIRM_TOP,
-    progress: ProgressSink | None = None, canary: bool = True,
+    progress: ProgressSink | None = None, canary: bool = True, shared_estimates: bool = True,
 ) -> RunResult:
     """Measure, in this process, what the space's upper bounds need and is not stored yet (first re-timing a
     stored speed baseline where the environment holds one: ``canary``)."""
     from sweep.study.runner import Runner
 
     quiet_libraries()
-    summary = Runner(repository(db), device, progress).run(space, search=search, confirm_top=confirm_top, canary=canary)
+    summary = Runner(repository(db), device, progress).run(
+        space, search=search, confirm_top=confirm_top, canary=canary, shared_estimates=shared_estimates)
     assert summary.environment_id is not None
     return RunResult(summary.environment_id, summary.speed_config_ids, summary)
 

@@ -111,5 +111,5 @@ def test_a_machine_in_its_stored_state_adds_to_its_environment_and_the_canary_ca
 def test_the_canary_is_refused_where_workers_would_ignore_it(sqlite_url: str, tmp_path: Path) -> None:
     result = runner.invoke(app, ["upbound", str(space(tmp_path, "a", "4")), "--db", sqlite_url, "--device", "cpu",
                                  "--workers", "1", "--canary"])
-    assert result.exit_code == 2 and "--canary apply to a single process" in result.output, result.output
+    assert result.exit_code == 2 and "--canary and --no-shared-estimates apply to a single process" in result.output, result.output
     assert len(result.output.strip().splitlines()) == 1

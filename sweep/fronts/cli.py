@@ -250,6 +250,9 @@ def upbound(
         "--canary/--no-canary", help="Before adding to a stored environment, re-time one of its speed baselines; where "
         "the machine is in another state, keep the new speeds apart (default: on in a one-process run; workers add to "
         "the environment their key names).")] = None,
+    shared_estimates: Annotated[bool, typer.Option(
+        "--shared-estimates/--no-shared-estimates", help="A setting measured in a row of another scheduler with the "
+        "same denoiser calls lends its first estimate; contenders are still timed precisely in each row.")] = True,
 ) -> None:
     """Measure what a space's upper bounds need and is not stored yet, then print them.
 
@@ -265,21 +268,24 @@ def upbound(
     search = SearchOptions(strategy.value, max_loss, max_trials, budget, seed, patience)
     device_list = _devices(devices, workers, device)
     if device_list:
-        if strategy is not Strategy.grid or max_trials is not None or budget is not None or canary:
+        if strategy is not Strategy.grid or max_trials is not None or budget is not None or canary \
+                or not shared_estimates:
             raise UsageError("--workers/--devices run the grid through the shared queue; --strategy, --max-trials, "
-                             "--time-budget and --canary apply to a single process")
+                             "--time-budget, --canary and --no-shared-estimates apply to a single process")
         result = _run_workers(db, space, device_list, lease, quiet, max_loss, confirm_top)
     else:
         device = app_layer.resolve_device(device)
         canary = canary is not False
         if quiet:
-            result = app_layer.run_space(db, space, device, search, confirm_top=confirm_top, canary=canary)
+            result = app_layer.run_space(db, space, device, search, confirm_top=confirm_top, canary=canary,
+                                         shared_estimates=shared_estimates)
             if result.summary is not None and result.summary.canary:
                 err.print(result.summary.canary, highlight=False, soft_wrap=True)
         else:
             with Progress(*PROGRESS_COLUMNS, console=err, transient=False, auto_refresh=False) as progress:
                 result = app_layer.run_space(db, space, device, search, confirm_top=confirm_top,
-                                             progress=RichProgress(progress), canary=canary)
+                                             progress=RichProgress(progress), canary=canary,
+                                             shared_estimates=shared_estimates)
             err.print(summary_text(space.name, result.summary, strategy is not Strategy.grid), highlight=False, soft_wrap=True)
     rows = app_layer.upper_bounds(db, max_loss, environment_ids=[result.environment_id],
                                   speed_config_ids=result.speed_config_ids, speed_only=speed_only,

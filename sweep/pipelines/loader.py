@@ -6,6 +6,7 @@ marks their quality numbers accordingly.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import warnings
@@ -57,6 +58,19 @@ def scheduler_problem(info: PipelineInfo, scheduler: str, steps: int) -> str | N
     if steps > timesteps:
         return f"steps {steps} exceeds {info.alias}'s {timesteps} training timesteps"
     return None
+
+
+@functools.lru_cache(maxsize=256)
+def denoiser_calls(alias: str, scheduler: str, steps: int) -> int:
+    """How many times ``alias``'s denoiser runs in a generation of ``steps`` steps with ``scheduler``: its
+    timesteps once set (once per step for DDIM, DPM-Solver++, UniPC; about twice for Heun-type schedulers; PNDM's
+    PLMS one more). Rows of one pipeline and shape whose counts are equal make the same denoiser calls."""
+    import diffusers
+
+    config = _read_json(pipeline_info(alias).config_dir / "scheduler" / "scheduler_config.json")
+    scheduler_object = getattr(diffusers, scheduler).from_config(config)
+    scheduler_object.set_timesteps(steps)
+    return len(scheduler_object.timesteps)
 
 
 def _read_json(path: Path) -> dict[str, object]:

@@ -80,7 +80,8 @@ BOUND_COLUMNS: list[Column] = [
     ("scheduler", lambda r: scheduler_name(str(r["scheduler"]))),
     ("steps", lambda r: str(r["steps"])),
     ("speed-up", speedup_text),
-    ("timing", lambda r: {"precise": "precise", "first estimate": "first est.", "below leader": "below leader"}.get(
+    ("timing", lambda r: {"precise": "precise", "first estimate": "first est.", "shared estimate": "shared est.",
+                          "below leader": "below leader"}.get(
         str(r["timing"]), "-") + (" ‡" if r.get("cpu_bound") else "")),
     ("score loss", loss_text),
     ("settings", lambda r: settings_text(r["settings"]) + (" †" if r["speed_source"]["weight_dependent_random"] else "")),  # type: ignore[index]

@@ -63,6 +63,7 @@ SPEED_CHART_SETTINGS = 30
 TIMING_STYLE = {  # how each kind of number is drawn: (marker, filled, label)
     "precise": ("o", True, "precise (paired, to its interval)"),
     "first estimate": ("o", False, "first estimate (one paired pass)"),
+    "shared estimate": ("s", False, "shared estimate (measured in a row of another scheduler)"),
     "below leader": ("x", True, "settled below the leader (not precise)"),
 }
 

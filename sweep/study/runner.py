@@ -156,7 +156,7 @@ class Runner:
 
     def scope_run(
         self, base: BaseConfig, scope: Scope, protocol: Protocol, measure_quality: bool, generator: list[Generator],
-        gate: threading.Lock | None = None,
+        gate: threading.Lock | None = None, share: bool = False,
     ) -> ScopeRun:
         """A ScopeRun whose pipeline is loaded into ``generator`` (a one-element cache) on first need."""
 
@@ -170,7 +170,7 @@ class Runner:
             return generator[0]
 
         return ScopeRun(self.repo, scope, base, protocol, measure_quality=measure_quality, worker=self.worker,
-                        load=load, scorer=lambda: self.scorer(protocol))
+                        load=load, scorer=lambda: self.scorer(protocol), share=share)
 
     def pipeline(self, base: BaseConfig) -> DiffusionPipeline:
         """The pipeline of ``base``: the one loaded last when only the scheduler or steps differ (the scheduler
@@ -192,11 +192,14 @@ class Runner:
 
     def run(
         self, space: Space, *, search: SearchOptions | None = None, confirm_top: int = defaults.CONFIRM_TOP,
-        precise_every: bool = False, canary: bool = True,
+        precise_every: bool = False, canary: bool = True, shared_estimates: bool = True,
     ) -> RunSummary:
         """Search every base configuration (by default: measure every setting not stored), then time the
         contenders precisely (``confirm_top`` per round; 0: publish first estimates; ``precise_every``: time every
-        measured setting precisely, which benchmarks of the timing itself need)."""
+        measured setting precisely, which benchmarks of the timing itself need). ``shared_estimates``: a setting
+        measured in a row of another scheduler with the same denoiser calls lends that row's first estimate
+        (contenders are still timed precisely in their own row, so never where nothing is timed precisely)."""
+        share = shared_estimates and confirm_top > 0 and not precise_every
         search = search or SearchOptions()
         if search.strategy not in STRATEGIES:
             raise ValueError(f"unknown strategy {search.strategy!r}; valid: {', '.join(STRATEGIES)}")
@@ -213,7 +216,7 @@ class Runner:
                 scope = self.repo.scope(entry.base, env, quality_id, timing_id)
                 run = self.scope_run(entry.base, scope, protocol,
                                      measures_quality(entry.base.weights, protocol, self.force_quality),
-                                     generators[entry.base.key])
+                                     generators[entry.base.key], share=share)
                 out.append(_Item(entry, scope, run))
             return out
 

@@ -14,18 +14,28 @@ from collections.abc import Callable
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING
 
+from search_space import defaults
 from search_space.base_config import BaseConfig
 from search_space.setting import AccelSetting
 from storage import Repository, Scope
 from storage.bounds import contenders
-from storage.measurements import QualityResult
+from storage.measurements import SHARED_SOURCE, QualityResult
 from storage.models import Base
 from sweep.accelerators import AppliedSetting, describe, setting_packages_key, speed_depends_on_weights
 from sweep.errors import AcceleratorError
 from sweep.measurement.measure import Batch, Generator, batches, digest
 from sweep.measurement.protocol import Protocol
+from sweep.pipelines.loader import denoiser_calls
 from sweep.measurement.quality_pass import CHANGED_NOTHING, quality_baseline, quality_pass
-from sweep.measurement.speed_pass import paired_first_estimate, precise, speed_baseline, timing_set_pass
+from sweep.measurement.speed_model import features
+from sweep.measurement.speed_pass import (
+    PAIRED_SOURCE,
+    FirstEstimate,
+    paired_first_estimate,
+    precise,
+    speed_baseline,
+    timing_set_pass,
+)
 from sweep.measurement.stats import stop_reason
 from sweep.scoring.base import Scorer
 
@@ -54,7 +64,7 @@ class ScopeRun:
 
     def __init__(
         self, repo: Repository, scope: Scope, base: BaseConfig, protocol: Protocol, *, measure_quality: bool,
-        worker: str, load: Callable[[], Generator], scorer: Callable[[], Scorer],
+        worker: str, load: Callable[[], Generator], scorer: Callable[[], Scorer], share: bool = False,
     ) -> None:
         self.repo = repo
         self.scope = scope
@@ -64,6 +74,9 @@ class ScopeRun:
         self.worker = worker
         self._load = load
         self._scorer = scorer
+        self.share = share
+        """Take a setting's first estimate from a row of another scheduler with the same denoiser calls, where one
+        was measured (its contenders are then timed precisely here)."""
         self.baseline_images: list[Image] | None = None
         """The quality baseline's images, when this process generated them (for the image deviation)."""
         self.refresh()
@@ -163,8 +176,30 @@ class ScopeRun:
             rows = self._failed(setting, f"{type(exc).__name__}: {exc}", need_quality, need_speed, started)
         return rows, statements
 
+    def shared_estimate(self, setting: AccelSetting) -> FirstEstimate | None:
+        """``setting``'s first estimate measured in a row that differs from this one in the scheduler alone and
+        makes the same denoiser calls (its timesteps), where the method's work follows its schedule (a speed model
+        can count it): the same speed-up but for the schedulers' own per-step work, which ``SHARED_MARGIN`` adds
+        to its interval. None where sharing is off or no such row measured it."""
+        base = self.base
+        if not self.share or setting.is_baseline or features(base.scheduler, base.steps, setting) is None:
+            return None
+        calls = denoiser_calls(base.pipeline, base.scheduler, base.steps)
+        for scheduler, speed in self.repo.measurements.sibling_estimates(
+                self.scope, setting.key, packages_of_key(setting.key), PAIRED_SOURCE):
+            if denoiser_calls(base.pipeline, scheduler, base.steps) != calls:
+                continue
+            assert self.speed_base is not None and speed.first_speedup
+            return FirstEstimate(speed.first_speedup, (speed.first_ci_half_width or 0.0) + defaults.SHARED_MARGIN,
+                                 self.speed_base.time / speed.first_speedup, self.speed_base.time,
+                                 SHARED_SOURCE + scheduler)
+        return None
+
     def _measure(self, setting: AccelSetting, max_loss: float, need_quality: bool, need_speed: bool, started: datetime) -> Rows:
         m = self.repo.measurements
+        shared = self.shared_estimate(setting) if need_speed else None
+        if shared is not None and not need_quality:  # nothing to generate: the pipeline is not even loaded
+            return [self._speed_row(setting, shared, None, started)]
         gen = self._load()
         applied = AppliedSetting(gen.pipe, setting)
         rows: Rows = []
@@ -191,6 +226,8 @@ class ScopeRun:
         if need_speed:
             if failed_reason is not None:
                 rows.append(self._speed_failed(setting, failed_reason, started))
+            elif shared is not None:
+                rows.append(self._speed_row(setting, shared, applied.patched, started))
             else:
                 # the quality pass's own seconds are not compared with a baseline timed minutes (or machines) away:
                 # the first estimate is a paired pass of the timing set, its baseline runs next to the setting's
@@ -207,14 +244,14 @@ class ScopeRun:
         with the weights it happened with."""
         return weights_of(self.base) if status != "done" or speed_depends_on_weights(setting) else ""
 
-    def _speed_row(self, setting: AccelSetting, estimate: object, patched: int, started: datetime,
+    def _speed_row(self, setting: AccelSetting, estimate: FirstEstimate, patched: int | None, started: datetime,
                    host: dict[str, object] | None = None) -> Base:
         return self.repo.measurements.speed_trial_row(
             self.scope, settings=setting.as_dict(), setting_key=setting.key, status="done", weights=weights_of(self.base),
             weights_key=self.weights_key(setting), packages_key=packages_of_key(setting.key),
-            first_speedup=estimate.speedup, first_ci_half_width=estimate.ci_half_width,  # type: ignore[attr-defined]
-            first_source=estimate.source, first_time=estimate.time,  # type: ignore[attr-defined]
-            first_baseline_time=estimate.baseline_time, patched_modules=patched, first_host=host,  # type: ignore[attr-defined]
+            first_speedup=estimate.speedup, first_ci_half_width=estimate.ci_half_width,
+            first_source=estimate.source, first_time=estimate.time,
+            first_baseline_time=estimate.baseline_time, patched_modules=patched, first_host=host,
             worker=self.worker, started_at=started)
 
     def _speed_failed(self, setting: AccelSetting, reason: str, started: datetime) -> Base:

@@ -103,7 +103,7 @@ class Worker:
             self._unload(summary)
             generator: list[Generator] = []
             run = self.runner.scope_run(self.repo.base_config(s.base_config_id), s, self._protocol(s),
-                                        claim.measure_quality, generator, gate=self.gate)
+                                        claim.measure_quality, generator, gate=self.gate, share=claim.confirm_top > 0)
             self._loaded = (key, run, generator)
         self._loaded[1].refresh()
         return self._loaded[1]

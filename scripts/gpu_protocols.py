@@ -1,0 +1,185 @@
+#!/usr/bin/env python3
+"""Issue 22's benchmark: the same reference rows measured with the protocol of the day the issue was filed and
+with today's, in one run on one GPU (random weights, speed only).
+
+- **old**: sweep as it was when the issue was filed (commit 2537b9e, unpacked into ``--old-tree``): one timing-set
+  pass of the baseline, each setting's first estimate a pass of its own compared with it, precise timing of the
+  contenders.
+- **new**: this checkout: paired first estimates, settings shared between rows of schedulers with the same denoiser
+  calls, the canary, precise timings that stop below the leader stored as such.
+
+Rows run one after the other, each protocol on its own database, the order of the two protocols alternating
+from row to row (a drift of the machine falls on both). Before the new protocol measures a row, ``sweep space show
+--estimate`` prices it from what the new database already holds (a prediction made before the measurement).
+Everything is written to ``--out`` after every row (``protocols.json``), so a run cut by its time limit keeps
+what it measured; ``--deadline`` starts no row after that many seconds. The databases stay in ``--out``: the
+predictions made after the run (leave-one-out) are read from them with ``sweep space show --estimate --environment``
+on any machine.
+
+    python scripts/gpu_protocols.py --old-tree .old-protocol --out results/ --rows sd15-ddim-20,sd15-ddim-25
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+ROWS = {  # name: (pipeline, scheduler, steps, methods)
+    "sd15-ddim-20": ("SD1.5", "DDIMScheduler", 20, "sd"),
+    "sd15-ddim-25": ("SD1.5", "DDIMScheduler", 25, "sd"),
+    "sd15-dpm-25": ("SD1.5", "DPMSolverMultistepScheduler", 25, "sd"),
+    "sd15-ddim-50": ("SD1.5", "DDIMScheduler", 50, "sd"),
+    "sdxl-ddim-20": ("SDXL", "DDIMScheduler", 20, "sdxl"),
+    "pixart-dpm-20": ("PixArt-α", "DPMSolverMultistepScheduler", 20, "pixart"),
+    "tiny-ddim-4": ("tiny-sd-a", "DDIMScheduler", 4, "sd"),  # a dry run of the script on a CPU
+    "tiny-dpm-4": ("tiny-sd-a", "DPMSolverMultistepScheduler", 4, "sd"),
+}
+METHODS = {  # a subset of the reference preset's settings of each kind of row
+    "sd": """
+[accelerators.deepcache]
+cache_interval = [3, 5, 10]
+cache_branch_id = [0]
+[accelerators.tome]
+ratio = [0.5]
+max_downsample = [1]
+""",
+    "sdxl": """
+[accelerators.deepcache]
+cache_interval = [3, 5, 10]
+cache_branch_id = [0]
+[accelerators.tome]
+ratio = [0.5]
+max_downsample = [2]
+""",
+    "pixart": """
+[accelerators.tgate]
+gate_step = [10, 15]
+sp_interval = [3, 5]
+fi_interval = [1]
+warm_up = [2]
+""",
+}
+SPACE = """
+name = "{name}"
+combine = {combine}
+[protocol]
+prompts = "bundled"
+num_prompts = 4
+timing_prompts = 4
+scorer = "ViT-B-32"
+scorer_pretrained = "random"
+[pipelines."{pipeline}"]
+weights = "random"
+[[base]]
+pipelines = ["{pipeline}"]
+schedulers = ["{scheduler}"]
+steps = [{steps}]
+dtype = "{dtype}"
+batch_size = 1
+{methods}"""
+SUMMARY = re.compile(r"(\d+) new, (\d+) stored, (\d+) failed, (\d+) rejected early, (\d+) timed precisely; (\d+) images "
+                     r"in ([\d.]+) s(?: \(wall / generation time = ([\d.]+)\))?")
+
+
+def sweep(tree: Path, *args: str) -> tuple[subprocess.CompletedProcess[str], float]:
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(tree), *filter(None, [os.environ.get("PYTHONPATH")])]),
+               PYTHONUNBUFFERED="1")
+    began = time.perf_counter()
+    done = subprocess.run([sys.executable, "-m", "sweep", *args], capture_output=True, text=True, env=env, cwd=tree)
+    seconds = time.perf_counter() - began
+    print(f"$ [{tree.name}] sweep {' '.join(args)}  ({seconds:.0f} s, exit {done.returncode})", flush=True)
+    if done.returncode != 0:
+        print(done.stdout[-2000:], done.stderr[-3000:], flush=True)
+    return done, seconds
+
+
+def speeds(db: Path) -> list[dict[str, object]]:
+    """Every stored setting speed with its row (read with sqlite3: the two protocols' schemas differ)."""
+    with sqlite3.connect(db) as c:
+        c.row_factory = sqlite3.Row
+        columns = {r[1] for r in c.execute("PRAGMA table_info(sweep_speed_trials)")}
+        stop = "t.precise_stop" if "precise_stop" in columns else "NULL"
+        rows = c.execute(f"""SELECT c.pipeline, c.scheduler, c.steps, t.setting_key, t.status, t.first_speedup,
+            t.first_ci_half_width, t.first_source, t.speedup, t.ci_half_width, t.pairs, {stop} AS precise_stop
+            FROM sweep_speed_trials t JOIN sweep_speed_configs c ON c.id = t.speed_config_id ORDER BY t.id""").fetchall()
+        return [dict(r) for r in rows]
+
+
+def baselines(db: Path) -> list[dict[str, object]]:
+    with sqlite3.connect(db) as c:
+        c.row_factory = sqlite3.Row
+        return [dict(r) for r in c.execute("""SELECT c.pipeline, c.scheduler, c.steps, b.time, b.time_spread, b.source
+            FROM sweep_speed_baselines b JOIN sweep_speed_configs c ON c.id = b.speed_config_id ORDER BY b.id""")]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--old-tree", type=Path, required=True, help="sweep at commit 2537b9e (sweep/, search_space/, storage/)")
+    parser.add_argument("--out", type=Path, default=Path("."))
+    parser.add_argument("--rows", default=",".join(ROWS))
+    parser.add_argument("--device", default="cuda")
+    parser.add_argument("--deadline", type=float, default=540.0, help="start no row after this many seconds")
+    parser.add_argument("--first", choices=["old", "new"], default="old", help="which protocol measures the first row first")
+    args = parser.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+    began = time.perf_counter()
+    trees = {"old": args.old_tree.resolve(), "new": ROOT}
+    dbs = {p: (args.out / f"{p}.db").resolve() for p in trees}
+    report: dict[str, object] = {"rows": [], "device": None}
+    try:
+        import torch
+
+        report["device"] = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu"
+        report["torch"] = torch.__version__
+    except Exception as exc:  # noqa: BLE001
+        report["device"] = f"unknown ({exc})"
+    order = ["old", "new"] if args.first == "old" else ["new", "old"]
+    for index, name in enumerate(args.rows.split(",")):
+        if time.perf_counter() - began > args.deadline:
+            report["stopped"] = f"deadline reached before {name}"
+            break
+        pipeline, scheduler, steps, kind = ROWS[name]
+        space = (args.out / f"{name}.toml").resolve()
+        space.write_text(SPACE.format(name=name, combine="true" if kind != "pixart" else "false", pipeline=pipeline,
+                                      scheduler=scheduler, steps=steps, methods=METHODS[kind],
+                                      dtype="float32" if pipeline.startswith("tiny") else "float16"), encoding="utf-8")
+        row: dict[str, object] = {"row": name, "pipeline": pipeline, "scheduler": scheduler, "steps": steps}
+        if dbs["new"].exists():
+            priced, _ = sweep(trees["new"], "space", "show", str(space), "--estimate", "--db", f"sqlite:///{dbs['new']}",
+                              "--format", "json")
+            row["estimate_before"] = json.loads(priced.stdout) if priced.returncode == 0 else priced.stderr[-500:]
+        for protocol in order if index % 2 == 0 else order[::-1]:
+            done, seconds = sweep(trees[protocol], "upbound", str(space), "--db", f"sqlite:///{dbs[protocol]}",
+                                  "--device", args.device, "--format", "json")
+            found = SUMMARY.search(done.stderr)
+            row[protocol] = {
+                "exit": done.returncode, "wall_s": seconds,
+                "bound": json.loads(done.stdout) if done.returncode == 0 else done.stderr[-1000:],
+                "summary": found.group(0) if found else None,
+                "images": int(found.group(6)) if found else None,
+                "precise": int(found.group(5)) if found else None,
+                "run_s": float(found.group(7)) if found else None,
+                "generation_s": float(found.group(7)) / float(found.group(8)) if found and found.group(8) else None,
+                "canary": [line for line in done.stderr.splitlines() if line.startswith("canary:")],
+            }
+        report["rows"].append(row)  # type: ignore[union-attr]
+        report["elapsed_s"] = time.perf_counter() - began
+        for protocol, db in dbs.items():
+            if db.exists():
+                report[f"{protocol}_speeds"] = speeds(db)
+                report[f"{protocol}_baselines"] = baselines(db)
+        (args.out / "protocols.json").write_text(json.dumps(report, indent=1, default=str), encoding="utf-8")
+    print(f"done in {time.perf_counter() - began:.0f} s", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -104,7 +104,7 @@ def test_sequential_rejection_stops_a_setting_that_is_clearly_worse(tmp_path: Pa
             row.clip_score = statistics.fmean(row.scores)
     repo.measurements.save(rows)
 
-    summary = Runner(repo, "cpu").run(space, search=SearchOptions(max_loss=0.02), confirm_top=0)
+    summary = Runner(repo, "cpu").run(space, search=SearchOptions(max_loss=0.02), confirm_top=0, canary=False)  # no re-timing of the baseline stored above
     assert summary.rejected == SETTINGS
     with repo.session() as s:
         trials = s.scalars(select(QualityTrialRow)).all()

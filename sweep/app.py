@@ -166,6 +166,21 @@ def run_with_workers(
     return RunResult(env_id, speed_ids, None, [int(p.returncode) for p in processes], added)
 
 
+def queue_space(db: str, space: Space, device: str | None, *, max_loss: float = defaults.MAX_LOSS,
+                confirm_top: int = defaults.CONFIRM_TOP) -> tuple[str, int, int]:
+    """Queue what is missing of ``space`` for the environment of ``device`` on this machine, and start no worker
+    (a cluster's workers take the tasks: ``sweep worker``). Safe to run from every worker at once: a task is queued
+    once. (device, environment id, tasks added)."""
+    from sweep.study.worker import apply_cpu_threads, enqueue_space
+
+    check_max_loss(max_loss)
+    quiet_libraries()
+    apply_cpu_threads()
+    device = resolve_device(device)
+    env_id, added, _ = enqueue_space(repository(db), space, device, max_loss=max_loss, confirm_top=confirm_top)
+    return device, env_id, added
+
+
 def run_worker(db: str, device: str | None, lease: float = defaults.LEASE_SECONDS) -> tuple[str, WorkerSummary]:
     """Take queued tasks of this machine's environment until none is left anywhere: (device, summary)."""
     from sweep.study.worker import Worker, apply_cpu_threads

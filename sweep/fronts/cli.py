@@ -136,6 +136,29 @@ WeightsOption = Annotated[Weights | None, typer.Option(
 
 @app.command()
 @handles_errors
+def queue(
+    space_file: SpaceArgument = None,
+    preset: PresetOption = None,
+    db: DbOption = DEFAULT_URL,
+    max_loss: MaxLossOption = defaults.MAX_LOSS,
+    device: DeviceOption = None,
+    prompts: Annotated[str | None, typer.Option(
+        "--prompts", help="Prompt source instead of the space's: bundled, coco[:DATASET], or a .txt/.jsonl/.csv/.parquet file.")] = None,
+    weights: WeightsOption = None,
+    confirm_top: Annotated[int, typer.Option(
+        "--confirm-top", min=0, help="Contenders timed precisely per round before a bound is published (0: first estimates).")] = defaults.CONFIRM_TOP,
+) -> None:
+    """Queue what a space's upper bounds need for this machine's environment, and start no worker.
+
+    Every worker of a cluster job may run it before `sweep worker`: a task is queued once.
+    """
+    space = app_layer.load_space(space_file, preset, prompts, weights.value if weights else None)
+    device, env_id, added = app_layer.queue_space(db, space, device, max_loss=max_loss, confirm_top=confirm_top)
+    print(f"{space.name}: {added} task(s) queued for environment {env_id} ({device})")
+
+
+@app.command()
+@handles_errors
 def worker(
     db: DbOption = DEFAULT_URL,
     device: DeviceOption = None,

@@ -4,11 +4,12 @@ Children are forked by the grader's process factory (``sweep.grading.zygote``, a
 imported the libraries). Each child (``sweep.grading.child``) gets a scrubbed environment (no database URL, none of the grader's
 variables), a new empty working folder as its home and cwd, a memory limit (address space, on a CPU; a GPU
 driver needs more address space than memory, so there the resident size is checked between requests), a
-wall-clock limit on each request, and, when the grader runs as root, the ``nobody`` user where that user can run
-sweep here, else root without any capability; the grader makes itself non-dumpable, so neither can read its
+wall-clock limit on each request, and, when the grader runs as root, a group id of its own and the ``nobody`` user
+where that user can run sweep here, else root without any capability; the grader makes itself non-dumpable, so neither can read its
 process (environment, memory). It dies with the grader (PR_SET_PDEATHSIG). While the other side of a pair is timed it
-is stopped (SIGSTOP), so no thread of it can load the CPU or queue GPU work during the other's generation. Its
-output is captured to a file and cut.
+is stopped (SIGSTOP), so no thread of it can load the CPU or queue GPU work during the other's generation; a process
+it starts that leaves its process group (a new session, a daemon) is found by its group id, stopped with it, and fails
+the evaluation after the request that started it. Its output is captured to a file and cut.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import ctypes
 import json
 import os
 import pwd
+import secrets
 import shutil
 import signal
 import socket
@@ -77,6 +79,54 @@ def _nobody(cuda: bool = False) -> tuple[int, int] | None:
                 found = None
     _NOBODY[cuda] = found
     return found
+
+
+_IDS_FROM = 1_900_000_000
+"""Graded children run with a group id from here on, one of their own each (no group needs to exist for it)."""
+
+
+def _graded_group() -> int | None:
+    """A group id of this child's own where the grader runs as root (None elsewhere). A process keeps its group
+    whatever session or process group it moves to, and cannot change it without the capability it lacks, so the
+    grader finds, stops and kills every process a solution starts by it."""
+    if os.geteuid() != 0:
+        return None
+    taken = {group for _, group in _processes()}
+    while True:
+        gid = _IDS_FROM + secrets.randbelow(100_000_000)
+        if gid not in taken:
+            return gid
+
+
+def _processes() -> list[tuple[int, int]]:
+    """(pid, real group id) of every live process on this machine (those that end meanwhile, and zombies, are left
+    out)."""
+    out = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/status", encoding="ascii", errors="replace") as f:
+                fields = dict(line.split(":", 1) for line in f if ":" in line)
+            if fields.get("State", "").strip().startswith("Z"):
+                continue
+            out.append((int(entry), int(fields["Gid"].split()[0])))
+        except (OSError, KeyError, ValueError, IndexError):
+            continue
+    return out
+
+
+def _parents() -> dict[int, int]:
+    """pid → parent pid of every process on this machine."""
+    out = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat", encoding="ascii", errors="replace") as f:
+                    out[int(entry)] = int(f.read().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+    return out
 
 
 class Zygote:
@@ -141,6 +191,7 @@ class Child:
         self.folder = Path(tempfile.mkdtemp(prefix=f"sweep-grade-{label}-"))
         self.log_path = self.folder / "output.log"
         user = self.user = _nobody(device.startswith("cuda"))
+        self.group = _graded_group()
         if user is not None:
             os.chown(self.folder, *user)
         env = {k: os.environ[k] for k in _KEPT_VARIABLES if k in os.environ}
@@ -151,7 +202,7 @@ class Child:
         to_child_r, self._to_child = os.pipe()
         self._from_child, from_child_w = os.pipe()
         self._log = open(self.log_path, "wb")  # noqa: SIM115 (closed in close())
-        spec = {"cwd": str(self.folder), "env": env, "user": list(user) if user else None,
+        spec = {"cwd": str(self.folder), "env": env, "user": user[0] if user else None, "group": self.group,
                 "address_space": memory_bytes if device.split(":")[0] == "cpu" else None, "cpus": cpus}
         try:
             if device.split(":")[0] == "cpu":
@@ -214,6 +265,7 @@ class Child:
         if not reply.get("ok"):
             raise ChildError(str(reply.get("error", "an error without a message"))[:500])
         self.check_memory()
+        self.check_escapes()
         return reply, array
 
     def _failure(self, what: str, seconds: float) -> str:
@@ -247,24 +299,67 @@ class Child:
 
     # -- process control ---------------------------------------------------------------------------------------
 
+    def processes(self) -> list[int]:
+        """Every process of this child: those of its own group id (wherever they moved: another session, another
+        process group, an orphan), else (a grader not run as root) its descendants, where a process that left its
+        parent is out of sight."""
+        if self.group is not None:
+            return [pid for pid, group in _processes() if group == self.group]
+        parents, family = _parents(), {self.pid}
+        grown = True
+        while grown:
+            found = {pid for pid, parent in parents.items() if parent in family} - family
+            family |= found
+            grown = bool(found)
+        return sorted(pid for pid in family if pid in parents)
+
+    def escaped(self) -> list[int]:
+        """Its processes outside its process group: out of reach of the group's stop, so they could load the CPU
+        or the GPU while the other side is timed."""
+        out = []
+        for pid in self.processes():
+            try:
+                if os.getpgid(pid) != self.pid:
+                    out.append(pid)
+            except ProcessLookupError:
+                continue
+        return out
+
+    def _signal_all(self, sig: signal.Signals) -> None:
+        try:
+            os.killpg(self.pid, sig)
+        except ProcessLookupError:
+            pass
+        for pid in self.processes():  # whatever left the group
+            try:
+                os.kill(pid, sig)
+            except ProcessLookupError:
+                continue
+
+    def check_escapes(self) -> None:
+        """ChildError (after killing them all) where a process of this child left its process group."""
+        escaped = self.escaped()
+        if escaped:
+            self.kill()
+            raise ChildError(f"a process it started left its process group (pid {escaped[0]}{' and more' if len(escaped) > 1 else ''}): "
+                             "it could run on while the other side is timed; killed")
+
     def stop(self) -> None:
-        """Freeze the whole process group (while the other side of a pair is timed)."""
+        """Freeze the whole process group, and any of its processes that left it (while the other side of a pair is
+        timed)."""
         if not self.stopped and self.alive():
-            os.killpg(self.pid, signal.SIGSTOP)
+            self._signal_all(signal.SIGSTOP)
             self.stopped = True
 
     def resume(self) -> None:
         if self.stopped and self.alive():
-            os.killpg(self.pid, signal.SIGCONT)
+            self._signal_all(signal.SIGCONT)
         self.stopped = False
 
     def kill(self) -> None:
-        try:
-            os.killpg(self.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            return
+        self._signal_all(signal.SIGKILL)
         for _ in range(100):
-            if not self.alive():
+            if not self.alive() and not self.processes():
                 return
             time.sleep(0.05)
 

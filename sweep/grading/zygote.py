@@ -37,11 +37,12 @@ def become_child(spec: dict[str, object]) -> None:
     if isinstance(limit, int):
         resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-    user = spec.get("user")
-    if isinstance(user, list):
-        os.setgid(int(user[1]))
+    group, user = spec.get("group"), spec.get("user")
+    if isinstance(group, int):  # a group of its own: every process it starts keeps it (see sweep.grading.sandbox)
         os.setgroups([])
-        os.setuid(int(user[0]))
+        os.setgid(group)
+    if isinstance(user, int):
+        os.setuid(user)
     elif os.geteuid() == 0:  # root that cannot become nobody here: root without capabilities
         for cap in range(64):
             _LIBC.prctl(PR_CAPBSET_DROP, cap)

@@ -310,6 +310,9 @@ class TaskRow(Base):
     max_loss: Mapped[float] = mapped_column(Float)
     """The threshold that decides which settings are contenders for precise timing."""
     confirm_top: Mapped[int] = mapped_column(Integer)
+    cost: Mapped[float] = mapped_column(Float, default=0.0, server_default="0")
+    """Estimated seconds per image of its configuration (see ``storage.queue.claim_key``): the most expensive work
+    is started first."""
     status: Mapped[str] = mapped_column(String(16), default="pending")
     """pending → running (leased) → done, or failed once ``max_attempts`` leases expired or errored."""
     attempts: Mapped[int] = mapped_column(Integer, default=0)

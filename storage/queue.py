@@ -3,9 +3,10 @@
 - **Tasks**: per scope (base config, environment, quality and timing protocol) a ``baseline`` task, one
   ``setting`` task per setting (its quality pass and first speed estimate), and, once the scope's settings are
   finished, ``precise`` tasks for the contenders (queued by the worker that finished the last of them).
-- **Claim**: on PostgreSQL ``SELECT ... FOR UPDATE SKIP LOCKED`` picks a claimable task no other worker is
-  looking at; on SQLite the claim runs in a ``BEGIN IMMEDIATE`` transaction, which serialises claimers.
-  Either way the claim is an UPDATE guarded by the task's state, so a task is never held twice.
+- **Claim**: the claimable tasks are ordered by :func:`claim_key` (the pipeline the worker holds, precise timings
+  first, the most expensive configuration first) and the first is taken by an UPDATE guarded by the task's state
+  (on PostgreSQL the row's lock makes a second claimer re-check and move to the next; on SQLite the claim runs in
+  a ``BEGIN IMMEDIATE`` transaction, which serialises claimers), so a task is never held twice.
 - **Lease**: the claimer owns the task until ``lease_expires_at`` and renews it between generations. A worker
   that dies stops renewing; once the lease expires another worker takes the task (attempt + 1).
 - **Result**: the result rows are written in the same transaction that marks the task done, guarded by the
@@ -21,7 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
-from sqlalchemy import Connection, and_, case, exists, func, or_, select, update
+from sqlalchemy import Connection, and_, exists, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, aliased
@@ -32,6 +33,28 @@ from storage.database import Database, Scope
 from storage.models import BaseConfigRow, QualityTrialRow, SpeedTrialRow, TaskRow
 
 BASELINE_KEY = AccelSetting.baseline().key
+PipelineKey = tuple[str, str, str, str]
+"""(pipeline, model, weights, dtype): what a loaded pipeline serves without a new build (scheduler and steps swap)."""
+_PIPELINE = (BaseConfigRow.pipeline, BaseConfigRow.model, BaseConfigRow.weights, BaseConfigRow.dtype)
+KIND_ORDER = {"precise": 0, "baseline": 1, "setting": 2}
+"""Within what a worker holds: precise timings first (they are the tail of a configuration, queued once its settings
+are done), then baselines (each unlocks its configuration's settings for every worker), then settings."""
+
+
+def claim_key(kind: str, base_config_id: int, pipeline: PipelineKey, cost: float, task_id: int, *,
+              held_base: int | None, held_pipeline: PipelineKey | None) -> tuple[int, int, float, int]:
+    """The order in which a worker takes claimable tasks (smallest first):
+
+    1. locality: the base configuration it holds, then any of the pipeline it holds (a scheduler or steps swap, no
+       build), then the rest;
+    2. kind (``KIND_ORDER``);
+    3. the most expensive configuration first (``cost``: seconds per image), so that the long work starts while
+       other workers can still share the rest, rather than being left for the end;
+    4. queue order.
+
+    ``sweep.study.simulate`` replays a study's tasks under this order (and under the former one) for N workers."""
+    locality = 0 if base_config_id == held_base else 1 if pipeline == held_pipeline else 2
+    return locality, KIND_ORDER[kind], -cost, task_id
 KINDS = ("baseline", "setting", "precise")
 _TASK = (TaskRow.id, TaskRow.base_config_id, TaskRow.environment_id, TaskRow.quality_protocol_id,
          TaskRow.timing_protocol_id, TaskRow.setting_key, TaskRow.kind, TaskRow.measure_quality, TaskRow.max_loss,
@@ -65,7 +88,7 @@ class WorkQueue:
 
     def enqueue(
         self, scope: Scope, kind: str, setting_keys: list[str], *, measure_quality: bool, max_loss: float,
-        confirm_top: int, max_attempts: int = 3,
+        confirm_top: int, max_attempts: int = 3, cost: float = 0.0,
     ) -> int:
         """Add a task per key not queued yet (a key queued by another process meanwhile is kept); returns how many."""
         assert kind in KINDS
@@ -75,7 +98,7 @@ class WorkQueue:
             {"base_config_id": scope.base_config_id, "environment_id": scope.environment_id,
              "quality_protocol_id": scope.quality_protocol_id, "timing_protocol_id": scope.timing_protocol_id,
              "setting_key": key, "kind": kind, "measure_quality": measure_quality, "max_loss": max_loss,
-             "confirm_top": confirm_top, "status": "pending", "attempts": 0, "max_attempts": max_attempts}
+             "confirm_top": confirm_top, "status": "pending", "attempts": 0, "max_attempts": max_attempts, "cost": cost}
             for key in setting_keys
         ]
         with self.db.session() as s:
@@ -104,33 +127,47 @@ class WorkQueue:
         if self.dialect == "sqlite":
             connection.exec_driver_sql("BEGIN IMMEDIATE")
 
-    def claim(self, environment_id: int, owner: str, prefer_base_config: int | None = None) -> Claim | None:
-        """Take the next claimable task (preferring the base configuration already loaded) under a lease."""
+    def claim(self, environment_id: int, owner: str, prefer_base_config: int | None = None,
+              prefer_pipeline: PipelineKey | None = None) -> Claim | None:
+        """Take the claimable task that comes first by :func:`claim_key` (the worker holds ``prefer_pipeline``
+        loaded, last for ``prefer_base_config``) under a lease."""
         now = time.time()
         with self.db.engine.connect() as connection:
             self._begin(connection)
             self._expire_exhausted(connection, environment_id, now)
-            query = select(*_TASK, TaskRow.attempts, TaskRow.max_attempts).where(*self._claimable(environment_id, now))
-            order = [case((TaskRow.base_config_id == prefer_base_config, 0), else_=1)] if prefer_base_config else []
-            kind_order = case((TaskRow.kind == "baseline", 0), (TaskRow.kind == "setting", 1), else_=2)
-            query = query.order_by(*order, kind_order, TaskRow.id).limit(1)
-            if self.dialect == "postgresql":
-                query = query.with_for_update(skip_locked=True)
-            row = connection.execute(query).first()
-            if row is None:
-                connection.commit()
-                return None
-            claimed = connection.execute(
-                update(TaskRow).where(TaskRow.id == row.id, *self._claimable(environment_id, now)).values(
-                    status="running", lease_owner=owner, lease_expires_at=now + self.lease_seconds,
-                    attempts=TaskRow.attempts + 1)
-            ).rowcount
+            query = (select(*_TASK, TaskRow.attempts, TaskRow.max_attempts, TaskRow.cost, *_PIPELINE)
+                     .join(BaseConfigRow, BaseConfigRow.id == TaskRow.base_config_id)
+                     .where(*self._claimable(environment_id, now)))
+            candidates = sorted(connection.execute(query).all(), key=lambda r: claim_key(
+                r.kind, r.base_config_id, (r.pipeline, r.model, r.weights, r.dtype), r.cost, r.id,
+                held_base=prefer_base_config, held_pipeline=prefer_pipeline))
+            row = None
+            for candidate in candidates:  # the first still claimable: another worker may have taken one meanwhile
+                claimed = connection.execute(
+                    update(TaskRow).where(TaskRow.id == candidate.id, *self._claimable(environment_id, now)).values(
+                        status="running", lease_owner=owner, lease_expires_at=now + self.lease_seconds,
+                        attempts=TaskRow.attempts + 1)
+                ).rowcount
+                if claimed == 1:
+                    row = candidate
+                    break
             connection.commit()
-        if claimed != 1:
+        if row is None:
             return None
         scope = self.db.scope_of(row.base_config_id, row.environment_id, row.quality_protocol_id, row.timing_protocol_id)
         return Claim(row.id, scope, row.setting_key, row.kind, row.measure_quality, row.max_loss, row.confirm_top,
                      row.attempts + 1, row.max_attempts)
+
+    def waiting_base_configs(self, environment_id: int) -> list[int]:
+        """Base configurations with pending tasks that wait for their baseline (another worker is measuring it):
+        what a worker with nothing to claim can load meanwhile, most expensive first."""
+        now = time.time()
+        with self.db.session() as s:
+            rows = s.execute(select(TaskRow.base_config_id, func.max(TaskRow.cost)).where(
+                TaskRow.environment_id == environment_id, TaskRow.status == "pending", TaskRow.kind != "baseline",
+                ~TaskRow.id.in_(select(TaskRow.id).where(*self._claimable(environment_id, now))),
+            ).group_by(TaskRow.base_config_id)).all()
+        return [b for b, _ in sorted(rows, key=lambda r: -(r[1] or 0.0))]
 
     def _expire_exhausted(self, connection: Connection, environment_id: int, now: float) -> None:
         """Tasks whose last allowed lease expired: failed, with a failed record stored as their result."""

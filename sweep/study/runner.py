@@ -184,6 +184,10 @@ class Runner:
         self._pipe = (key, pipe)
         return pipe
 
+    def held_pipeline(self) -> tuple[str, str, str, str] | None:
+        """(pipeline, model, weights, dtype) of the pipeline in hand: what serves another scheduler or steps."""
+        return self._pipe[0] if self._pipe is not None else None
+
     def release(self) -> None:
         """Drop the cached pipeline and hand its memory back."""
         if self._pipe is not None:

@@ -10,8 +10,13 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from sqlalchemy import select
+
 from search_space.setting import AccelSetting
+from storage import Repository
 from storage.measurements import SpeedObservation
+from storage.models import SpeedConfigRow, SpeedTrialRow
+from sweep.accelerators import describe
 from sweep.fronts.cli import app
 from sweep.measurement.speed_model import SpeedModel, features
 
@@ -116,6 +121,14 @@ def test_a_row_not_measured_yet_is_priced_and_its_measurement_checks_the_price(s
 
     run = runner.invoke(app, ["upbound", str(fresh), "--db", sqlite_url, "--device", "cpu", "--quiet"])
     assert run.exit_code == 0, run.output
+    # the grid measured the row's settings fastest predicted first
+    with Repository(sqlite_url).session() as session:
+        order = session.scalars(select(SpeedTrialRow.setting_key).join(
+            SpeedConfigRow, SpeedConfigRow.id == SpeedTrialRow.speed_config_id).where(
+            SpeedConfigRow.steps == 8, SpeedConfigRow.scheduler == "DDIMScheduler").order_by(SpeedTrialRow.id)).all()
+    predicted = ddim["predictions"]
+    assert [describe(AccelSetting.from_key(k)) for k in order] == sorted(predicted, key=predicted.__getitem__)
+    assert predicted[describe(AccelSetting.from_key(order[0]))] < predicted[describe(AccelSetting.from_key(order[1]))]
     checked = runner.invoke(app, ["space", "show", str(fresh), "--estimate", "--db", sqlite_url, "--format", "json"])
     ddim_after = json.loads(checked.stdout)[0]
     measured_s = {c["setting"]: c["measured_s"] for c in ddim_after["checks"]}

@@ -9,7 +9,10 @@ is set from it as follows, and printed:
 - a pipeline build: SDXL's is the gap before its first baseline less its next baselines' mean; SD1.5's is scaled
   from it by the pipelines' parameter counts (random-weight builds initialise every parameter);
 - start-up (imports, CUDA): the first finish less SD1.5's build and its next baselines' mean;
-- start-up contention: from the two-GPU run's first finish (two workers starting at once), solved for the slowdown.
+- start-up contention: from the two-GPU run's first finish (two workers starting at once), solved for the slowdown
+  (one parameter taken from the run the simulation is then checked against: the check is of everything else);
+- each configuration's cost (the claim order's most-expensive-first): its baseline's gap, as the queue uses a
+  stored baseline's seconds per image (a baseline's gap is its seconds for the timing set, in proportion).
 """
 
 from __future__ import annotations
@@ -25,7 +28,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from sweep.study.simulate import ORDERS, from_timeline, simulate  # noqa: E402
 
 PARAMETERS = {"SD1.5": 1_066_235_307, "SDXL": 3_468_837_547}  # unet + text encoders + vae (sweep pipelines --build)
-SECONDS_PER_STEP_MEGAPIXEL = {"SD1.5": 1.0, "SDXL": 1.0}
 
 
 def main() -> int:
@@ -56,8 +58,9 @@ def main() -> int:
     startup = gaps[first_base["SD1.5"]][0] - build["SD1.5"] - later["SD1.5"]
     first_many = many["timeline"][0]["done_s"]
     contention = (first_many - later["SD1.5"] - build["SD1.5"]) / startup - 1.0
-    cost = {b: r["steps"] * r["height"] * r["width"] / 1e6 * (2.5 if r["pipeline"] == "SDXL" else 1.0)
-            for b, r in zip(pipelines, rows, strict=True)}
+    # the queue's own cost: measured seconds per image once a baseline is stored (the one-GPU run's baseline gaps),
+    # as every task but a configuration's baseline is queued or claimed after it
+    cost = {b: statistics.fmean(gaps[b]) if b not in first_base.values() else later[pipelines[b]] for b in pipelines}
     workload = from_timeline(timeline, pipelines, cost, build, startup, contention)
     if args.replicate > 1:
         import dataclasses

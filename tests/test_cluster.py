@@ -66,34 +66,29 @@ def run_workers(commands: list[list[str]], url: str, tmp_path: Path) -> None:
     repo.close()
 
 
-def test_the_slurm_array_job_runs_workers_that_finish_the_study(tmp_path: Path, postgres_url: str) -> None:
+def test_a_slurm_array_task_and_a_kubernetes_pod_finish_one_study_with_nothing_but_the_url(tmp_path: Path,
+                                                                                        postgres_url: str) -> None:
     space = tmp_path / "space.toml"
     space.write_text(SPACE, encoding="utf-8")
+    # as submitted to GPU nodes
     on_gpus = render("slurm", workers=8, space="--preset reference --weights random")
     assert "#SBATCH --array=0-7" in on_gpus and "#SBATCH --gres=gpu:1" in on_gpus
     assert 'exec sweep worker --db "$SWEEP_DB" --device cuda --lease 60' in on_gpus
+    job = yaml.safe_load(render("k8s", workers=4, space="--preset reference", image="registry.example/sweep:1"))
+    (container,) = job["spec"]["template"]["spec"]["containers"]
+    assert job["kind"] == "Job" and job["spec"]["completions"] == job["spec"]["parallelism"] == 4
+    assert container["resources"]["limits"]["nvidia.com/gpu"] == "1" and container["image"] == "registry.example/sweep:1"
+    assert container["env"] == [{"name": "SWEEP_DB", "valueFrom": {"secretKeyRef": {"name": "sweep-db", "key": "url"}}}]
+    # on this machine's CPU: one array task of the Slurm job and one pod of the Kubernetes Job share one study
     script = tmp_path / "sweep.sbatch"
     script.write_text(render("slurm", workers=2, space=str(space), device="cpu", lease=10), encoding="utf-8")
     assert subprocess.run(["bash", "-n", str(script)]).returncode == 0
-    # without the URL it stops at once, naming it
     done = subprocess.run(["bash", str(script)], capture_output=True, text=True, env={"PATH": os.environ["PATH"]})
-    assert done.returncode != 0 and "set SWEEP_DB" in done.stderr
-    run_workers([["bash", str(script)]] * 2, postgres_url, tmp_path)
-
-
-def test_the_kubernetes_job_runs_workers_that_finish_the_study(tmp_path: Path, postgres_url: str) -> None:
-    space = tmp_path / "space.toml"
-    space.write_text(SPACE, encoding="utf-8")
-    on_gpus = yaml.safe_load(render("k8s", workers=4, space="--preset reference", image="registry.example/sweep:1"))
-    pod = on_gpus["spec"]["template"]["spec"]
-    (container,) = pod["containers"]
-    assert on_gpus["kind"] == "Job" and on_gpus["spec"]["completions"] == on_gpus["spec"]["parallelism"] == 4
-    assert container["resources"]["limits"]["nvidia.com/gpu"] == "1" and container["image"] == "registry.example/sweep:1"
-    assert container["env"] == [{"name": "SWEEP_DB", "valueFrom": {"secretKeyRef": {"name": "sweep-db", "key": "url"}}}]
+    assert done.returncode != 0 and "set SWEEP_DB" in done.stderr  # without the URL it stops at once, naming it
     job = yaml.safe_load(render("k8s", workers=2, space=str(space), device="cpu", lease=10))
     (container,) = job["spec"]["template"]["spec"]["containers"]
     assert "nvidia.com/gpu" not in container["resources"]["limits"]
-    run_workers([container["command"]] * job["spec"]["parallelism"], postgres_url, tmp_path)
+    run_workers([["bash", str(script)], container["command"]], postgres_url, tmp_path)
 
 
 def test_values_a_cluster_cannot_take_are_refused_in_one_line(capsys: pytest.CaptureFixture[str]) -> None:

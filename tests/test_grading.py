@@ -252,6 +252,13 @@ def test_the_former_annotation_and_generated_code_files_are_read_and_written(sql
     shutil.rmtree(work, ignore_errors=True)
 
 
+def graded_processes() -> list[tuple[int, int]]:
+    """(pid, group id) of every live process running under a graded child's group id."""
+    from sweep.grading.sandbox import _IDS_FROM, _processes
+
+    return [(pid, group) for pid, group in _processes() if group >= _IDS_FROM]
+
+
 def test_a_killed_evaluate_loses_at_most_the_evaluation_in_progress(pretrained: tuple[BaseConfig, Path, str],
                                                                    db_url: str) -> None:
     base, folder, clip = pretrained
@@ -268,6 +275,11 @@ def test_a_killed_evaluate_loses_at_most_the_evaluation_in_progress(pretrained: 
     time.sleep(random.uniform(12, 40))
     os.killpg(victim.pid, signal.SIGKILL)
     victim.wait()
+    # its graded children die with it (each has a group id of its own, from sandbox._IDS_FROM on)
+    deadline = time.monotonic() + 10
+    while (left := graded_processes()) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not left, f"graded children outlived the grader: {left}"
     repo = Repository(db_url)
     with repo.session() as s:
         rows = list(s.scalars(select(EvaluationRow)))

@@ -13,6 +13,7 @@ from sqlalchemy import select
 from search_space import defaults
 from sweep.study.catalogue import parse_space
 from storage import Repository
+from storage.measurements import _speed_result
 from storage.models import SpeedConfigRow, SpeedTrialRow
 from sweep.measurement.speed_pass import PAIRED_SOURCE
 from sweep.pipelines.loader import denoiser_calls
@@ -111,6 +112,8 @@ def test_a_shared_estimate_is_labelled_and_not_fitted_by_the_speed_model(tmp_pat
     repo = Repository(sqlite_url)
     observations = repo.measurements.speed_observations()
     shared = [t for t in trials(sqlite_url)["UniPCMultistepScheduler"] if t.speedup is None]
+    assert shared, "every setting was timed precisely: nothing left to check"
+    assert {_speed_result(t).timing for t in shared} == {"shared estimate"}
     kinds = [(o.scheduler, o.kind) for o in observations if o.settings]
     assert ("UniPCMultistepScheduler", "first estimate") not in kinds  # a shared estimate is the donor's observation
     assert len(kinds) == SETTINGS + (SETTINGS - len(shared))

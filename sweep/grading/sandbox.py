@@ -15,6 +15,8 @@ the evaluation after the request that started it. Its output is captured to a fi
 from __future__ import annotations
 
 import ctypes
+import logging
+import grp
 import json
 import os
 import pwd
@@ -31,6 +33,8 @@ from pathlib import Path
 import numpy as np
 
 from sweep.grading import wire
+
+log = logging.getLogger(__name__)
 
 OUTPUT_LIMIT = 4000
 """Characters of a child's output kept with its evaluation."""
@@ -94,7 +98,11 @@ def _graded_group() -> int | None:
     taken = {group for _, group in _processes()}
     while True:
         gid = _IDS_FROM + secrets.randbelow(100_000_000)
-        if gid not in taken:
+        if gid in taken:
+            continue
+        try:
+            grp.getgrgid(gid)  # a group of this machine's (or its directory's): its files are not the child's to read
+        except KeyError:
             return gid
 
 
@@ -114,6 +122,18 @@ def _processes() -> list[tuple[int, int]]:
         except (OSError, KeyError, ValueError, IndexError):
             continue
     return out
+
+
+_SIGNAL_PASSES = 20
+
+
+def _state(pid: int) -> str:
+    """A process's state letter (``T``: stopped; ``Z``: zombie; empty: gone)."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as f:
+            return f.read().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return ""
 
 
 def _parents() -> dict[int, int]:
@@ -325,16 +345,30 @@ class Child:
                 continue
         return out
 
-    def _signal_all(self, sig: signal.Signals) -> None:
-        try:
-            os.killpg(self.pid, sig)
-        except ProcessLookupError:
-            pass
-        for pid in self.processes():  # whatever left the group
+    def _signal_all(self, sig: signal.Signals) -> list[int]:
+        """Send ``sig`` to the group and to each of its processes, scan after scan, until a scan finds none that the
+        signal has not reached (SIGSTOP: every one stopped; SIGKILL: none left): a process that forks and exits in
+        a loop has a new pid by the time one scan's signal arrives. The processes still out of reach (none, as a
+        rule)."""
+        left: list[int] = []
+        for _ in range(_SIGNAL_PASSES):
             try:
-                os.kill(pid, sig)
+                os.killpg(self.pid, sig)
             except ProcessLookupError:
-                continue
+                pass
+            found = self.processes()
+            for pid in found:  # whatever left the group
+                try:
+                    os.kill(pid, sig)
+                except ProcessLookupError:
+                    continue
+            if sig == signal.SIGCONT:
+                return []
+            time.sleep(0.002)
+            left = [pid for pid in self.processes() if sig == signal.SIGKILL or _state(pid) not in ("T", "t", "")]
+            if not left:
+                return []
+        return left
 
     def check_escapes(self) -> None:
         """ChildError (after killing them all) where a process of this child left its process group."""
@@ -357,11 +391,12 @@ class Child:
         self.stopped = False
 
     def kill(self) -> None:
-        self._signal_all(signal.SIGKILL)
         for _ in range(100):
+            self._signal_all(signal.SIGKILL)
             if not self.alive() and not self.processes():
                 return
             time.sleep(0.05)
+        log.warning("graded child %s: processes %s outlived every SIGKILL", self.label, self.processes())
 
     def output(self) -> str:
         try:

@@ -25,7 +25,7 @@ PR_SET_PDEATHSIG, PR_CAPBSET_DROP, PR_SET_NO_NEW_PRIVS = 1, 24, 38
 
 def become_child(spec: dict[str, object]) -> None:
     """In a fresh fork: what makes it a graded child (see sweep.grading.sandbox)."""
-    _LIBC.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)  # die with the zygote, which dies with the grader
+    parent = os.getppid()
     os.setsid()  # its own process group: stopped, resumed and killed as a whole
     os.chdir(str(spec["cwd"]))
     os.environ.clear()
@@ -48,6 +48,11 @@ def become_child(spec: dict[str, object]) -> None:
             _LIBC.prctl(PR_CAPBSET_DROP, cap)
         _drop_effective_capabilities()
     _LIBC.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)
+    # die with the zygote, which dies with the grader; set last: a change of user or group clears it (a grader
+    # killed mid-evaluation left its children stopped and orphaned, for good, while it was set first)
+    _LIBC.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != parent:  # the parent died before the signal was armed
+        os._exit(1)
 
 
 def _drop_effective_capabilities() -> None:

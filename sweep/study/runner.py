@@ -202,7 +202,8 @@ class Runner:
         contenders precisely (``confirm_top`` per round; 0: publish first estimates; ``precise_every``: time every
         measured setting precisely, which benchmarks of the timing itself need). ``shared_estimates``: a setting
         measured in a row of another scheduler with the same denoiser calls lends that row's first estimate
-        (contenders are still timed precisely in their own row, so never where nothing is timed precisely)."""
+        (contenders are then timed precisely in their own row; never shared where nothing is timed precisely; where
+        a time budget or a failed timing leaves a shared estimate leading, it is published labelled as one)."""
         share = shared_estimates and confirm_top > 0 and not precise_every
         search = search or SearchOptions()
         if search.strategy not in STRATEGIES:
@@ -294,7 +295,8 @@ class Runner:
                                 f"not in the state its stored speeds were measured in; new speeds are kept apart as "
                                 f"environment {new_id} ({variant.device})")
             held = self.repo.measurements.speed_baseline(dataclasses.replace(item.scope, environment_id=found))
-            if held is None or abs(now - held.time) <= max(defaults.CANARY_TOLERANCE * held.time, 3 * held.time_spread):
+            # a state that holds no baseline of this configuration says nothing either way: the next one is asked
+            if held is not None and abs(now - held.time) <= max(defaults.CANARY_TOLERANCE * held.time, 3 * held.time_spread):
                 return found, (None if n == 1 else f"canary: {label} matches environment {found} ({variant.device}); "
                                                    "new speeds are added there")
             n += 1

@@ -11,7 +11,9 @@ configuration's precise timings wait for its last setting and for each other (on
 takes the first claimable task by the order given and pays a build where the task's pipeline is not the one it
 holds; with nothing claimable it waits for the next task to finish (``current`` order: building ahead the pipeline
 of a configuration whose settings wait for a baseline, as ``sweep worker`` does); workers that start together share
-the host's CPU while they start (``startup_contention``: the slowdown each other starting worker adds).
+the host's CPU while they start (``startup_contention``: the slowdown each other starting worker adds). A
+configuration's precise timings are replayed one after the other, as rounds of one (``--confirm-top 1``, the
+setting of the runs whose timelines exist); rounds of several would run side by side.
 """
 
 from __future__ import annotations
@@ -105,14 +107,13 @@ def simulate(workload: Workload, workers: int, order: str = "current") -> SimRun
         claimable = [t for t in tasks if t.id not in started and (r := ready_at(t)) is not None and r <= now]
         if not claimable:
             later = [done_at[i] for i in started if done_at[i] > now]
-            if order == "current":  # build ahead: the pipeline of a configuration whose settings wait
+            if order == "current":  # build ahead, as sweep worker does: the most expensive waiting configuration's
                 waiting = sorted({t.scope for t in tasks if t.id not in started and t.kind == "setting"},
                                  key=lambda s: -workload.cost[s])
-                pipes = [workload.pipeline[s] for s in waiting]
-                if pipes and held_pipe[w] not in pipes:
-                    held_pipe[w], held_scope[w] = pipes[0], None
+                if waiting and workload.pipeline[waiting[0]] != held_pipe[w]:
+                    held_pipe[w], held_scope[w] = workload.pipeline[waiting[0]], None
                     run.builds += 1
-                    now += workload.build[pipes[0]]
+                    now += workload.build[held_pipe[w]]  # type: ignore[index]
             heapq.heappush(free, (max(now, min(later)) if later else now + 1.0, w))
             continue
         task = min(claimable, key=lambda t: _key(order, t, workload.pipeline[t.scope], workload.cost[t.scope],

@@ -88,6 +88,7 @@ class Worker:
         self.gate = threading.Lock()
         self._protocols: dict[tuple[int, int], Protocol] = {}
         self._loaded: tuple[tuple[int, int, int, int, bool], ScopeRun, list[Generator]] | None = None
+        self._unbuildable: set[int] = set()
 
     def _protocol(self, scope: Scope) -> Protocol:
         key = (scope.quality_protocol_id, scope.timing_protocol_id)
@@ -146,12 +147,20 @@ class Worker:
         """With nothing to claim, build the pipeline of the most expensive configuration whose tasks wait for a
         baseline another worker is measuring, so that its settings start here the moment that baseline lands."""
         for base_id in self.queue.waiting_base_configs(env_id):
+            if base_id in self._unbuildable:
+                continue
             base = self.repo.base_config(base_id)
             if (base.pipeline, base.model, base.weights, base.dtype) == held:
                 return  # already in hand
             self._unload(summary)  # the scope in hand lets its pipeline go
             self.progress.describe(f"{base.label}: building ahead")
-            self.runner.pipeline(base)
+            try:
+                self.runner.pipeline(base)
+            except Exception:  # noqa: BLE001  (its tasks will fail or retry on their own; waiting must not end the worker)
+                log.warning("building %s ahead failed; it is not built ahead again", base.label, exc_info=True)
+                self._unbuildable.add(base_id)
+                self.runner.release()
+                continue
             summary.built_ahead += 1
             return
 
@@ -213,11 +222,14 @@ megapixel at batch 1 on a current GPU (SD1.5 at 512², 20 steps: about 0.5 s an 
 
 def task_cost(run: ScopeRun) -> float:
     """Seconds per image of the scope's unaccelerated pipeline: measured here where its baseline is stored, else
-    ``steps × megapixels × batch × PROXY_SECONDS_PER_STEP_MEGAPIXEL``."""
+    ``steps × megapixels × PROXY_SECONDS_PER_STEP_MEGAPIXEL`` (per image, as a stored time is)."""
     if run.speed_base is not None:
         return run.speed_base.time
-    b = run.base
-    return b.steps * b.height * b.width / 1e6 * b.batch_size * PROXY_SECONDS_PER_STEP_MEGAPIXEL
+    return proxy_cost(run.base.steps, run.base.height, run.base.width)
+
+
+def proxy_cost(steps: int, height: int, width: int) -> float:
+    return steps * height * width / 1e6 * PROXY_SECONDS_PER_STEP_MEGAPIXEL
 
 
 def enqueue_precise(queue: WorkQueue, run: ScopeRun, max_loss: float, confirm_top: int) -> int:

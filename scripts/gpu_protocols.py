@@ -85,8 +85,9 @@ steps = [{steps}]
 dtype = "{dtype}"
 batch_size = 1
 {methods}"""
-SUMMARY = re.compile(r"(\d+) new, (\d+) stored, (\d+) failed, (\d+) rejected early, (\d+) timed precisely; (\d+) images "
-                     r"in ([\d.]+) s(?: \(wall / generation time = ([\d.]+)\))?")
+SUMMARY = re.compile(r"(?P<new>\d+) new, (?P<stored>\d+) stored, (?P<failed>\d+) failed, (?P<rejected>\d+) rejected early, "
+                     r"(?P<precise>\d+) timed precisely(?: \((?P<below>\d+) of them settled below the leader\))?; "
+                     r"(?P<images>\d+) images in (?P<run>[\d.]+) s(?: \(wall / generation time = (?P<overhead>[\d.]+)\))?")
 
 
 def sweep(tree: Path, *args: str) -> tuple[subprocess.CompletedProcess[str], float]:
@@ -164,10 +165,11 @@ def main() -> int:
                 "exit": done.returncode, "wall_s": seconds,
                 "bound": json.loads(done.stdout) if done.returncode == 0 else done.stderr[-1000:],
                 "summary": found.group(0) if found else None,
-                "images": int(found.group(6)) if found else None,
-                "precise": int(found.group(5)) if found else None,
-                "run_s": float(found.group(7)) if found else None,
-                "generation_s": float(found.group(7)) / float(found.group(8)) if found and found.group(8) else None,
+                "images": int(found["images"]) if found else None,
+                "precise": int(found["precise"]) if found else None,
+                "below_leader": int(found["below"] or 0) if found else None,
+                "run_s": float(found["run"]) if found else None,
+                "generation_s": float(found["run"]) / float(found["overhead"]) if found and found["overhead"] else None,
                 "canary": [line for line in done.stderr.splitlines() if line.startswith("canary:")],
             }
         report["rows"].append(row)  # type: ignore[union-attr]

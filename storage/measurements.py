@@ -25,7 +25,6 @@ from storage.models import (
     SpeedTrialRow,
 )
 
-
 SHARED_SOURCE = "shared from "
 """How a shared first estimate's source begins; the donor row's scheduler follows."""
 

@@ -11,13 +11,13 @@ import pytest
 from sqlalchemy import select
 
 from search_space import defaults
-from sweep.study.catalogue import parse_space
 from storage import Repository
 from storage.measurements import _speed_result
 from storage.models import SpeedConfigRow, SpeedTrialRow
 from sweep.measurement.speed_pass import PAIRED_SOURCE
 from sweep.pipelines.loader import denoiser_calls
-from sweep.study.runner import Runner, SearchOptions
+from sweep.study.catalogue import parse_space
+from sweep.study.runner import Runner
 
 SPACE = """
 name = "shared"

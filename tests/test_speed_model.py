@@ -8,9 +8,8 @@ import json
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
-
 from sqlalchemy import select
+from typer.testing import CliRunner
 
 from search_space.setting import AccelSetting
 from storage import Repository

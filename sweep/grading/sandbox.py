@@ -15,9 +15,9 @@ the evaluation after the request that started it. Its output is captured to a fi
 from __future__ import annotations
 
 import ctypes
-import logging
 import grp
 import json
+import logging
 import os
 import pwd
 import secrets

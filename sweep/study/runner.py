@@ -70,6 +70,8 @@ class RunSummary:
     """Of the new settings, how many the quality pass stopped early (over max-loss with 95% confidence)."""
     precise: int = 0
     """Contenders timed precisely."""
+    below_leader: int = 0
+    """Of those, how many stopped once their interval fell under the leader's (not a precise speed-up)."""
     wall_seconds: float = 0.0
     generation_seconds: float = 0.0
     """Summed timed generation (warm-up included): wall / generation is the overhead."""
@@ -444,6 +446,8 @@ class Runner:
                     log.warning("precise timing of %s failed", key, exc_info=True)
                     failed.add(key)
                 run.refresh()
+                held = run.speeds.get(key)
+                summary.below_leader += bool(key not in failed and held is not None and held.settled_below)
 
 
 def free_memory() -> None:

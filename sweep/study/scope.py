@@ -25,7 +25,6 @@ from sweep.accelerators import AppliedSetting, describe, setting_packages_key, s
 from sweep.errors import AcceleratorError
 from sweep.measurement.measure import Batch, Generator, batches, digest
 from sweep.measurement.protocol import Protocol
-from sweep.pipelines.loader import denoiser_calls
 from sweep.measurement.quality_pass import CHANGED_NOTHING, quality_baseline, quality_pass
 from sweep.measurement.speed_model import features
 from sweep.measurement.speed_pass import (
@@ -37,6 +36,7 @@ from sweep.measurement.speed_pass import (
     timing_set_pass,
 )
 from sweep.measurement.stats import stop_reason
+from sweep.pipelines.loader import denoiser_calls
 from sweep.scoring.base import Scorer
 
 if TYPE_CHECKING:

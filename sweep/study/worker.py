@@ -156,7 +156,7 @@ class Worker:
             self.progress.describe(f"{base.label}: building ahead")
             try:
                 self.runner.pipeline(base)
-            except Exception:  # noqa: BLE001  (its tasks will fail or retry on their own; waiting must not end the worker)
+            except Exception:  # (its tasks will fail or retry on their own; waiting must not end the worker)
                 log.warning("building %s ahead failed; it is not built ahead again", base.label, exc_info=True)
                 self._unbuildable.add(base_id)
                 self.runner.release()

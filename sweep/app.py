@@ -119,10 +119,10 @@ class RunResult:
 
 def run_space(
     db: str, space: Space, device: str, search: SearchOptions, *, confirm_top: int = defaults.CONFIRM_TOP,
-    progress: ProgressSink | None = None, canary: bool = True, shared_estimates: bool = True,
+    progress: ProgressSink | None = None, canary: bool | None = None, shared_estimates: bool = True,
 ) -> RunResult:
     """Measure, in this process, what the space's upper bounds need and is not stored yet (first re-timing a
-    stored speed baseline where the environment holds one: ``canary``)."""
+    stored speed baseline where the environment holds one: ``canary``; None: on a GPU, off on a CPU)."""
     from sweep.study.runner import Runner
 
     quiet_libraries()

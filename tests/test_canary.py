@@ -48,7 +48,10 @@ def space(tmp_path: Path, name: str, steps: str) -> Path:
 
 
 def upbound(path: Path, db: str, *extra: str) -> str:
-    result = runner.invoke(app, ["upbound", str(path), "--db", db, "--device", "cpu", "--quiet", "--confirm-top", "0", *extra])
+    # on a CPU the canary is asked for (on by default on GPUs only)
+    asked = [] if "--no-canary" in extra else ["--canary"]
+    result = runner.invoke(app, ["upbound", str(path), "--db", db, "--device", "cpu", "--quiet", "--confirm-top", "0",
+                                 *asked, *extra])
     assert result.exit_code == 0, result.output
     return result.stderr
 
@@ -113,3 +116,12 @@ def test_the_canary_is_refused_where_workers_would_ignore_it(sqlite_url: str, tm
                                  "--workers", "1", "--canary"])
     assert result.exit_code == 2 and "--canary and --no-shared-estimates apply to a single process" in result.output, result.output
     assert len(result.output.strip().splitlines()) == 1
+
+
+def test_the_canary_is_off_by_default_on_a_cpu(sqlite_url: str, tmp_path: Path) -> None:
+    upbound(space(tmp_path, "a", "4"), sqlite_url)
+    scale_stored_baselines(sqlite_url, 1, 100.0)  # would not match
+    result = runner.invoke(app, ["upbound", str(space(tmp_path, "b", "4, 6")), "--db", sqlite_url, "--device", "cpu",
+                                 "--quiet", "--confirm-top", "0"])
+    assert result.exit_code == 0 and "canary" not in result.stderr, result.output
+    assert [e[0] for e in counts(sqlite_url)["environments"]] == [1]

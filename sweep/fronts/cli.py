@@ -271,8 +271,8 @@ def upbound(
     lease: LeaseOption = defaults.LEASE_SECONDS,
     canary: Annotated[bool | None, typer.Option(
         "--canary/--no-canary", help="Before adding to a stored environment, re-time one of its speed baselines; where "
-        "the machine is in another state, keep the new speeds apart (default: on in a one-process run; workers add to "
-        "the environment their key names).")] = None,
+        "the machine is in another state, keep the new speeds apart (default: on for a GPU device, off for a CPU; "
+        "one-process runs: workers add to the environment their key names).")] = None,
     shared_estimates: Annotated[bool, typer.Option(
         "--shared-estimates/--no-shared-estimates", help="A setting measured in a row of another scheduler with the "
         "same denoiser calls lends its first estimate; contenders are still timed precisely in each row.")] = True,
@@ -298,7 +298,6 @@ def upbound(
         result = _run_workers(db, space, device_list, lease, quiet, max_loss, confirm_top)
     else:
         device = app_layer.resolve_device(device)
-        canary = canary is not False
         if quiet:
             result = app_layer.run_space(db, space, device, search, confirm_top=confirm_top, canary=canary,
                                          shared_estimates=shared_estimates)

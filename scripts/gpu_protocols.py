@@ -42,23 +42,17 @@ ROWS = {  # name: (pipeline, scheduler, steps, methods)
     "tiny-ddim-4": ("tiny-sd-a", "DDIMScheduler", 4, "sd"),  # a dry run of the script on a CPU
     "tiny-dpm-4": ("tiny-sd-a", "DPMSolverMultistepScheduler", 4, "sd"),
 }
-METHODS = {  # a subset of the reference preset's settings of each kind of row
-    "sd": """
+DEEPCACHE_TOME = """
 [accelerators.deepcache]
 cache_interval = [3, 5, 10]
 cache_branch_id = [0]
 [accelerators.tome]
 ratio = [0.5]
-max_downsample = [1]
-""",
-    "sdxl": """
-[accelerators.deepcache]
-cache_interval = [3, 5, 10]
-cache_branch_id = [0]
-[accelerators.tome]
-ratio = [0.5]
-max_downsample = [2]
-""",
+max_downsample = [{max_downsample}]
+"""
+METHODS = {  # a subset of the reference preset's settings of each kind of row (SDXL's ToMe as the preset's)
+    "sd": DEEPCACHE_TOME.format(max_downsample=1),
+    "sdxl": DEEPCACHE_TOME.format(max_downsample=2),
     "pixart": """
 [accelerators.tgate]
 gate_step = [10, 15]

@@ -29,6 +29,11 @@ SHARED_SOURCE = "shared from "
 """How a shared first estimate's source begins; the donor row's scheduler follows."""
 
 
+def shared_source(first_source: str | None) -> bool:
+    """A first estimate of this source was measured in a row of another scheduler with the same denoiser calls."""
+    return (first_source or "").startswith(SHARED_SOURCE)
+
+
 @dataclass(frozen=True)
 class SpeedBaseline:
     time: float
@@ -119,7 +124,7 @@ class SpeedResult:
     @property
     def shared(self) -> bool:
         """Its first estimate was measured in a row of another scheduler with the same denoiser calls."""
-        return (self.first_source or "").startswith(SHARED_SOURCE)
+        return shared_source(self.first_source)
 
     @property
     def timing(self) -> str | None:
@@ -332,7 +337,7 @@ class Measurements:
             for t in s.scalars(trial_q.order_by(SpeedTrialRow.id)):
                 held = baselines.get((t.speed_config_id, t.environment_id, t.timing_protocol_id))
                 speedup = t.speedup if t.speedup is not None else t.first_speedup
-                if held is None or not speedup or (t.speedup is None and (t.first_source or "").startswith(SHARED_SOURCE)):
+                if held is None or not speedup or (t.speedup is None and shared_source(t.first_source)):
                     continue  # a shared estimate was measured in another row: it is that row's observation
                 time, c = held
                 out.append(SpeedObservation(t.environment_id, c.pipeline, c.height, c.width, c.dtype, c.batch_size,

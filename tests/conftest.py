@@ -118,6 +118,37 @@ def small_space(tmp_path: Path) -> Path:
     return path
 
 
+TINY_SPEED_SPACE = """
+name = "{name}"
+combine = false
+[protocol]
+prompts = "bundled"
+num_prompts = 1
+timing_prompts = 1
+warmup_cap = 2
+min_pairs = 2
+max_pairs = 3
+target_half_width = 0.5
+[[base]]
+pipelines = ["tiny-sd-a"]
+schedulers = [{schedulers}]
+steps = [{steps}]
+resolutions = [[64, 64]]
+dtype = "float32"
+batch_size = 1
+[accelerators.deepcache]
+cache_interval = [{cache_intervals}]
+cache_branch_id = [0]
+"""
+
+
+def tiny_speed_space(name: str, *, schedulers: str = '"DDIMScheduler"', steps: str = "4",
+                     cache_intervals: str = "2, 4") -> str:
+    """One tiny-sd-a row per scheduler × steps (random weights: speed only), DeepCache alone, the cheapest timing
+    protocol: the canary, shared-estimate and cluster tests' space."""
+    return TINY_SPEED_SPACE.format(name=name, schedulers=schedulers, steps=steps, cache_intervals=cache_intervals)
+
+
 def write_space(tmp_path: Path, text: str, name: str = "space.toml") -> Path:
     path = tmp_path / name
     path.write_text(text, encoding="utf-8")

@@ -13,37 +13,14 @@ from typer.testing import CliRunner
 from search_space import defaults
 from storage.models import EnvironmentRow, SpeedBaselineRow, SpeedTrialRow
 from sweep.fronts.cli import app
+from tests.conftest import tiny_speed_space
 
 runner = CliRunner()
-SPACE = """
-name = "canary-{name}"
-combine = false
-[protocol]
-prompts = "bundled"
-num_prompts = 1
-timing_prompts = 1
-scorer = "sweep-tiny-clip"
-scorer_pretrained = "random"
-warmup_cap = 2
-min_pairs = 2
-max_pairs = 3
-target_half_width = 0.2
-[[base]]
-pipelines = ["tiny-sd-a"]
-schedulers = ["DDIMScheduler"]
-steps = [{steps}]
-resolutions = [[64, 64]]
-dtype = "float32"
-batch_size = 1
-[accelerators.deepcache]
-cache_interval = [2]
-cache_branch_id = [0]
-"""
 
 
 def space(tmp_path: Path, name: str, steps: str) -> Path:
     path = tmp_path / f"{name}.toml"
-    path.write_text(SPACE.format(name=name, steps=steps), encoding="utf-8")
+    path.write_text(tiny_speed_space(f"canary-{name}", steps=steps, cache_intervals="2"), encoding="utf-8")
     return path
 
 

@@ -17,29 +17,7 @@ from scripts.cluster.render import main as render_main
 from scripts.cluster.render import render
 from storage import Repository
 from storage.models import SpeedTrialRow, TaskRow
-
-SPACE = """
-name = "cluster"
-combine = false
-[protocol]
-prompts = "bundled"
-num_prompts = 1
-timing_prompts = 1
-warmup_cap = 2
-min_pairs = 2
-max_pairs = 3
-target_half_width = 0.5
-[[base]]
-pipelines = ["tiny-sd-a"]
-schedulers = ["DDIMScheduler"]
-steps = [4]
-resolutions = [[64, 64]]
-dtype = "float32"
-batch_size = 1
-[accelerators.deepcache]
-cache_interval = [2, 4]
-cache_branch_id = [0]
-"""
+from tests.conftest import tiny_speed_space
 
 
 def run_workers(commands: list[list[str]], url: str, tmp_path: Path) -> None:
@@ -69,7 +47,7 @@ def run_workers(commands: list[list[str]], url: str, tmp_path: Path) -> None:
 def test_a_slurm_array_task_and_a_kubernetes_pod_finish_one_study_with_nothing_but_the_url(tmp_path: Path,
                                                                                         postgres_url: str) -> None:
     space = tmp_path / "space.toml"
-    space.write_text(SPACE, encoding="utf-8")
+    space.write_text(tiny_speed_space("cluster"), encoding="utf-8")
     # as submitted to GPU nodes
     on_gpus = render("slurm", workers=8, space="--preset reference --weights random")
     assert "#SBATCH --array=0-7" in on_gpus and "#SBATCH --gres=gpu:1" in on_gpus

@@ -18,35 +18,14 @@ from sweep.measurement.speed_pass import PAIRED_SOURCE
 from sweep.pipelines.loader import denoiser_calls
 from sweep.study.catalogue import parse_space
 from sweep.study.runner import Runner
+from tests.conftest import tiny_speed_space
 
-SPACE = """
-name = "shared"
-combine = false
-[protocol]
-prompts = "bundled"
-num_prompts = 1
-timing_prompts = 1
-warmup_cap = 2
-min_pairs = 2
-max_pairs = 3
-target_half_width = 0.5
-[[base]]
-pipelines = ["tiny-sd-a"]
-schedulers = [{schedulers}]
-steps = [4]
-resolutions = [[64, 64]]
-dtype = "float32"
-batch_size = 1
-[accelerators.deepcache]
-cache_interval = [2, 4]
-cache_branch_id = [0]
-"""
 SETTINGS = 2
 
 
 def run(tmp_path: Path, db: str, schedulers: str, **options: object):  # type: ignore[no-untyped-def]
     path = tmp_path / "space.toml"
-    path.write_text(SPACE.format(schedulers=schedulers), encoding="utf-8")
+    path.write_text(tiny_speed_space("shared", schedulers=schedulers), encoding="utf-8")
     space = parse_space(tomllib.loads(path.read_text()), str(path))
     return Runner(Repository(db), "cpu").run(space, canary=False, **options)  # type: ignore[arg-type]
 

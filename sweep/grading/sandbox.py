@@ -125,27 +125,30 @@ def _processes() -> list[tuple[int, int]]:
 
 
 _SIGNAL_PASSES = 20
+"""Scans a stop makes before it gives up on a process that keeps escaping it (one that forks in a loop)."""
+
+
+def _stat(pid: int) -> list[str]:
+    """The fields of ``/proc/PID/stat`` after the command name (state, parent pid, ...); empty where it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as f:
+            return f.read().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return []
 
 
 def _state(pid: int) -> str:
     """A process's state letter (``T``: stopped; ``Z``: zombie; empty: gone)."""
-    try:
-        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as f:
-            return f.read().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return ""
+    fields = _stat(pid)
+    return fields[0] if fields else ""
 
 
 def _parents() -> dict[int, int]:
     """pid → parent pid of every process on this machine."""
     out = {}
     for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/stat", encoding="ascii", errors="replace") as f:
-                    out[int(entry)] = int(f.read().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                continue
+        if entry.isdigit() and len(fields := _stat(int(entry))) > 1 and fields[1].isdigit():
+            out[int(entry)] = int(fields[1])
     return out
 
 
@@ -244,11 +247,7 @@ class Child:
         process = getattr(self, "_process", None)
         if process is not None:
             return process.poll() is None
-        try:
-            with open(f"/proc/{self.pid}/stat", encoding="ascii") as f:
-                return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-        except (OSError, IndexError):
-            return False
+        return _state(self.pid) not in ("Z", "")
 
     def load_file(self, path: Path, seconds: float, key: int | None) -> dict[str, object]:
         """Copy a pipeline file into the child's folder and load it there: what the child observed."""
@@ -345,30 +344,17 @@ class Child:
                 continue
         return out
 
-    def _signal_all(self, sig: signal.Signals) -> list[int]:
-        """Send ``sig`` to the group and to each of its processes, scan after scan, until a scan finds none that the
-        signal has not reached (SIGSTOP: every one stopped; SIGKILL: none left): a process that forks and exits in
-        a loop has a new pid by the time one scan's signal arrives. The processes still out of reach (none, as a
-        rule)."""
-        left: list[int] = []
-        for _ in range(_SIGNAL_PASSES):
+    def _signal_all(self, sig: signal.Signals) -> None:
+        """Send ``sig`` to the group, and to each of its processes, wherever they moved."""
+        try:
+            os.killpg(self.pid, sig)
+        except ProcessLookupError:
+            pass
+        for pid in self.processes():  # whatever left the group
             try:
-                os.killpg(self.pid, sig)
+                os.kill(pid, sig)
             except ProcessLookupError:
-                pass
-            found = self.processes()
-            for pid in found:  # whatever left the group
-                try:
-                    os.kill(pid, sig)
-                except ProcessLookupError:
-                    continue
-            if sig == signal.SIGCONT:
-                return []
-            time.sleep(0.002)
-            left = [pid for pid in self.processes() if sig == signal.SIGKILL or _state(pid) not in ("T", "t", "")]
-            if not left:
-                return []
-        return left
+                continue
 
     def check_escapes(self) -> None:
         """ChildError (after killing them all) where a process of this child left its process group."""
@@ -382,7 +368,13 @@ class Child:
         """Freeze the whole process group, and any of its processes that left it (while the other side of a pair is
         timed)."""
         if not self.stopped and self.alive():
-            self._signal_all(signal.SIGSTOP)
+            # scan after scan, until every one is stopped: a process that forks in a loop has a new pid by the time
+            # one scan's signal arrives
+            for _ in range(_SIGNAL_PASSES):
+                self._signal_all(signal.SIGSTOP)
+                time.sleep(0.002)
+                if all(_state(pid) in ("T", "t", "") for pid in self.processes()):
+                    break
             self.stopped = True
 
     def resume(self) -> None:

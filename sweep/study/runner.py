@@ -29,7 +29,7 @@ from search_space.base_config import BaseConfig
 from search_space.setting import AccelSetting
 from search_space.spec import Entry, Space
 from storage import Repository, Scope
-from storage.measurements import real_quality
+from storage.measurements import SpeedBaseline, real_quality
 from sweep.accelerators import describe
 from sweep.measurement.environment import Environment
 from sweep.measurement.measure import Generator
@@ -263,17 +263,27 @@ class Runner:
         summary.wall_seconds = time.perf_counter() - started
         return summary
 
+    def _states(self, environment: Environment) -> list[tuple[int, int]]:
+        """(n, environment id) of every stored state of ``environment`` (1: the environment itself; see
+        ``Environment.state``), in order."""
+        out = []
+        while (found := self.repo.environment_id(environment.state(len(out) + 1).key)) is not None:
+            out.append((len(out) + 1, found))
+        return out
+
+    def _held(self, item: _Item, environment_id: int) -> SpeedBaseline | None:
+        """``item``'s stored speed baseline in another environment (a state of its own)."""
+        return self.repo.measurements.speed_baseline(dataclasses.replace(item.scope, environment_id=environment_id))
+
     def _complete_state(
         self, environment: Environment, search: SearchOptions, scoped: Callable[[int], list[_Item]],
     ) -> tuple[int, list[_Item]] | None:
         """The first later state of ``environment`` (2, 3, ...) that already holds everything the space needs:
         a run that would measure nothing there re-times nothing (as a fully stored first state does)."""
-        n = 2
-        while (found := self.repo.environment_id(environment.state(n).key)) is not None:
+        for _, found in self._states(environment)[1:]:
             items = scoped(found)
             if not any(self._missing(item, search) for item in items):
                 return found, items
-            n += 1
         return None
 
     def _canary(self, items: list[_Item], environment: Environment, protocol: Protocol) -> tuple[int, str | None]:
@@ -287,46 +297,35 @@ class Runner:
         item = min(stored, key=lambda i: i.run.speed_base.time)  # type: ignore[union-attr]
         gen = item.run.generator()
         self.progress.describe(f"{item.entry.base.label}: canary (re-timing its stored speed baseline)")
+        states = self._states(environment)
         times = [speed_baseline(gen, item.run.timing_set, protocol.timing.policy).time]
-        match = self._state_matching(item, environment, times)
+        match = self._state_matching(item, states, times)
         if match is None:  # one pass can be unlucky: a second must miss too before the machine counts as changed
             times.append(speed_baseline(gen, item.run.timing_set, protocol.timing.policy).time)
-            match = self._state_matching(item, environment, times)
+            match = self._state_matching(item, states, times)
         label = f"{item.entry.base.label} baseline {' / '.join(f'{t:.3f}' for t in times)} s per image now"
         if match is not None:
             n, found = match
             return found, (None if n == 1 else f"canary: {label} matches environment {found} "
                                                f"({environment.state(n).device}); new speeds are added there")
-        n = 1
-        while self.repo.environment_id(environment.state(n).key) is not None:
-            n += 1
-        variant = environment.state(n)
+        stored_times = [f"{held.time:.3f} s" + ("" if n == 1 else f" (state {n})")
+                        for n, found in states if (held := self._held(item, found)) is not None]
+        variant = environment.state(len(states) + 1)
         new_id = self.repo.ensure_environment(variant.key, variant.device, variant.libraries)
-        return new_id, (f"canary: {label}, stored {self._stored_times(item, environment, n)}: this machine is not in "
-                        f"the state its stored speeds were measured in; new speeds are kept apart as environment "
-                        f"{new_id} ({variant.device})")
+        return new_id, (f"canary: {label}, stored {', '.join(stored_times) or 'none'}: this machine is not in the "
+                        f"state its stored speeds were measured in; new speeds are kept apart as environment {new_id} "
+                        f"({variant.device})")
 
-    def _state_matching(self, item: _Item, environment: Environment, times: list[float]) -> tuple[int, int] | None:
-        """(n, environment id) of the first state of ``environment`` whose stored baseline of ``item`` one of
-        ``times`` is within (``CANARY_TOLERANCE``, or three stored spreads if wider); a state that holds no
-        baseline of this configuration says nothing either way and is passed over."""
-        n = 1
-        while (found := self.repo.environment_id(environment.state(n).key)) is not None:
-            held = self.repo.measurements.speed_baseline(dataclasses.replace(item.scope, environment_id=found))
+    def _state_matching(self, item: _Item, states: list[tuple[int, int]], times: list[float]) -> tuple[int, int] | None:
+        """The first of ``states`` whose stored baseline of ``item`` one of ``times`` is within (``CANARY_TOLERANCE``,
+        or three stored spreads if wider); a state that holds no baseline of this configuration says nothing either
+        way and is passed over."""
+        for n, found in states:
+            held = self._held(item, found)
             if held is not None and any(abs(t - held.time) <= max(defaults.CANARY_TOLERANCE * held.time,
                                                                     3 * held.time_spread) for t in times):
                 return n, found
-            n += 1
         return None
-
-    def _stored_times(self, item: _Item, environment: Environment, states: int) -> str:
-        times = []
-        for n in range(1, states):
-            found = self.repo.environment_id(environment.state(n).key)
-            held = self.repo.measurements.speed_baseline(dataclasses.replace(item.scope, environment_id=found)) if found else None
-            if held is not None:
-                times.append(f"{held.time:.3f} s" + ("" if n == 1 else f" (state {n})"))
-        return ", ".join(times) or "none"
 
     @staticmethod
     def _settings(item: _Item) -> tuple[AccelSetting, ...]:

@@ -11,15 +11,19 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from search_space.setting import AccelSetting
 from storage import Repository
+from storage.measurements import SpeedObservation
 from storage.models import QualityTrialRow, SearchRow, SpeedTrialRow
 from sweep.accelerators import describe
 from sweep.errors import UsageError
 from sweep.fronts.cli import app
 from sweep.inputs import parse_duration
+from sweep.measurement.speed_model import SpeedModel
 from sweep.study.catalogue import parse_space
 from sweep.study.runner import Runner, SearchOptions
 from sweep.study.strategies import Frontier, OptunaSearch
+from sweep.study.strategies.base import Problem
 from sweep.study.strategies.order import leq, lines_of
 from sweep.study.strategies.replay import Landscape, replay
 from tests.conftest import TINY_A_SPACE, quality_space, write_space
@@ -81,6 +85,61 @@ def test_replays_are_deterministic_for_a_seed(landscape: Landscape) -> None:
 def test_budget_caps_the_trials(landscape: Landscape) -> None:
     r = replay(lambda: OptunaSearch(patience=50), landscape, max_loss=0.0073, seed=0, metric=METRIC, max_trials=7)
     assert r.result.evaluated == 7 and r.result.stop == "trial budget of 7 reached"
+
+
+def landscape_model_predictions(landscape: Landscape) -> dict[str, float]:
+    """What the speed model predicts for the landscape's settings, fitted on its baseline, its single-method
+    settings and one combination in twelve (the measurements a first row leaves; the rest are predicted)."""
+    base = landscape.meta["base"]
+    family = (1, base["pipeline"], base["height"], base["width"], base["dtype"], 1)  # type: ignore[index]
+
+    def observation(settings: AccelSetting, time: float) -> SpeedObservation:
+        return SpeedObservation(*family[:5], 1, base["scheduler"], base["steps"],  # type: ignore[index,arg-type]
+                                {n: dict(p) for n, p in settings}, time, "precise")
+
+    combos = [p for p in landscape.points if len(p.setting.methods) == 2 and p.time]
+    fitted = [p for p in landscape.points if len(p.setting.methods) == 1 and p.time] + combos[::12]
+    model = SpeedModel([observation(AccelSetting.baseline(), float(landscape.meta["baseline_time"])),  # type: ignore[arg-type]
+                        *(observation(p.setting, p.time) for p in fitted)])  # type: ignore[arg-type]
+    at = lambda s: model.predict(family, base["scheduler"], base["steps"], s)  # type: ignore[arg-type,index]  # noqa: E731
+    baseline = at(AccelSetting.baseline())
+    assert baseline is not None
+    return {p.setting.key: baseline / t for p in landscape.points if (t := at(p.setting))}
+
+
+def test_optuna_starts_from_the_speed_models_predictions(landscape: Landscape) -> None:
+    predicted = landscape_model_predictions(landscape)
+    assert len(predicted) > 30  # every single-method setting, and the combinations the fitted terms cover
+    ranked = Problem("", tuple(p.setting for p in landscape.points), 1.0, predicted=predicted).by_prediction(
+        p.setting for p in landscape.points)
+    for seed in range(3):  # speed only (random weights): the search looks for the fastest
+        blind = replay(lambda: OptunaSearch(patience=15), landscape, max_loss=0.0, seed=seed, speed_only=True)
+        primed = replay(lambda: OptunaSearch(patience=15), landscape, max_loss=0.0, seed=seed, speed_only=True,
+                        predicted=predicted)
+        # the first trials are the predicted fastest, in that order, in place of TPE's random start-up
+        assert [o.setting for o in primed.order[:8]] == ranked[:8]
+        fastest = max(p.speedup or 0.0 for p in landscape.points)
+        found = [i for i, o in enumerate(primed.order, 1) if o.speedup == fastest]
+        blind_found = [i for i, o in enumerate(blind.order, 1) if o.speedup == fastest]
+        assert found and found[0] <= 8 and (not blind_found or blind_found[0] > 8), (seed, found, blind_found)
+        assert "8 enqueued from the speed model's predictions" in primed.result.log[-1]
+    # with a threshold the fastest are likely over it: the priors spread over the predicted speed-ups' ranks
+    spread = replay(lambda: OptunaSearch(patience=15), landscape, max_loss=0.0103, seed=0, metric=METRIC,
+                    predicted=predicted)
+    first = [ranked.index(o.setting) for o in spread.order[:8]]
+    assert first[0] == 0 and first[-1] == len(ranked) - 1 and first == sorted(first)
+
+
+def test_frontier_walks_the_pair_the_model_predicts_fastest_first(landscape: Landscape) -> None:
+    measured = {p.setting.key: p.speedup for p in landscape.points if p.speedup}
+    # two oracle models: one with the combinations as measured, one with their order reversed
+    reversed_combinations = {k: (1 / v if len(AccelSetting.from_key(k).methods) == 2 else v) for k, v in measured.items()}
+    walked = {}
+    for name, predicted in (("measured", measured), ("reversed", reversed_combinations)):
+        r = replay(Frontier, landscape, max_loss=0.0103, seed=0, metric=METRIC, predicted=predicted)  # type: ignore[arg-type]
+        assert r.result.best is not None and r.result.best.speedup == pytest.approx(r.bound)  # a prior, never the result
+        walked[name] = [line.split(":")[0] for line in r.result.log if line.startswith("pair ")]
+    assert walked["measured"] and walked["measured"][0] != walked["reversed"][0]
 
 
 def _space(tmp_path: Path, text: str = STRATEGY_SPACE):  # type: ignore[no-untyped-def]

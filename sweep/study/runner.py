@@ -348,17 +348,26 @@ class Runner:
             summary.generation_seconds += gen.generation_seconds
             summary.images += gen.images
 
-    def predicted_order(self, item: _Item, settings: tuple[AccelSetting, ...]) -> tuple[AccelSetting, ...]:
-        """``settings`` fastest predicted first by the speed model of what this environment stores (settings without
-        a prediction keep their order, after the predicted ones): the grid then measures the likely contenders
-        first, so a time budget that ends a row early has spent it where the bound is likely to be."""
+    def predicted_speedups(self, item: _Item, settings: tuple[AccelSetting, ...]) -> dict[str, float]:
+        """The speed-up the speed model of what this environment stores predicts for each setting it can predict
+        (its predicted time of the baseline over its predicted time of the setting): priors for the search."""
         from sweep.measurement.speed_model import SpeedModel
 
         base, scope = item.entry.base, item.scope
         model = SpeedModel(self.repo.measurements.speed_observations([scope.environment_id]))
         family = (scope.environment_id, base.pipeline, base.height, base.width, base.dtype, base.batch_size)
-        predicted = {s.key: model.predict(family, base.scheduler, base.steps, s) for s in settings}
-        return tuple(sorted(settings, key=lambda s: (predicted[s.key] is None, predicted[s.key] or 0.0)))
+        baseline = model.predict(family, base.scheduler, base.steps, AccelSetting.baseline())
+        if not baseline:
+            return {}
+        times = {s.key: model.predict(family, base.scheduler, base.steps, s) for s in settings}
+        return {k: baseline / t for k, t in times.items() if t}
+
+    @staticmethod
+    def predicted_order(problem: Problem) -> tuple[AccelSetting, ...]:
+        """The grid's order: fastest predicted first (settings without a prediction keep their order, after the
+        predicted ones), so a time budget that ends a row early has spent it where the bound is likely to be."""
+        ranked = problem.by_prediction(problem.settings)
+        return (*ranked, *(s for s in problem.settings if s.key not in problem.predicted))
 
     def _strategy(self, item: _Item, search: SearchOptions) -> tuple[Strategy, str | None]:
         if search.strategy == "grid":
@@ -397,9 +406,11 @@ class Runner:
         """Run the strategy over one base configuration; its pipeline is loaded only if something must be measured."""
         run, base = item.run, item.entry.base
         settings = self._settings(item)
-        if search.strategy == "grid" and any(not run.stored(s, search.max_loss) for s in settings):
-            settings = self.predicted_order(item, settings)
-        problem = Problem(base.label, settings, search.max_loss, search.seed, quality_known=run.measure_quality)
+        unmeasured = any(not run.stored(s, search.max_loss) for s in settings)
+        problem = Problem(base.label, settings, search.max_loss, search.seed, quality_known=run.measure_quality,
+                          predicted=self.predicted_speedups(item, settings) if unmeasured else {})
+        if search.strategy == "grid":
+            problem = dataclasses.replace(problem, settings=self.predicted_order(problem))
         summary.stored += sum(1 for s in settings if run.stored(s, search.max_loss)) + run.baselines_stored()
 
         def ensure_baselines() -> None:

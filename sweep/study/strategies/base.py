@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
 from search_space.setting import AccelSetting
@@ -46,6 +46,13 @@ class Problem:
     quality_known: bool = True
     """False for a speed-only search (random weights): then every measured setting counts as feasible and the
     search looks for the fastest."""
+    predicted: Mapping[str, float] = field(default_factory=dict)
+    """Speed-ups the speed model predicts, by setting key (those it can predict): priors that order and prune a
+    search, never an outcome: only measured outcomes are reported."""
+
+    def by_prediction(self, settings: Iterable[AccelSetting]) -> list[AccelSetting]:
+        """``settings`` with a prediction, fastest predicted first."""
+        return sorted((s for s in settings if s.key in self.predicted), key=lambda s: -self.predicted[s.key])
 
     def feasible(self, outcome: Outcome) -> bool:
         return outcome.feasible(self.max_loss, self.quality_known)

@@ -15,7 +15,8 @@ Speed-up and score loss both grow along each accelerator's aggressiveness axis (
    becomes the new best and the polish repeats. This covers three or more accelerators and the places where
    the shape bends (score noise: adding ToMe to DeepCache can *lower* a measured loss).
 
-Only measured outcomes are ever reported as the best; implications steer the search, never the result.
+Only measured outcomes are ever reported as the best; implications and the speed model's predicted speed-ups
+(``Problem.predicted``: the order in which pairs are walked) steer the search, never the result.
 """
 
 from __future__ import annotations
@@ -168,18 +169,28 @@ class Frontier(Strategy):
             (a, b) for (_, la), (_, lb) in itertools.combinations(lines.items(), 2)
             for a in la for b in lb if bounds[a] and bounds[b]
         ]
-        # Most promising pairs first. A pair is walked only if an optimistic estimate of its best combination
-        # (the product of its lines' best single speed-ups, at least 1 each, times the largest combined/product ratio seen so
-        # far, plus 10%) could beat the best measured; combinations can beat the product (ToMe slows an
-        # H100 alone yet speeds up DeepCache), which is why the ratio is learnt rather than assumed; the
-        # most promising pair is always walked.
+        # Most promising pairs first: by the speed model's prediction for the pair's most aggressive combination
+        # within both boundaries where it predicts every combination of the pair, else by the product of its
+        # lines' best single speed-ups. A pair is walked only if an optimistic estimate of its best combination
+        # (the product of its lines' best single speed-ups, at least 1 each, times the largest combined/product
+        # ratio seen so far, plus 10%) could beat the best measured; combinations can beat the product (ToMe slows
+        # an H100 alone yet speeds up DeepCache), which is why the ratio is learnt rather than assumed; the most
+        # promising pair is always walked.
         def line_best(line: Line) -> float:
             speeds = [o.speedup for lv in range(1, bounds[line] + 1)
                       if (o := evals.known(self._line_setting(line, lv))) is not None and evals.problem.feasible(o) and o.speedup]
             return max(speeds + [1.0])  # an accelerator slower alone may still help in a combination
 
+        def promise(pair: tuple[Line, Line]) -> tuple[bool, float]:
+            a, b = pair
+            keys = [AccelSetting.of({a.accel: a.levels[i], b.accel: b.levels[j]}).key
+                    for i in range(bounds[a]) for j in range(bounds[b])]
+            if keys and all(k in evals.problem.predicted for k in keys):
+                return True, max(evals.problem.predicted[k] for k in keys)
+            return False, line_best(a) * line_best(b)
+
         ratio = 1.0
-        for rank, (a, b) in enumerate(sorted(pairs, key=lambda p: line_best(p[0]) * line_best(p[1]), reverse=True)):
+        for rank, (a, b) in enumerate(sorted(pairs, key=promise, reverse=True)):
             best = evals.best()
             estimate = line_best(a) * line_best(b) * ratio * 1.1
             if rank and best is not None and best.speedup is not None and estimate < best.speedup:

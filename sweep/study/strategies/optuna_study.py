@@ -6,6 +6,9 @@ The study lives in the same database URL as sweep's tables, so ``optuna-dashboar
 command line read it. Settings already stored (by a grid, another strategy or an earlier run) are *told*
 to the study as trials with those parameters instead of being measured again.
 
+Where the speed model predicts the settings' speed-ups (``Problem.predicted``), the first trials are enqueued from
+those predictions instead of TPE's random start-up (``Study.enqueue_trial``): a prior, never an outcome.
+
 Search space: per accelerator, ``<name>`` (on/off, when the space has both) and, for each parameter with
 more than one value in the space, ``<name>.<param>#`` (an ordered parameter: the index of its value in the
 grid's values, so TPE models neighbours) or ``<name>.<param>`` (categorical). Each trial's user attributes
@@ -144,6 +147,19 @@ class OptunaSearch(Strategy):
             raise
         self._tell(study, trial, outcome, evals.problem)
 
+    def _priors(self, evals: Evaluations) -> list[AccelSetting]:
+        """Settings to try before TPE models anything, from the speed model's predictions: speed only, the fastest
+        predicted; with quality, where the fastest are likely over the threshold, settings spread evenly over the
+        predicted speed-ups' ranks (TPE's random start-up does the same blindly)."""
+        fresh = [s for s in evals.problem.by_prediction(evals.problem.settings) if s not in evals]
+        room = max(0, self.startup - evals.count)  # TPE's random start-up left: its trials told so far count
+        if not fresh or not room:
+            return []
+        if not evals.problem.quality_known or room >= len(fresh):
+            return fresh[:room]
+        step = (len(fresh) - 1) / max(1, room - 1)
+        return list(dict.fromkeys(fresh[round(i * step)] for i in range(room)))
+
     def run(self, evals: Evaluations) -> str:
         from optuna.trial import TrialState
 
@@ -167,7 +183,11 @@ class OptunaSearch(Strategy):
             self._evaluate(study, trial, evals, setting)
             stored_told += 1
         resumed = evals.count
-        # 3. ask, measure (or read back), tell
+        # 3. the speed model's priors: the first trials the sampler would have drawn at random
+        priors = self._priors(evals)
+        for setting in priors:
+            study.enqueue_trial(space.params(setting), skip_if_exists=True)
+        # 4. ask, measure (or read back), tell
         since_gain, repeats = 0, 0
         best = evals.best()
         stop = "every setting evaluated"
@@ -199,7 +219,7 @@ class OptunaSearch(Strategy):
         evals.log.append(
             f"optuna TPE (seed {evals.problem.seed}, study {self.study_name!r}): "
             f"{resumed - stored_told} from the study, {stored_told} stored trial(s) told, "
-            f"{evals.count - resumed} sampled; {stop}; best "
+            f"{evals.count - resumed} sampled ({len(priors)} enqueued from the speed model's predictions); {stop}; best "
             + (fmt_outcome(best, evals.problem.max_loss) if best else "none within the threshold")
         )
         return "complete"

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,6 +26,8 @@ class Point:
     speedup: float | None
     losses: dict[str, float | None]
     ci_half_width: float | None
+    time: float | None = None
+    """Seconds per image (for a speed model fitted on the landscape)."""
 
 
 @dataclass(frozen=True)
@@ -39,7 +41,7 @@ class Landscape:
         data = json.loads(Path(path).read_text(encoding="utf-8"))
         points = tuple(
             Point(AccelSetting.of(t["settings"]), t["status"], t.get("speedup"),
-                  {k: t.get(k) for k in ("score_loss", "image_deviation")}, t.get("ci_half_width"))
+                  {k: t.get(k) for k in ("score_loss", "image_deviation")}, t.get("ci_half_width"), t.get("time"))
             for t in data["trials"]
         )
         return cls(str(data["label"]), points, {k: v for k, v in data.items() if k != "trials"})
@@ -55,8 +57,9 @@ class Landscape:
         """The grid's upper bound: the largest speed-up within the threshold (1.0 if none)."""
         return max((p.speedup for p in self.points if self.feasible(p, max_loss, metric)), default=1.0)  # type: ignore[type-var,return-value]
 
-    def problem(self, max_loss: float, seed: int) -> Problem:
-        return Problem(self.label, tuple(p.setting for p in self.points), max_loss, seed)
+    def problem(self, max_loss: float, seed: int, predicted: Mapping[str, float] | None = None,
+                quality_known: bool = True) -> Problem:
+        return Problem(self.label, tuple(p.setting for p in self.points), max_loss, seed, quality_known, predicted or {})
 
 
 @dataclass(frozen=True)
@@ -78,10 +81,13 @@ class Replay:
 
 def replay(
     make: Callable[[], Strategy], landscape: Landscape, *, max_loss: float, seed: int, metric: str = "score_loss",
-    noise: float = 0.0, max_trials: int | None = None,
+    noise: float = 0.0, max_trials: int | None = None, predicted: Mapping[str, float] | None = None,
+    speed_only: bool = False,
 ) -> Replay:
     """Run a fresh strategy against the landscape. ``noise`` > 0 perturbs each looked-up speed-up by a normal
-    draw with that many times its measured 95% half-width (seeded), as a re-measurement would."""
+    draw with that many times its measured 95% half-width (seeded), as a re-measurement would; ``predicted``:
+    the speed-ups a speed model predicts (the search's priors); ``speed_only``: the search ignores the losses and
+    looks for the fastest, as on random weights."""
     truth = {p.setting.key: p for p in landscape.points}
     rng = random.Random(seed)
 
@@ -92,7 +98,7 @@ def replay(
             speedup *= 1 + rng.gauss(0.0, noise * p.ci_half_width / 1.96)
         return Outcome(setting, p.status, speedup, landscape.loss(p, metric), stored=False)
 
-    evals = Evaluations(landscape.problem(max_loss, seed), evaluate, max_trials=max_trials)
+    evals = Evaluations(landscape.problem(max_loss, seed, predicted, not speed_only), evaluate, max_trials=max_trials)
     result = make().search(evals)
     return Replay(result, tuple(evals.order), landscape.upper_bound(max_loss, metric))
 

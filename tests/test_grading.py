@@ -4,6 +4,7 @@ most the evaluation in progress. A new trick is one more file in tests/solutions
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -341,3 +342,46 @@ def test_a_child_pinned_to_a_core_generates_there_and_is_timed_before_its_images
         assert allowed == str(core)
     finally:
         child.close()
+
+
+@contextlib.contextmanager
+def cpu_hogs() -> Iterator[None]:
+    """A busy process per core: another tenant taking the CPU that a side's kernel launches need."""
+    hogs = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(len(os.sched_getaffinity(0)))]
+    try:
+        yield
+    finally:
+        for hog in hogs:
+            hog.kill()
+            hog.wait()
+
+
+def test_a_call_that_waited_for_a_cpu_is_timed_again_and_a_busy_machine_grades_nothing(
+        pretrained: tuple[BaseConfig, Path, str], sqlite_url: str) -> None:
+    """A pair in which either side waited for a CPU held by another process says nothing of either side (on a
+    loaded 2-core machine an unaccelerated solution was once graded 5.4x): it is timed again, and a machine that
+    stays busy fails the evaluation with that reason instead of a verdict."""
+    from sweep.grading.evaluate import BUSY_SHARE
+    from sweep.grading.sandbox import Child
+
+    base, folder, clip = pretrained
+    child = Child("cpu", memory_bytes=8 * 2**30, request_seconds=120.0, label="busy")
+    try:
+        child.request({"op": "load", "base": dataclasses.asdict(base)}, 120.0)
+        generate = {"op": "generate", "prompts": ["a red cube"], "seeds": [3], "steps": base.steps,
+                    "height": base.height, "width": base.width, "options": {}}
+        child.request(generate)
+        with cpu_hogs():
+            child.request(generate)
+            assert child.last_waited is not None and child.last_waited > BUSY_SHARE * child.last_seconds
+    finally:
+        child.close()
+
+    work = world_readable_dir()
+    solution = write_solution(work, SOLUTIONS / "unaccelerated.py", base)
+    with cpu_hogs():
+        result = grade(sqlite_url, [task_row("busy", base, 1.5)], {"busy": solution}, work, clip, request_seconds=120.0,
+                       min_pairs=2, max_pairs=2)  # a busy pair past the second fails it
+    e = by_id(result)["busy"]["evaluation_results"]
+    assert e["passed"] is False and e["failure_reason"] == "evaluation_error", e  # type: ignore[index]
+    assert "the machine is busy" in str(e["error"]), e  # type: ignore[index]

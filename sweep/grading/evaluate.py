@@ -37,6 +37,9 @@ DIFFICULTIES = ("easy", "medium", "hard")
 FAILURES = ("config_mismatch", "quality_threshold_exceeded", "speedup_target_not_met", "evaluation_error",
             "output_check_failed", "missing_required_information")
 """The former evaluator's reasons, and ``output_check_failed``: images that are not what the asked call produces."""
+BUSY_SHARE = 0.25
+"""A timed call whose child waited for a CPU longer than this share of it (another process held the CPU: the
+scheduler's run delay) is no measurement of either side: its pair is timed again."""
 
 
 @dataclass(frozen=True)
@@ -280,14 +283,15 @@ def _run(task: Task, solution: Path, baseline: Baseline, child: Child, protocol:
         problem = check_images(images, len(prompts), base.height, base.width)
         if problem is not None:
             raise _Invalid(problem)
-        return seconds, images, (header.get("steps_ran"), header.get("latent_sizes"))  # type: ignore[return-value]
+        waited = side.last_waited / side.last_seconds if side.last_waited is not None and side.last_seconds else None
+        return seconds, images, (header.get("steps_ran"), header.get("latent_sizes")), waited  # type: ignore[return-value]
 
     try:
         # warm-up: each side's first batch until two runs agree (untimed for the verdict)
         for side, other in ((baseline.child, child), (child, baseline.child)):
             last: float | None = None
             for _ in range(protocol.policy.warmup_cap):
-                seconds, _, ran = call(side, other, work[0], [int(s) for s in warm_rng.integers(0, 2**31, len(work[0]))])
+                seconds, _, ran, _ = call(side, other, work[0], [int(s) for s in warm_rng.integers(0, 2**31, len(work[0]))])
                 if side is baseline.child and baseline.steps_ran is None:
                     baseline.steps_ran = ran
                 if last is not None and abs(seconds - last) <= protocol.policy.warmup_tolerance * min(seconds, last):
@@ -297,6 +301,7 @@ def _run(task: Task, solution: Path, baseline: Baseline, child: Child, protocol:
         # every prompt twice, under different seeds, before anything is decided: a replayed output shows
         minimum = max(protocol.policy.min_pairs, 2 * len(work))
         paired: Paired | None = None
+        busy = 0
         while len(base_seconds) < max(protocol.policy.max_pairs, minimum):
             index = len(base_seconds)
             prompts = work[index % len(work)]
@@ -305,7 +310,20 @@ def _run(task: Task, solution: Path, baseline: Baseline, child: Child, protocol:
             results = {}
             for side, other in order if index % 2 == 0 else order[::-1]:
                 results[side is child] = call(side, other, prompts, seeds)
-            (b_s, b_img, _), (s_s, s_img, s_ran) = results[False], results[True]
+            (b_s, b_img, _, b_wait), (s_s, s_img, s_ran, s_wait) = results[False], results[True]
+            if any(w is not None and w > BUSY_SHARE for w in (b_wait, s_wait)):
+                # another process held the CPU this side's launches needed: the pair says nothing of either side
+                busy += 1
+                said = ", ".join(f"{name} waited {100 * w:.0f}%" for name, w in (("baseline", b_wait), ("solution", s_wait))
+                                 if w is not None)
+                if log is not None:
+                    log(f"pair {index + 1} timed again: {said} of its call for a CPU")
+                if busy > protocol.policy.max_pairs:
+                    outcome.fail("evaluation_error", f"the machine is busy: in {busy} pairs a side waited for a CPU over "
+                                 f"{100 * BUSY_SHARE:.0f}% of its call ({said} in the last); grade on a machine nothing "
+                                 "else runs on")
+                    return
+                continue
             problem = _ran_differently(s_ran, baseline.steps_ran)
             if problem is not None:
                 outcome.config_match = False
@@ -328,6 +346,9 @@ def _run(task: Task, solution: Path, baseline: Baseline, child: Child, protocol:
     except _Invalid as exc:
         outcome.fail("output_check_failed", str(exc))
         return
+    if busy:
+        outcome.flags.append(f"{busy} pair(s) timed again: a side waited for a CPU over {100 * BUSY_SHARE:.0f}% of its call "
+                             "(another process on the machine)")
     outcome.phases["pairs"] = time.perf_counter() - clock - sum(outcome.phases.values())
     for prompt, runs in seen.items():
         problem = replayed([prompt] * len(runs), [r[0] for r in runs], [r[1] for r in runs], [r[2] for r in runs])

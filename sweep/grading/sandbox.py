@@ -242,6 +242,7 @@ class Child:
             os.close(from_child_w)
         self.stopped = False
         self.last_seconds = 0.0
+        self.last_waited: float | None = None
 
     def alive(self) -> bool:
         process = getattr(self, "_process", None)
@@ -266,17 +267,22 @@ class Child:
     def request(self, header: dict[str, object], seconds: float | None = None) -> tuple[dict[str, object], np.ndarray | None]:
         """Send one request and wait for its reply, at most ``seconds`` (default: the request limit).
 
-        ``last_seconds`` is the time from sending the request to its first reply. A generation is answered twice:
+        ``last_seconds`` is the time from sending the request to its first reply; ``last_waited`` the part of it
+        the child's threads spent runnable, waiting for a CPU that something else held (None where the kernel does
+        not say). A generation is answered twice:
         first as soon as its images are finished (synchronised, in the child's memory), then with the images, so
         that their transfer (12 MiB an image at 1024²) is the grader's cost, not a part of either side's time."""
         self.resume()
         limit = seconds or self.request_seconds
         try:
+            waited = self.cpu_wait()
             began = time.perf_counter()  # the grader's clock: the child cannot reach it
             wire.send(self._to_child, header)
             deadline = time.monotonic() + limit
             reply, array = wire.receive(self._from_child, deadline)
             self.last_seconds = time.perf_counter() - began
+            after = self.cpu_wait()
+            self.last_waited = max(0.0, after - waited) if waited is not None and after is not None else None
             if header.get("op") == "generate" and reply.get("ok") and reply.get("generated"):
                 reply, array = wire.receive(self._from_child, deadline)
         except (wire.WireError, OSError) as exc:
@@ -286,6 +292,25 @@ class Child:
         self.check_memory()
         self.check_escapes()
         return reply, array
+
+    def cpu_wait(self) -> float | None:
+        """Seconds the child's threads have spent runnable but waiting for a CPU (the scheduler's ``run_delay``,
+        /proc/PID/task/TID/schedstat): the share of a timed call that another process took from it. Read by the
+        grader, outside the timed window; None where the kernel keeps no such count."""
+        total = 0
+        try:
+            threads = os.listdir(f"/proc/{self.pid}/task")
+        except OSError:
+            return None
+        for tid in threads:
+            try:
+                with open(f"/proc/{self.pid}/task/{tid}/schedstat", encoding="ascii") as f:
+                    total += int(f.read().split()[1])
+            except FileNotFoundError:
+                continue  # a thread that ended meanwhile
+            except (OSError, ValueError, IndexError):
+                return None
+        return total / 1e9
 
     def _failure(self, what: str, seconds: float) -> str:
         if "time limit" in what:

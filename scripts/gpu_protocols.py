@@ -61,24 +61,30 @@ fi_interval = [1]
 warm_up = [2]
 """,
 }
+GROUPS = {  # rows of one pipeline measured by one command (one pipeline load per protocol), as a user runs them
+    "sd15": ["sd15-ddim-20", "sd15-ddim-25", "sd15-dpm-25", "sd15-ddim-50"],
+    "tiny": ["tiny-ddim-4", "tiny-dpm-4"],
+}
 SPACE = """
 name = "{name}"
 combine = {combine}
 [protocol]
 prompts = "bundled"
-num_prompts = 4
-timing_prompts = 4
+num_prompts = {prompts}
+timing_prompts = {prompts}
 scorer = "ViT-B-32"
 scorer_pretrained = "random"
 [pipelines."{pipeline}"]
 weights = "random"
-[[base]]
+{bases}
+{methods}"""
+BASE = """[[base]]
 pipelines = ["{pipeline}"]
 schedulers = ["{scheduler}"]
 steps = [{steps}]
 dtype = "{dtype}"
 batch_size = 1
-{methods}"""
+"""
 SUMMARY = re.compile(r"(?P<new>\d+) new, (?P<stored>\d+) stored, (?P<failed>\d+) failed, (?P<rejected>\d+) rejected early, "
                      r"(?P<precise>\d+) timed precisely(?: \((?P<below>\d+) of them settled below the leader\))?; "
                      r"(?P<images>\d+) images in (?P<run>[\d.]+) s(?: \(wall / generation time = (?P<overhead>[\d.]+)\))?")
@@ -119,7 +125,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--old-tree", type=Path, required=True, help="sweep at commit 2537b9e (sweep/, search_space/, storage/)")
     parser.add_argument("--out", type=Path, default=Path("."))
-    parser.add_argument("--rows", default=",".join(ROWS))
+    parser.add_argument("--rows", default=",".join(ROWS), help=f"rows or groups of rows ({', '.join(GROUPS)}), comma-separated")
+    parser.add_argument("--prompts", type=int, default=4, help="timing prompts (and quality prompts) per row")
     parser.add_argument("--device", default="cuda")
     parser.add_argument("--deadline", type=float, default=540.0, help="start no row after this many seconds")
     parser.add_argument("--first", choices=["old", "new"], default="old", help="which protocol measures the first row first")
@@ -141,12 +148,14 @@ def main() -> int:
         if time.perf_counter() - began > args.deadline:
             report["stopped"] = f"deadline reached before {name}"
             break
-        pipeline, scheduler, steps, kind = ROWS[name]
+        members = GROUPS.get(name, [name])
+        pipeline, _, _, kind = ROWS[members[0]]
+        dtype = "float32" if pipeline.startswith("tiny") else "float16"
+        bases = "".join(BASE.format(pipeline=pipeline, scheduler=ROWS[m][1], steps=ROWS[m][2], dtype=dtype) for m in members)
         space = (args.out / f"{name}.toml").resolve()
         space.write_text(SPACE.format(name=name, combine="true" if kind != "pixart" else "false", pipeline=pipeline,
-                                      scheduler=scheduler, steps=steps, methods=METHODS[kind],
-                                      dtype="float32" if pipeline.startswith("tiny") else "float16"), encoding="utf-8")
-        row: dict[str, object] = {"row": name, "pipeline": pipeline, "scheduler": scheduler, "steps": steps}
+                                      prompts=args.prompts, bases=bases, methods=METHODS[kind]), encoding="utf-8")
+        row: dict[str, object] = {"row": name, "members": [ROWS[m] for m in members]}
         if dbs["new"].exists():
             priced, _ = sweep(trees["new"], "space", "show", str(space), "--estimate", "--db", f"sqlite:///{dbs['new']}",
                               "--format", "json")

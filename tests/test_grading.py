@@ -347,7 +347,8 @@ def test_a_child_pinned_to_a_core_generates_there_and_is_timed_before_its_images
 @contextlib.contextmanager
 def cpu_hogs() -> Iterator[None]:
     """A busy process per core: another tenant taking the CPU that a side's kernel launches need."""
-    hogs = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(len(os.sched_getaffinity(0)))]
+    spin = "import ctypes, signal; ctypes.CDLL(None).prctl(1, signal.SIGKILL)\nwhile True: pass"  # dies with the test
+    hogs = [subprocess.Popen([sys.executable, "-c", spin]) for _ in range(len(os.sched_getaffinity(0)))]
     try:
         yield
     finally:
@@ -358,9 +359,9 @@ def cpu_hogs() -> Iterator[None]:
 
 def test_a_call_that_waited_for_a_cpu_is_timed_again_and_a_busy_machine_grades_nothing(
         pretrained: tuple[BaseConfig, Path, str], sqlite_url: str) -> None:
-    """A pair in which either side waited for a CPU held by another process says nothing of either side (on a
-    loaded 2-core machine an unaccelerated solution was once graded 5.4x): it is timed again, and a machine that
-    stays busy fails the evaluation with that reason instead of a verdict."""
+    """A pair whose baseline waited for a CPU held by another process says nothing (on a loaded 2-core machine an
+    unaccelerated solution was once graded 5.4x): it is timed again, and a machine that stays busy fails the
+    evaluation with that reason instead of a verdict."""
     from sweep.grading.evaluate import BUSY_SHARE
     from sweep.grading.sandbox import Child
 

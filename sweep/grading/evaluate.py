@@ -283,15 +283,14 @@ def _run(task: Task, solution: Path, baseline: Baseline, child: Child, protocol:
         problem = check_images(images, len(prompts), base.height, base.width)
         if problem is not None:
             raise _Invalid(problem)
-        waited = side.last_waited / side.last_seconds if side.last_waited is not None and side.last_seconds else None
-        return seconds, images, (header.get("steps_ran"), header.get("latent_sizes")), waited  # type: ignore[return-value]
+        return seconds, images, (header.get("steps_ran"), header.get("latent_sizes"))  # type: ignore[return-value]
 
     try:
         # warm-up: each side's first batch until two runs agree (untimed for the verdict)
         for side, other in ((baseline.child, child), (child, baseline.child)):
             last: float | None = None
             for _ in range(protocol.policy.warmup_cap):
-                seconds, _, ran, _ = call(side, other, work[0], [int(s) for s in warm_rng.integers(0, 2**31, len(work[0]))])
+                seconds, _, ran = call(side, other, work[0], [int(s) for s in warm_rng.integers(0, 2**31, len(work[0]))])
                 if side is baseline.child and baseline.steps_ran is None:
                     baseline.steps_ran = ran
                 if last is not None and abs(seconds - last) <= protocol.policy.warmup_tolerance * min(seconds, last):
@@ -310,7 +309,9 @@ def _run(task: Task, solution: Path, baseline: Baseline, child: Child, protocol:
             results = {}
             for side, other in order if index % 2 == 0 else order[::-1]:
                 results[side is child] = call(side, other, prompts, seeds)
-            (b_s, b_img, _, b_wait), (s_s, s_img, s_ran, _) = results[False], results[True]
+            (b_s, b_img, _), (s_s, s_img, s_ran) = results[False], results[True]
+            held = baseline.child  # its last request is this pair's baseline call
+            b_wait = held.last_waited / held.last_seconds if held.last_waited is not None and held.last_seconds else None
             if b_wait is not None and b_wait > BUSY_SHARE:
                 # another process held the CPU the baseline's launches needed: its time is the machine's, not its own,
                 # and the pair says nothing. Only the baseline is judged so: sweep's own build, with its known

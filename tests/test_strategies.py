@@ -13,13 +13,11 @@ from typer.testing import CliRunner
 
 from search_space.setting import AccelSetting
 from storage import Repository
-from storage.measurements import SpeedObservation
 from storage.models import QualityTrialRow, SearchRow, SpeedTrialRow
 from sweep.accelerators import describe
 from sweep.errors import UsageError
 from sweep.fronts.cli import app
 from sweep.inputs import parse_duration
-from sweep.measurement.speed_model import SpeedModel
 from sweep.study.catalogue import parse_space
 from sweep.study.runner import Runner, SearchOptions
 from sweep.study.strategies import Frontier, OptunaSearch
@@ -87,28 +85,8 @@ def test_budget_caps_the_trials(landscape: Landscape) -> None:
     assert r.result.evaluated == 7 and r.result.stop == "trial budget of 7 reached"
 
 
-def landscape_model_predictions(landscape: Landscape) -> dict[str, float]:
-    """What the speed model predicts for the landscape's settings, fitted on its baseline, its single-method
-    settings and one combination in twelve (the measurements a first row leaves; the rest are predicted)."""
-    base = landscape.meta["base"]
-    family = (1, base["pipeline"], base["height"], base["width"], base["dtype"], 1)  # type: ignore[index]
-
-    def observation(settings: AccelSetting, time: float) -> SpeedObservation:
-        return SpeedObservation(*family[:5], 1, base["scheduler"], base["steps"],  # type: ignore[index,arg-type]
-                                {n: dict(p) for n, p in settings}, time, "precise")
-
-    combos = [p for p in landscape.points if len(p.setting.methods) == 2 and p.time]
-    fitted = [p for p in landscape.points if len(p.setting.methods) == 1 and p.time] + combos[::12]
-    model = SpeedModel([observation(AccelSetting.baseline(), float(landscape.meta["baseline_time"])),  # type: ignore[arg-type]
-                        *(observation(p.setting, p.time) for p in fitted)])  # type: ignore[arg-type]
-    at = lambda s: model.predict(family, base["scheduler"], base["steps"], s)  # type: ignore[arg-type,index]  # noqa: E731
-    baseline = at(AccelSetting.baseline())
-    assert baseline is not None
-    return {p.setting.key: baseline / t for p in landscape.points if (t := at(p.setting))}
-
-
 def test_optuna_starts_from_the_speed_models_predictions(landscape: Landscape) -> None:
-    predicted = landscape_model_predictions(landscape)
+    predicted = landscape.model_predictions()
     assert len(predicted) > 30  # every single-method setting, and the combinations the fitted terms cover
     ranked = Problem("", tuple(p.setting for p in landscape.points), 1.0, predicted=predicted).by_prediction(
         p.setting for p in landscape.points)

@@ -57,6 +57,29 @@ class Landscape:
         """The grid's upper bound: the largest speed-up within the threshold (1.0 if none)."""
         return max((p.speedup for p in self.points if self.feasible(p, max_loss, metric)), default=1.0)  # type: ignore[type-var,return-value]
 
+    def model_predictions(self, combinations_every: int = 12) -> dict[str, float]:
+        """What the speed model predicts for the landscape's settings, fitted on its baseline, its single-method
+        settings and one combination in ``combinations_every`` (what a first row leaves; the rest are predicted)."""
+        from storage.measurements import SpeedObservation
+        from sweep.measurement.speed_model import SpeedModel
+
+        base: dict = self.meta["base"]  # type: ignore[assignment]
+        family = (1, base["pipeline"], base["height"], base["width"], base["dtype"], 1)
+
+        def observation(settings: AccelSetting, time: float) -> SpeedObservation:
+            return SpeedObservation(*family, base["scheduler"], base["steps"], {n: dict(p) for n, p in settings},  # type: ignore[arg-type]
+                                    time, "precise")
+
+        combos = [p for p in self.points if len(p.setting.methods) == 2 and p.time]
+        fitted = [p for p in self.points if len(p.setting.methods) == 1 and p.time] + combos[::combinations_every]
+        model = SpeedModel([observation(AccelSetting.baseline(), float(self.meta["baseline_time"])),  # type: ignore[arg-type]
+                            *(observation(p.setting, p.time) for p in fitted)])  # type: ignore[arg-type]
+        baseline = model.predict(family, base["scheduler"], base["steps"], AccelSetting.baseline())  # type: ignore[arg-type]
+        if not baseline:
+            return {}
+        return {p.setting.key: baseline / t for p in self.points
+                if (t := model.predict(family, base["scheduler"], base["steps"], p.setting))}  # type: ignore[arg-type]
+
     def problem(self, max_loss: float, seed: int, predicted: Mapping[str, float] | None = None,
                 quality_known: bool = True) -> Problem:
         return Problem(self.label, tuple(p.setting for p in self.points), max_loss, seed, quality_known, predicted or {})

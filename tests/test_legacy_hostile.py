@@ -11,7 +11,7 @@ import tempfile
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import func, select
 from typer.testing import CliRunner
@@ -386,6 +386,11 @@ MEASURED = st.lists(st.tuples(st.integers(2, 30), st.sampled_from([1.5, 2.25, 4.
 
 @FEWER
 @given(measured=MEASURED, legacy=st.one_of(st.just({}), FILE), later=st.booleans())
+# found by Hypothesis: an imported entry holding a setting sweep also measured (at another threshold) with other
+# numbers; the export wrote both, and importing it again was refused as one setting with two outcomes
+@example(measured=[(2, 1.5, 0.0), (3, 1.5, 0.0)], later=False,
+         legacy={_key("SD1.5", "DDIMScheduler", 50, "upbound_speedup", 0.02):
+                 {"cache_interval": 2, "time": 0.1, "speedup": 1.5, "score_loss": 0.01}})
 def test_an_export_imported_again_adds_nothing(tmp_path: Path, measured: list[tuple[int, float, float]],
                                                legacy: dict, later: bool) -> None:
     """The export's entries are sweep's own measurements (and imported entries word for word): importing it into

@@ -25,7 +25,9 @@ Valid means what sweep itself could have measured and stored:
 
 A file is identified by its content: its SHA-256 keys the environment and protocols, and the origin of its entries
 is ``import:NAME@SHA256``, so two different files of the same name are both kept, each with its own values.
-An entry the database holds already adds nothing and is skipped (a file whose entries are all held adds no row):
+An entry the database holds already adds nothing and is skipped (a file whose entries are all held adds no row),
+and among the entries left one setting of one configuration has one time, speed-up and score loss (one source
+measured it once: an export may hold an imported entry and sweep's own measurement of the same setting side by side):
 
 1. an imported entry with the same logical key and the same value (re-importing a file, or an export's
    word-for-word copy of the imported entries);
@@ -358,21 +360,30 @@ def _parse(path: Path, raw: bytes) -> list[LegacyEntry]:
         except ValueError as exc:
             raise UsageError(f"{where}: entry {_cut(key)}: {exc}") from None
     by_key: dict[str, LegacyEntry] = {}
-    seen: dict[tuple[str, str, int, str], LegacyEntry] = {}
     for e in entries:
         first = by_key.setdefault(e.key, e)
         if first is not e:
             raise UsageError(f"{where}: entries {_cut(first.raw_key)} and {_cut(e.raw_key)} are one key written twice")
+    return entries
+
+
+def _one_outcome(where: str, entries: Sequence[LegacyEntry]) -> None:
+    """One setting of one configuration has one outcome among the entries a file adds (one source measured it
+    once). Entries the database holds already are not among them: an export may write an imported entry and sweep's
+    own measurement of the same setting side by side, each from its own source."""
+    seen: dict[tuple[str, str, int, str], LegacyEntry] = {}
+    for e in entries:
         known = seen.setdefault((e.pipeline, e.scheduler, e.steps, e.setting.key), e)
         if (known.time, known.speedup, known.score_loss) != (e.time, e.speedup, e.score_loss):
             raise UsageError(f"{where}: entries {_cut(known.raw_key)} and {_cut(e.raw_key)} give the same setting "
                              "different time, speedup or score_loss")
-    return entries
 
 
 def parse_legacy(path: Path) -> list[LegacyEntry]:
     """Every entry of a legacy file, validated; UsageError names the file, the entry and what is wrong."""
-    return _parse(path, _read(path))
+    entries = _parse(path, _read(path))
+    _one_outcome(_cut(str(path), 200), entries)
+    return entries
 
 
 def _get_or_create(session: Session, table: type[Base], key: str, **fields: object) -> int:
@@ -562,6 +573,7 @@ def import_legacy(repo: Repository, path: Path) -> tuple[int, int]:
         fresh = [e for e, held in zip(entries, _held(s, entries), strict=True) if not held]
         if not fresh:
             return 0, 0
+        _one_outcome(where, fresh)
         env, quality, timing = source.rows()
         ids = {"env": _get_or_create(s, EnvironmentRow, env.key, device=env.device, details=env.details),
                "quality": _get_or_create(s, QualityProtocolRow, quality.key, prompt_source=quality.prompt_source,

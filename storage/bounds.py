@@ -159,6 +159,7 @@ class Bound:
             "confirmed": self.confirmed,
             "timing": None if best is None else best.timing,
             "ci_half_width": best.published_half_width if best else None,
+            "ci_from": best.interval_source if best else None,
             "score_loss": self.score_loss,
             "score_loss_ci": None if self.best_quality is None or self.best_quality.loss_low is None else
             [self.best_quality.loss_low, self.best_quality.loss_high],

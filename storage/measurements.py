@@ -6,8 +6,9 @@ stored first is skipped, so that result stands and nothing is stored twice.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+import math
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 
 from sqlalchemy import Delete, Update, delete, select, update
@@ -95,6 +96,11 @@ class SpeedResult:
     """Why its precise timing stopped (see ``SpeedTrialRow.precise_stop``)."""
     first_host: dict[str, object] | None = None
     precise_host: dict[str, object] | None = None
+    first_pairs: int | None = None
+    first_log_sd: float | None = None
+    row_half_width: float | None = None
+    """The first estimate's half-width judged by its row's pooled noise (set by :func:`row_noise`; None where its
+    row has none to pool): what decisions and tables use in place of its own few pairs' width."""
 
     @property
     def published_host(self) -> dict[str, object] | None:
@@ -154,8 +160,19 @@ class SpeedResult:
 
     @property
     def published_half_width(self) -> float:
-        width = self.ci_half_width if self.precise else self.first_ci_half_width
-        return width or 0.0
+        if self.precise:
+            return self.ci_half_width or 0.0
+        return (self.row_half_width if self.row_half_width is not None else self.first_ci_half_width) or 0.0
+
+    @property
+    def interval_source(self) -> str | None:
+        """What its published interval rests on: ``pairs`` (a precise timing's), ``row noise`` (a first estimate
+        judged by its row's pooled noise) or ``own pairs`` (a first estimate's own few pairs)."""
+        if self.precise:
+            return "pairs"
+        if self.first_speedup is None:
+            return None
+        return "row noise" if self.row_half_width is not None else "own pairs"
 
     @property
     def published_time(self) -> float | None:
@@ -206,7 +223,7 @@ def _speed_result(r: SpeedTrialRow) -> SpeedResult:
     return SpeedResult(r.setting_key, r.status, r.reason, r.weights, r.first_speedup, r.first_ci_half_width,
                        r.first_source, r.first_time, r.first_baseline_time, r.speedup, r.ci_half_width, r.pairs,
                        r.time, r.baseline_time, r.weights_key, r.packages_key, r.precise_stop, r.first_host,
-                       r.precise_host)
+                       r.precise_host, r.first_pairs, r.first_log_sd)
 
 
 def speeds_for(
@@ -231,7 +248,38 @@ def speeds_for(
         held = chosen.get(r.setting_key)
         if held is None or rank(r) > rank(held) or (rank(r) == rank(held) and r.packages_key != held.packages_key):
             chosen[r.setting_key] = r
-    return chosen
+    return row_noise(chosen)
+
+
+def row_noise(speeds: Mapping[str, SpeedResult]) -> dict[str, SpeedResult]:
+    """Judge each paired first estimate of one row (one scope) by the row's pooled noise, not its own few pairs.
+
+    A first estimate is one paired pass of the timing set: with 2 or 4 prompts its own interval rests on 1 or 3
+    degrees of freedom (Student's t of 12.7 or 3.2), so wide that every setting reaches the leader and is timed
+    precisely. The spread of a pair's log speed-up is the machine's noise over adjacent runs, much the same for
+    every setting of a row (one pipeline, shape and machine, minutes apart): pooled over the row's estimates,
+    it has their degrees of freedom summed. Each estimate then gets ``t(pooled df) × max(pooled sd, own sd) /
+    √pairs`` (a setting noisier than its row keeps its own spread) plus the paired margin, and a shared estimate
+    the scheduler margin too. Estimates stored before pairs were recorded keep their own width."""
+    noisy = [s for s in speeds.values() if s.status == "done" and s.first_pairs and s.first_pairs >= 2
+             and s.first_log_sd is not None and s.first_speedup is not None]
+    df = sum(s.first_pairs - 1 for s in noisy)  # type: ignore[operator]
+    if df < 2:
+        return dict(speeds)
+    pooled = math.sqrt(sum((s.first_pairs - 1) * s.first_log_sd ** 2 for s in noisy) / df)  # type: ignore[operator]
+    t = _t975(df)
+    out = dict(speeds)
+    for s in noisy:
+        margin = defaults.PAIRED_FIRST_MARGIN + (defaults.SHARED_MARGIN if s.shared else 0.0)
+        half = math.expm1(t * max(pooled, s.first_log_sd) / math.sqrt(s.first_pairs)) + margin  # type: ignore[arg-type,type-var,operator]
+        out[s.setting_key] = replace(s, row_half_width=half)
+    return out
+
+
+def _t975(df: int) -> float:
+    from scipy.stats import t
+
+    return float(t.ppf(1 - (1 - defaults.CONFIDENCE) / 2, df))
 
 
 def _quality_result(r: QualityTrialRow) -> QualityResult:

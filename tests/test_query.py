@@ -207,7 +207,7 @@ def test_a_bound_row_states_every_field_exactly(db_url: str) -> None:
         **SPEED_CONFIG, "environment_id": here.environment_id, "quality_known": True, "kind": "upper bound",
         "speed_source": {"device": "H100", "weights": "random", "timing": "precise", "weight_dependent_random": False},
         "quality_source": QUALITY_SOURCE, "max_loss": 0.02, "speedup": 2.3, "first_speedup": 2.4, "confirmed": True,
-        "timing": "precise", "ci_half_width": 0.01, "score_loss": 0.012, "score_loss_ci": [0.008, 0.016],
+        "timing": "precise", "ci_half_width": 0.01, "ci_from": "pairs", "score_loss": 0.012, "score_loss_ci": [0.008, 0.016],
         "time": 2.0 / 2.3, "baseline_time": 2.0, "settings": _setting(3).as_dict(), "trials": 3,
         "deterministic": True, "repeat_max_pixel_diff": 0,  # the quality source's images decide determinism
         "host": None, "cpu_bound": False,  # stored without the host's state (as rows from before 0008 are)
@@ -218,7 +218,8 @@ def test_a_bound_row_states_every_field_exactly(db_url: str) -> None:
         "speed_source": {"device": "H100", "weights": "random", "timing": "first estimate",
                          "weight_dependent_random": False},
         "quality_source": None, "max_loss": 0.02, "speedup": 3.9, "first_speedup": 3.9, "confirmed": False,
-        "timing": "first estimate", "ci_half_width": 0.05, "score_loss": None, "score_loss_ci": None,
+        "timing": "first estimate", "ci_half_width": 0.05, "ci_from": "own pairs", "score_loss": None,
+        "score_loss_ci": None,
         "time": 2.0 / 3.9, "baseline_time": 2.0, "settings": _setting(5).as_dict(), "trials": 3,
         "deterministic": False, "repeat_max_pixel_diff": 3, "host": None, "cpu_bound": False,
     }
@@ -233,7 +234,8 @@ def test_rows_by_target_show_the_least_loss_setting_reaching_it(db_url: str) -> 
     (easy,) = repo.bounds.by_target(1.5, 0.02)  # 1.7 at 0.4% loss beats 2.3 at 1.2%
     assert easy == {**bound.as_row(), "target": 1.5, "reachable": True, "decision": "reached", "speedup": 1.7,
                     "first_speedup": 1.7,
-                    "confirmed": False, "timing": "first estimate", "ci_half_width": 0.05, "score_loss": 0.004,
+                    "confirmed": False, "timing": "first estimate", "ci_half_width": 0.05, "ci_from": "own pairs",
+                    "score_loss": 0.004,
                     "score_loss_ci": None, "time": 2.0 / 1.7, "settings": _setting(2).as_dict(),
                     "speed_source": {**bound.as_row()["speed_source"], "timing": "first estimate"}}  # type: ignore[dict-item]
     assert repo.bounds.reaching(bound, 1.7) is not None and repo.bounds.reaching(bound, 2.33) is None

@@ -25,16 +25,20 @@ from sweep.measurement.measure import (
     paired_run,
     stable_pass,
 )
-from sweep.measurement.stats import TimingPolicy, paired_estimate
+from sweep.measurement.stats import TimingPolicy, log_spread, paired_estimate
 
 
 @dataclass(frozen=True)
 class FirstEstimate:
     speedup: float
     ci_half_width: float
+    """From this estimate's own pairs (see :func:`sweep.measurement.stats.paired_estimate`)."""
     time: float
     baseline_time: float
     source: str
+    pairs: int | None = None
+    log_sd: float | None = None
+    """Spread of its pairs' log speed-ups: what a row's pooled noise is made of (``storage.noise``)."""
 
 
 PAIRED_SOURCE = "paired timing set"
@@ -43,7 +47,8 @@ PAIRED_SOURCE = "paired timing set"
 def paired_first_estimate(run: PairedPass) -> FirstEstimate:
     speedup, half = paired_estimate(run.baseline_seconds, run.accelerated_seconds)
     return FirstEstimate(speedup, half, sum(run.accelerated_seconds) / len(run.accelerated_seconds),
-                         sum(run.baseline_seconds) / len(run.baseline_seconds), PAIRED_SOURCE)
+                         sum(run.baseline_seconds) / len(run.baseline_seconds), PAIRED_SOURCE,
+                         len(run.baseline_seconds), log_spread(run.baseline_seconds, run.accelerated_seconds))
 
 
 def speed_baseline(gen: Generator, timing_set: Sequence[Batch], policy: TimingPolicy) -> TimedPass:

@@ -161,6 +161,13 @@ def paired_estimate(
     return mean_b / mean_a, math.expm1(half) + margin
 
 
+def log_spread(baseline: Sequence[float], accelerated: Sequence[float]) -> float | None:
+    """Standard deviation of a paired pass's per-pair log speed-ups (None below two pairs)."""
+    if len(baseline) < 2:
+        return None
+    return statistics.stdev(math.log(b / a) for b, a in zip(baseline, accelerated, strict=True))
+
+
 # -- quality: CLIP scores paired over prompts --------------------------------------------------------------------
 
 

@@ -192,7 +192,7 @@ class ScopeRun:
             assert self.speed_base is not None and speed.first_speedup
             return FirstEstimate(speed.first_speedup, (speed.first_ci_half_width or 0.0) + defaults.SHARED_MARGIN,
                                  self.speed_base.time / speed.first_speedup, self.speed_base.time,
-                                 SHARED_SOURCE + scheduler)
+                                 SHARED_SOURCE + scheduler, speed.first_pairs, speed.first_log_sd)
         return None
 
     def _measure(self, setting: AccelSetting, max_loss: float, need_quality: bool, need_speed: bool, started: datetime) -> Rows:
@@ -250,7 +250,8 @@ class ScopeRun:
             self.scope, settings=setting.as_dict(), setting_key=setting.key, status="done", weights=weights_of(self.base),
             weights_key=self.weights_key(setting), packages_key=packages_of_key(setting.key),
             first_speedup=estimate.speedup, first_ci_half_width=estimate.ci_half_width,
-            first_source=estimate.source, first_time=estimate.time,
+            first_source=estimate.source, first_time=estimate.time, first_pairs=estimate.pairs,
+            first_log_sd=estimate.log_sd,
             first_baseline_time=estimate.baseline_time, patched_modules=patched, first_host=host,
             worker=self.worker, started_at=started)
 

@@ -72,6 +72,7 @@ combine = {combine}
 prompts = "bundled"
 num_prompts = {prompts}
 timing_prompts = {prompts}
+max_pairs = {max_pairs}
 scorer = "ViT-B-32"
 scorer_pretrained = "random"
 [pipelines."{pipeline}"]
@@ -108,8 +109,9 @@ def speeds(db: Path) -> list[dict[str, object]]:
         c.row_factory = sqlite3.Row
         columns = {r[1] for r in c.execute("PRAGMA table_info(sweep_speed_trials)")}
         stop = "t.precise_stop" if "precise_stop" in columns else "NULL"
+        spread = "t.first_pairs, t.first_log_sd" if "first_log_sd" in columns else "NULL AS first_pairs, NULL AS first_log_sd"
         rows = c.execute(f"""SELECT c.pipeline, c.scheduler, c.steps, t.setting_key, t.status, t.first_speedup,
-            t.first_ci_half_width, t.first_source, t.speedup, t.ci_half_width, t.pairs, {stop} AS precise_stop
+            t.first_ci_half_width, t.first_source, t.speedup, t.ci_half_width, t.pairs, {stop} AS precise_stop, {spread}
             FROM sweep_speed_trials t JOIN sweep_speed_configs c ON c.id = t.speed_config_id ORDER BY t.id""").fetchall()
         return [dict(r) for r in rows]
 
@@ -121,12 +123,20 @@ def baselines(db: Path) -> list[dict[str, object]]:
             FROM sweep_speed_baselines b JOIN sweep_speed_configs c ON c.id = b.speed_config_id ORDER BY b.id""")]
 
 
+def host() -> dict[str, object]:
+    """The machine's CPUs: what a CPU-bound timing depends on."""
+    model = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                  if line.startswith("model name")), None) if Path("/proc/cpuinfo").exists() else None
+    return {"cpu_model": model, "cpus": os.cpu_count(), "load_avg": os.getloadavg()}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--old-tree", type=Path, required=True, help="sweep at commit 2537b9e (sweep/, search_space/, storage/)")
     parser.add_argument("--out", type=Path, default=Path("."))
     parser.add_argument("--rows", default=",".join(ROWS), help=f"rows or groups of rows ({', '.join(GROUPS)}), comma-separated")
     parser.add_argument("--prompts", type=int, default=4, help="timing prompts (and quality prompts) per row")
+    parser.add_argument("--max-pairs", type=int, default=40, help="the protocol's cap on a precise timing's pairs (both protocols)")
     parser.add_argument("--device", default="cuda")
     parser.add_argument("--deadline", type=float, default=540.0, help="start no row after this many seconds")
     parser.add_argument("--first", choices=["old", "new"], default="old", help="which protocol measures the first row first")
@@ -135,7 +145,8 @@ def main() -> int:
     began = time.perf_counter()
     trees = {"old": args.old_tree.resolve(), "new": ROOT}
     dbs = {p: (args.out / f"{p}.db").resolve() for p in trees}
-    report: dict[str, object] = {"rows": [], "device": None}
+    report: dict[str, object] = {"rows": [], "device": None, "host": host(), "prompts": args.prompts,
+                                 "max_pairs": args.max_pairs}
     try:
         import torch
 
@@ -154,7 +165,7 @@ def main() -> int:
         bases = "".join(BASE.format(pipeline=pipeline, scheduler=ROWS[m][1], steps=ROWS[m][2], dtype=dtype) for m in members)
         space = (args.out / f"{name}.toml").resolve()
         space.write_text(SPACE.format(name=name, combine="true" if kind != "pixart" else "false", pipeline=pipeline,
-                                      prompts=args.prompts, bases=bases, methods=METHODS[kind]), encoding="utf-8")
+                                      prompts=args.prompts, max_pairs=args.max_pairs, bases=bases, methods=METHODS[kind]), encoding="utf-8")
         row: dict[str, object] = {"row": name, "members": [ROWS[m] for m in members]}
         if dbs["new"].exists():
             priced, _ = sweep(trees["new"], "space", "show", str(space), "--estimate", "--db", f"sqlite:///{dbs['new']}",

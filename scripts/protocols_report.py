@@ -50,23 +50,138 @@ def first_errors(trials: list[dict]) -> list[tuple[dict, float]]:
             if t["first_speedup"] and t["speedup"] and t.get("precise_stop") != "below leader"]
 
 
+SIDE = {"SD2.1": ("SD1.5", (768 * 768) / (512 * 512)), "PixArt-Σ": ("PixArt-α", 1.0)}
+"""Pipelines the benchmark does not time, priced from a timed one: (that pipeline, per-image cost factor). SD2.1
+at 768² from SD1.5 at 512² by its pixels (the UNets are alike); PixArt-Σ as PixArt-α (one transformer, 1024²)."""
+
+
+def extrapolate(report: dict) -> None:
+    """The whole reference speed map's cost from the measured rows, per protocol, printed with its assumptions.
+
+    A row's cost in baseline images: its command's generation seconds / its baseline's seconds per image. Rows
+    are of two kinds: *own* (the first scheduler measured at its pipeline and steps: every setting timed) and
+    *shared* (another scheduler with the same denoiser calls: the new protocol shares first estimates, the old
+    one measures every setting again). A reference row costs the mean units of its kind measured on its pipeline
+    (else on any pipeline), scaled by its settings count over the measured row's (the first estimates scale with
+    it; the precise timings do not, so this over-prices), times its baseline's seconds per image: measured, else
+    the same pipeline's per-step time × steps, else ``SIDE``'s factor."""
+    from sweep.study.catalogue import load_preset
+
+    measured: dict[str, dict[tuple[str, str, int], dict]] = {"old": {}, "new": {}}
+    for row in report["rows"]:
+        if len(row["members"]) != 1:
+            continue  # a command of several rows: no cost per row
+        pipeline, scheduler, steps, _ = row["members"][0]
+        for protocol in ("old", "new"):
+            r = row.get(protocol)
+            base = [b for b in report.get(f"{protocol}_baselines", [])
+                    if (b["pipeline"], b["scheduler"], b["steps"]) == (pipeline, scheduler, steps)]
+            if r and r.get("generation_s") and base:
+                settings = len({t["setting_key"] for t in report.get(f"{protocol}_speeds", [])
+                                if (t["pipeline"], t["scheduler"], t["steps"]) == (pipeline, scheduler, steps)})
+                measured[protocol][(pipeline, scheduler, steps)] = {
+                    "units": r["generation_s"] / base[0]["time"], "wall_units": r["wall_s"] / base[0]["time"],
+                    "per_image": base[0]["time"], "settings": settings}
+    if not measured["new"]:
+        return
+    space = load_preset("reference")
+    seen: set[tuple[str, int]] = set()
+    reference = []
+    for e in space.entries:
+        b = e.base
+        kind = "shared" if (b.pipeline, b.steps) in seen else "own"
+        seen.add((b.pipeline, b.steps))
+        reference.append((b.pipeline, b.scheduler, b.steps, kind, len(e.settings) - 1))
+    print("\nThe whole reference speed map (31 rows, random weights), extrapolated from the rows measured here "
+          "(assumptions in `scripts/protocols_report.py: extrapolate`):\n")
+    print("| protocol | rows priced from a measured row of their pipeline | generation min | wall min (loads included) |")
+    print("|---|---:|---:|---:|")
+    for protocol, rows in measured.items():
+        if not rows:
+            continue
+        first_of = {}
+        for key in rows:
+            first_of.setdefault((key[0], key[2]), key)
+        kinds = {k: ("shared" if first_of[(k[0], k[2])] != k else "own") for k in rows}
+        gen = wall = 0.0
+        direct = 0
+        for pipeline, scheduler, steps, kind, settings in reference:
+            source, factor = (pipeline, 1.0) if any(k[0] == pipeline for k in rows) else SIDE.get(pipeline, (pipeline, 1.0))
+            same = [v for k, v in rows.items() if k[0] == source and kinds[k] == kind] or \
+                [v for k, v in rows.items() if k[0] == source] or list(rows.values())
+            direct += any(k[0] == pipeline for k in rows)
+            units = statistics.fmean(v["units"] * settings / max(v["settings"], 1) for v in same)
+            wall_units = statistics.fmean(v["wall_units"] * settings / max(v["settings"], 1) for v in same)
+            timed = [v for k, v in rows.items() if k[0] == source]
+            per_step = statistics.fmean(v["per_image"] / k[2] for k, v in rows.items() if k[0] == source) if timed else \
+                statistics.fmean(v["per_image"] / k[2] for k, v in rows.items())
+            per_image = rows[(source, scheduler, steps)]["per_image"] if (source, scheduler, steps) in rows else per_step * steps
+            gen += units * per_image * factor
+            wall += wall_units * per_image * factor
+        print(f"| {protocol} | {direct} of {len(reference)} | {gen / 60:.0f} | {wall / 60:.0f} |")
+
+
+def load(folder: Path) -> dict:
+    summary = folder / "protocols.json"
+    if summary.exists():
+        return json.loads(summary.read_text(encoding="utf-8"))
+    sys.path.insert(0, str(ROOT / "scripts"))  # a run cut before its first row was written: what the databases hold
+    from gpu_protocols import speeds
+
+    report = {"device": "unknown (no protocols.json)", "rows": [], "stopped": "cut before protocols.json was written"}
+    for protocol in ("old", "new"):
+        if (folder / f"{protocol}.db").exists():
+            report[f"{protocol}_speeds"] = speeds(folder / f"{protocol}.db")
+    return report
+
+
+def coverage(new: dict[tuple[str, str, int], list[dict]]) -> None:
+    """The new protocol's first-estimate intervals, each row's judged by its pooled noise (``storage.measurements
+    .row_noise``) beside each estimate's own: how wide, and how often they hold the same setting's precise timing."""
+    from storage.measurements import SpeedResult, row_noise
+
+    own, pooled = [], []
+    for trials in new.values():
+        results = {t["setting_key"]: SpeedResult(
+            t["setting_key"], t["status"], None, "random", t["first_speedup"], t["first_ci_half_width"], t["first_source"],
+            None, None, t["speedup"], t["ci_half_width"], t["pairs"], precise_stop=t.get("precise_stop"),
+            first_pairs=t.get("first_pairs"), first_log_sd=t.get("first_log_sd")) for t in trials if t["first_speedup"]}
+        for s in row_noise(results).values():
+            if s.speedup is None or s.settled_below:
+                continue
+            own.append((s.first_ci_half_width or 0.0, s.first_speedup, s.speedup))
+            if s.row_half_width is not None:
+                pooled.append((s.row_half_width, s.first_speedup, s.speedup))
+    if not own:
+        return
+    print("\nThe new protocol's first-estimate intervals (settings also timed to their own precision):\n")
+    print("| interval | settings | median half-width | holds the precise speed-up |")
+    print("|---|---:|---:|---:|")
+    for name, rows in (("own pairs", own), ("row's pooled noise", pooled)):
+        if rows:
+            held = sum(first * (1 - h) <= precise <= first * (1 + h) for h, first, precise in rows)
+            print(f"| {name} | {len(rows)} | ±{100 * statistics.median(h for h, _, _ in rows):.0f}% | {held} of {len(rows)} |")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("folder", type=Path)
+    parser.add_argument("folders", type=Path, nargs="+", help="one folder per device call (their rows are joined)")
     args = parser.parse_args()
-    summary = args.folder / "protocols.json"
-    if summary.exists():
-        report = json.loads(summary.read_text(encoding="utf-8"))
-    else:  # a run cut before its first row was written: what the databases hold
-        sys.path.insert(0, str(ROOT / "scripts"))
-        from gpu_protocols import speeds
-
-        report = {"device": "unknown (no protocols.json)", "rows": [], "stopped": "cut before protocols.json was written"}
-        for protocol in ("old", "new"):
-            if (args.folder / f"{protocol}.db").exists():
-                report[f"{protocol}_speeds"] = speeds(args.folder / f"{protocol}.db")
-    print(f"GPU: **{report['device']}**, torch {report.get('torch')}; {report.get('elapsed_s', 0):.0f} s in all"
-          + (f"; {report['stopped']}" if report.get("stopped") else "") + "\n")
+    report = {"rows": [], "elapsed_s": 0.0}
+    devices, notes = [], []
+    for folder in args.folders:
+        part = load(folder)
+        devices.append(f"{part['device']}, torch {part.get('torch')}, {part.get('prompts', '?')} timing prompts, "
+                       f"max {part.get('max_pairs', 40)} pairs, CPU {(part.get('host') or {}).get('cpu_model')} "
+                       f"× {(part.get('host') or {}).get('cpus')}")
+        notes += [f"{folder.name}: {part['stopped']}"] if part.get("stopped") else []
+        report["rows"] += part["rows"]
+        report["elapsed_s"] += part.get("elapsed_s", 0.0)
+        for k in ("old_speeds", "new_speeds", "old_baselines", "new_baselines"):
+            report[k] = report.get(k, []) + part.get(k, [])
+    for folder, device in zip(args.folders, devices, strict=True):
+        print(f"- {folder.name}: GPU **{device}**")
+    print(f"\n{report['elapsed_s']:.0f} s in all" + (f"; {'; '.join(notes)}" if notes else "") + "\n")
 
     print("| command (rows) | protocol | wall s | generation s | images | precise timings | of them stopped below the leader |")
     print("|---|---|---:|---:|---:|---:|---:|")
@@ -120,8 +235,8 @@ def main() -> int:
         print(f"\nOf the new protocol's, the {len(shared_errors)} shared from another scheduler's row: "
               f"{sum(abs(e) <= 0.10 for e in shared_errors)} within ±10%, median abs {100 * statistics.median(abs(e) for e in shared_errors):.1f}%.")
 
-    db = args.folder / "new.db"
-    if db.exists():
+    coverage(new)
+    for db in (folder / "new.db" for folder in args.folders if (folder / "new.db").exists()):
         from storage import Repository
         from sweep.measurement.speed_model import SpeedModel
 
@@ -146,6 +261,7 @@ def main() -> int:
             print(f"| **all** | {len(every)} | {sum(abs(e) <= 0.10 for e in every)} | "
                   f"{100 * statistics.median(abs(e) for e in every):.1f}% | {pct(max(every))} | {pct(min(every))} |")
         repo.close()
+    extrapolate(report)
     for row in report["rows"]:
         before = row.get("estimate_before")
         if isinstance(before, list) and row.get("new", {}).get("generation_s"):

@@ -56,6 +56,9 @@ def test_a_rows_estimates_share_its_pooled_noise_and_a_noisier_one_keeps_its_own
     # one degree of freedom is not a pool: each keeps its own interval
     alone = row_noise({"a": row["a"]})
     assert alone["a"].row_half_width is None and alone["a"].published_half_width == 1.0
+    # never wider than its own interval: one noisy pass widens the pool, not a quiet estimate's own bound
+    narrow = row_noise({**row, "a": estimate("a", 2.0, 2, 0.02, own=0.03)})
+    assert narrow["a"].row_half_width == 0.03
 
 
 def test_a_paired_first_estimates_own_interval_is_its_pairs_spread() -> None:
@@ -91,7 +94,8 @@ def test_a_measured_rows_first_estimates_are_published_with_its_pooled_noise(tmp
     speeds = repo.bounds.speeds(bound)
     for t in stored:  # the first estimate's interval, precise timing or not; published where it is what is known
         s = speeds[t.setting_key]
-        expected = math.expm1(t3 * max(pooled, t.first_log_sd) / math.sqrt(2)) + defaults.PAIRED_FIRST_MARGIN
+        expected = min(t.first_ci_half_width,
+                       math.expm1(t3 * max(pooled, t.first_log_sd) / math.sqrt(2)) + defaults.PAIRED_FIRST_MARGIN)
         assert s.row_half_width == pytest.approx(expected)
         assert (s.published_half_width, s.interval_source) == ((s.ci_half_width, "pairs") if s.precise else
                                                                (pytest.approx(expected), "row noise"))

@@ -94,8 +94,8 @@ def extrapolate(report: dict) -> None:
         reference.append((b.pipeline, b.scheduler, b.steps, kind, len(e.settings) - 1))
     print("\nThe whole reference speed map (31 rows, random weights), extrapolated from the rows measured here "
           "(assumptions in `scripts/protocols_report.py: extrapolate`):\n")
-    print("| protocol | rows priced from a measured row of their pipeline | generation min | wall min (loads included) |")
-    print("|---|---:|---:|---:|")
+    print("| protocol | rows priced | of them from a row of their own pipeline | generation min | wall min (loads included) | rows not priced (no timed row of their pipeline) |")
+    print("|---|---:|---:|---:|---:|---|")
     for protocol, rows in measured.items():
         if not rows:
             continue
@@ -104,21 +104,25 @@ def extrapolate(report: dict) -> None:
             first_of.setdefault((key[0], key[2]), key)
         kinds = {k: ("shared" if first_of[(k[0], k[2])] != k else "own") for k in rows}
         gen = wall = 0.0
-        direct = 0
+        direct = priced = 0
+        unpriced: set[str] = set()
         for pipeline, scheduler, steps, kind, settings in reference:
             source, factor = (pipeline, 1.0) if any(k[0] == pipeline for k in rows) else SIDE.get(pipeline, (pipeline, 1.0))
-            same = [v for k, v in rows.items() if k[0] == source and kinds[k] == kind] or \
-                [v for k, v in rows.items() if k[0] == source] or list(rows.values())
-            direct += any(k[0] == pipeline for k in rows)
+            timed = {k: v for k, v in rows.items() if k[0] == source}
+            if not timed:
+                unpriced.add(pipeline)
+                continue
+            priced += 1
+            direct += source == pipeline
+            same = [v for k, v in timed.items() if kinds[k] == kind] or list(timed.values())
             units = statistics.fmean(v["units"] * settings / max(v["settings"], 1) for v in same)
             wall_units = statistics.fmean(v["wall_units"] * settings / max(v["settings"], 1) for v in same)
-            timed = [v for k, v in rows.items() if k[0] == source]
-            per_step = statistics.fmean(v["per_image"] / k[2] for k, v in rows.items() if k[0] == source) if timed else \
-                statistics.fmean(v["per_image"] / k[2] for k, v in rows.items())
+            per_step = statistics.fmean(v["per_image"] / k[2] for k, v in timed.items())
             per_image = rows[(source, scheduler, steps)]["per_image"] if (source, scheduler, steps) in rows else per_step * steps
             gen += units * per_image * factor
             wall += wall_units * per_image * factor
-        print(f"| {protocol} | {direct} of {len(reference)} | {gen / 60:.0f} | {wall / 60:.0f} |")
+        print(f"| {protocol} | {priced} of {len(reference)} | {direct} | {gen / 60:.0f} | {wall / 60:.0f} | "
+              f"{', '.join(sorted(unpriced)) or '—'} |")
 
 
 def load(folder: Path) -> dict:

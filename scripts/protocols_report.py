@@ -64,7 +64,8 @@ def extrapolate(report: dict) -> None:
     one measures every setting again). A reference row costs the mean units of its kind measured on its pipeline
     (else on any pipeline), scaled by its settings count over the measured row's (the first estimates scale with
     it; the precise timings do not, so this over-prices), times its baseline's seconds per image: measured, else
-    the same pipeline's per-step time × steps, else ``SIDE``'s factor."""
+    the same pipeline's per-step time × steps, else ``SIDE``'s factor. A shared row of a pipeline whose shared
+    rows were not timed costs its own row times the shared/own ratio timed on other pipelines."""
     from sweep.study.catalogue import load_preset
 
     measured: dict[str, dict[tuple[str, str, int], dict]] = {"old": {}, "new": {}}
@@ -103,6 +104,14 @@ def extrapolate(report: dict) -> None:
         for key in rows:
             first_of.setdefault((key[0], key[2]), key)
         kinds = {k: ("shared" if first_of[(k[0], k[2])] != k else "own") for k in rows}
+        def per_setting(k: tuple[str, str, int]) -> float:
+            return rows[k]["units"] / max(rows[k]["settings"], 1)
+
+        # a shared row's cost against its own row's, where a pipeline had both timed: applied to pipelines that had
+        # only an own row timed (without it, their shared rows would be priced as own rows)
+        ratios = [per_setting(k) / statistics.fmean(per_setting(o) for o in rows if o[0] == k[0] and kinds[o] == "own")
+                  for k in rows if kinds[k] == "shared"]
+        shared_ratio = statistics.fmean(ratios) if ratios else 1.0
         gen = wall = 0.0
         direct = priced = 0
         unpriced: set[str] = set()
@@ -114,15 +123,20 @@ def extrapolate(report: dict) -> None:
                 continue
             priced += 1
             direct += source == pipeline
-            same = [v for k, v in timed.items() if kinds[k] == kind] or list(timed.values())
-            units = statistics.fmean(v["units"] * settings / max(v["settings"], 1) for v in same)
-            wall_units = statistics.fmean(v["wall_units"] * settings / max(v["settings"], 1) for v in same)
+            same = [v for k, v in timed.items() if kinds[k] == kind]
+            scale = 1.0
+            if not same:
+                same, scale = list(timed.values()), (shared_ratio if kind == "shared" else 1.0)
+            units = scale * statistics.fmean(v["units"] * settings / max(v["settings"], 1) for v in same)
+            wall_units = scale * statistics.fmean(v["wall_units"] * settings / max(v["settings"], 1) for v in same)
             per_step = statistics.fmean(v["per_image"] / k[2] for k, v in timed.items())
             per_image = rows[(source, scheduler, steps)]["per_image"] if (source, scheduler, steps) in rows else per_step * steps
             gen += units * per_image * factor
             wall += wall_units * per_image * factor
         print(f"| {protocol} | {priced} of {len(reference)} | {direct} | {gen / 60:.0f} | {wall / 60:.0f} | "
               f"{', '.join(sorted(unpriced)) or '—'} |")
+        if ratios:
+            print(f"|  | (a shared row cost {shared_ratio:.2f}x an own row per setting, from {len(ratios)} timed) | | | | |")
 
 
 def load(folder: Path) -> dict:

@@ -343,8 +343,9 @@ class Measurements:
             ).all()
         return [(b, q) for b, q, weights, scorer in rows if real_quality(weights, scorer)]
 
-    def sibling_estimates(self, scope: Scope, setting_key: str, packages_key: str, source: str) -> list[tuple[str, SpeedResult]]:
-        """First estimates of ``setting_key`` measured (``first_source`` == ``source``, never a shared one) in this
+    def sibling_estimates(self, scope: Scope, setting_key: str, packages_key: str,
+                          sources: Sequence[str]) -> list[tuple[str, SpeedResult]]:
+        """First estimates of ``setting_key`` measured (``first_source`` among ``sources``, never a shared one) in this
         environment and timing protocol for speed configurations that differ from the scope's in the scheduler
         alone: (their scheduler, the speed), earliest first. Which schedulers make the same denoiser calls is the
         caller's to decide."""
@@ -362,7 +363,7 @@ class Measurements:
                     SpeedTrialRow.timing_protocol_id == scope.timing_protocol_id,
                     SpeedTrialRow.setting_key == setting_key, SpeedTrialRow.status == "done",
                     SpeedTrialRow.weights_key == "", SpeedTrialRow.packages_key == packages_key,
-                    SpeedTrialRow.first_source == source, SpeedTrialRow.first_speedup.is_not(None),
+                    SpeedTrialRow.first_source.in_(list(sources)), SpeedTrialRow.first_speedup.is_not(None),
                 ).order_by(SpeedTrialRow.id)).all()
             return [(scheduler, _speed_result(t)) for scheduler, t in rows]
 

@@ -20,7 +20,7 @@ from storage import Repository
 from storage.measurements import SpeedResult, row_noise
 from storage.models import SpeedTrialRow
 from sweep.fronts.cli import app
-from sweep.measurement.speed_pass import PAIRED_SOURCE
+from sweep.measurement.speed_pass import CHECKED_SOURCE, MEASURED_SOURCES, PAIRED_SOURCE
 from sweep.measurement.stats import log_spread, paired_estimate
 from sweep.study.catalogue import parse_space
 from sweep.study.runner import Runner
@@ -83,11 +83,14 @@ def test_a_measured_rows_first_estimates_are_published_with_its_pooled_noise(tmp
     repo = Repository(sqlite_url)
     Runner(repo, "cpu").run(space, canary=False)
     with repo.session() as s:
-        stored = [t for t in s.scalars(select(SpeedTrialRow)) if t.first_source == PAIRED_SOURCE]
+        stored = [t for t in s.scalars(select(SpeedTrialRow)) if t.first_source in MEASURED_SOURCES]
     assert len(stored) == 3 and all(t.first_pairs == 2 and t.first_log_sd is not None for t in stored)
-    for t in stored:  # the own interval is stored as measured: one degree of freedom
-        assert t.first_ci_half_width == pytest.approx(
-            math.expm1(student.ppf(0.975, 1) * t.first_log_sd / math.sqrt(2)) + defaults.PAIRED_FIRST_MARGIN)
+    for t in stored:  # the own interval is stored as measured: one degree of freedom (and a checked pass's drift)
+        own = math.expm1(student.ppf(0.975, 1) * t.first_log_sd / math.sqrt(2)) + defaults.PAIRED_FIRST_MARGIN
+        if t.first_source == CHECKED_SOURCE:
+            assert t.first_ci_half_width >= own - 1e-12
+        else:
+            assert t.first_ci_half_width == pytest.approx(own)
     pooled = math.sqrt(statistics.fmean(t.first_log_sd**2 for t in stored))
     t3 = student.ppf(0.975, 3)
     (bound,) = repo.bounds.rows(0.02)

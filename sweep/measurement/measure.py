@@ -9,6 +9,7 @@ first, so it waits until the generation has finished.
 from __future__ import annotations
 
 import hashlib
+import math
 import statistics
 import threading
 import time
@@ -214,6 +215,60 @@ def paired_pass(
     finally:
         restore()
     return PairedPass(tuple(base_s), tuple(accel_s), base_images, images, gen.host.since(mark))
+
+
+@dataclass(frozen=True)
+class CheckedPass:
+    """The setting over every batch, then the baseline over one of them (the check) right after; the other
+    batches' baseline times are the reference's scaled by the check's drift, or re-timed where it drifted."""
+
+    baseline_seconds: tuple[float, ...]
+    accelerated_seconds: tuple[float, ...]
+    drift: float
+    """The check run's seconds / the reference's for the same batch."""
+    retimed: bool
+    """The drift was past the tolerance: every baseline batch was re-run next to the setting's pass."""
+    images: list[Image]
+    check: int
+    check_images: list[Image]
+    host: dict[str, object] | None = None
+
+
+def checked_pass(
+    gen: Generator, work: Sequence[Batch], accelerate: Callable[[], None], restore: Callable[[], None],
+    reference: Sequence[float], check: int, tolerance: float, *, warm: bool = False,
+) -> CheckedPass:
+    """One untimed warm-up run with the setting (none when ``warm``), the setting over every batch, then the
+    baseline over batch ``check``. ``reference``: the speed baseline's per-image seconds of each batch. Where the
+    check is within ``tolerance`` of the reference (in log), the reference scaled by the drift is the baseline;
+    else the baseline re-runs the other batches, next to the setting's pass. Returns with the pipeline restored."""
+    accel_s: list[float] = []
+    images: list[Image] = []
+    try:
+        accelerate()
+        if not warm:
+            gen.run(work[0])
+        mark = gen.host.mark()
+        for batch in work:
+            seconds, out = gen.run(batch)
+            accel_s.append(seconds / len(batch[0]))
+            images.extend(out)
+        restore()
+        seconds, check_images = gen.run(work[check])
+        measured = {check: seconds / len(work[check][0])}
+        drift = measured[check] / reference[check]
+        retimed = abs(math.log(drift)) > tolerance
+        if retimed:
+            for index, batch in enumerate(work):
+                if index != check:
+                    seconds, _ = gen.run(batch)
+                    measured[index] = seconds / len(batch[0])
+            base_s = tuple(measured[i] for i in range(len(work)))
+        else:
+            base_s = tuple(measured.get(i, r * drift) for i, r in enumerate(reference))
+    finally:
+        restore()
+    return CheckedPass(base_s, tuple(accel_s), drift, retimed, images, check, check_images, gen.host.since(mark))
 
 
 @dataclass(frozen=True)

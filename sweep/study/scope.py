@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import zlib
 from collections.abc import Callable
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING
@@ -28,8 +29,10 @@ from sweep.measurement.protocol import Protocol
 from sweep.measurement.quality_pass import CHANGED_NOTHING, quality_baseline, quality_pass
 from sweep.measurement.speed_model import features
 from sweep.measurement.speed_pass import (
-    PAIRED_SOURCE,
+    MEASURED_SOURCES,
     FirstEstimate,
+    checked_first_estimate,
+    checked_timing_set_pass,
     paired_first_estimate,
     precise,
     speed_baseline,
@@ -79,6 +82,8 @@ class ScopeRun:
         was measured (its contenders are then timed precisely here)."""
         self.baseline_images: list[Image] | None = None
         """The quality baseline's images, when this process generated them (for the image deviation)."""
+        self.checked = True
+        """Measure first estimates with a checked pass where one applies (see ``_checkable``); off: paired passes."""
         self.refresh()
 
     def generator(self) -> Generator:
@@ -186,7 +191,7 @@ class ScopeRun:
             return None
         calls = denoiser_calls(base.pipeline, base.scheduler, base.steps)
         for scheduler, speed in self.repo.measurements.sibling_estimates(
-                self.scope, setting.key, packages_of_key(setting.key), PAIRED_SOURCE):
+                self.scope, setting.key, packages_of_key(setting.key), MEASURED_SOURCES):
             if denoiser_calls(base.pipeline, scheduler, base.steps) != calls:
                 continue
             assert self.speed_base is not None and speed.first_speedup
@@ -228,6 +233,19 @@ class ScopeRun:
                 rows.append(self._speed_failed(setting, failed_reason, started))
             elif shared is not None:
                 rows.append(self._speed_row(setting, shared, applied.patched, started))
+            elif self._checkable():
+                # the speed baseline is this timing set's own pass: one baseline run next to the setting's pass
+                # checks it has not drifted (the rest re-run where it has)
+                assert self.speed_base is not None
+                n = len(self.timing_set)
+                check = zlib.crc32(setting.key.encode()) % n
+                run = checked_timing_set_pass(gen, self.timing_set, applied, self.speed_base.batch_seconds, check,
+                                              warm=need_quality)
+                size = self.base.batch_size
+                same = [digest(i) for i in run.images[check * size:(check + 1) * size]] == \
+                    [digest(i) for i in run.check_images]
+                rows.append(self._speed_failed(setting, CHANGED_NOTHING, started) if same else
+                            self._speed_row(setting, checked_first_estimate(run), applied.patched, started, run.host))
             else:
                 # the quality pass's own seconds are not compared with a baseline timed minutes (or machines) away:
                 # the first estimate is a paired pass of the timing set, its baseline runs next to the setting's
@@ -238,6 +256,14 @@ class ScopeRun:
                     rows.append(self._speed_row(setting, paired_first_estimate(paired), applied.patched, started,
                                                 paired.host))
         return rows
+
+    def _checkable(self) -> bool:
+        """A checked first estimate needs a reference for every timing batch, timed in this process's row: the
+        speed baseline of the timing set itself (not a quality pass's batches), and several batches (with one, the
+        check is the whole baseline: a paired pass costs the same)."""
+        base = self.speed_base
+        return (self.checked and base is not None and base.source == "timing set"
+                and len(self.timing_set) >= 2 and len(base.batch_seconds) == len(self.timing_set))
 
     def weights_key(self, setting: AccelSetting, status: str = "done") -> str:
         """A measured speed holds for any weights unless the method looks at the activations; a failure is kept

@@ -27,6 +27,9 @@ from storage.models import (
 )
 
 SHARED_SOURCE = "shared from "
+CHECKED_SOURCE = "checked timing set"
+"""A first estimate against the speed baseline's pass, gated by one adjacent baseline run (``sweep.measurement
+.speed_pass``): its interval carries ``DRIFT_TOLERANCE``, in its row's noise as in its own."""
 """How a shared first estimate's source begins; the donor row's scheduler follows."""
 
 
@@ -260,7 +263,7 @@ def row_noise(speeds: Mapping[str, SpeedResult]) -> dict[str, SpeedResult]:
     every setting of a row (one pipeline, shape and machine, minutes apart): pooled over the row's estimates,
     it has their degrees of freedom summed. Each estimate then gets ``t(pooled df) × max(pooled sd, own sd) /
     √pairs`` (a setting noisier than its row keeps its own spread) plus the paired margin, and a shared estimate
-    the scheduler margin too, but never wider than its own interval: one pass hit by a slow stretch inflates the
+    the scheduler margin too, a checked estimate the drift tolerance too, but never wider than its own interval: one pass hit by a slow stretch inflates the
     pooled spread of the whole row (sums of squares), and where a row's passes have several pairs each their own
     intervals may already be the narrower. Estimates stored before pairs were recorded keep their own width."""
     noisy = [s for s in speeds.values() if s.status == "done" and s.first_pairs and s.first_pairs >= 2
@@ -272,7 +275,8 @@ def row_noise(speeds: Mapping[str, SpeedResult]) -> dict[str, SpeedResult]:
     t = _t975(df)
     out = dict(speeds)
     for s in noisy:
-        margin = defaults.PAIRED_FIRST_MARGIN + (defaults.SHARED_MARGIN if s.shared else 0.0)
+        margin = defaults.PAIRED_FIRST_MARGIN + (defaults.SHARED_MARGIN if s.shared else 0.0) + \
+            (defaults.DRIFT_TOLERANCE if s.first_source == CHECKED_SOURCE else 0.0)
         half = math.expm1(t * max(pooled, s.first_log_sd) / math.sqrt(s.first_pairs)) + margin  # type: ignore[arg-type,type-var,operator]
         out[s.setting_key] = replace(s, row_half_width=min(half, s.first_ci_half_width or math.inf))
     return out

@@ -22,7 +22,7 @@ from sweep.accelerators import AppliedSetting
 from sweep.measurement.measure import Generator, batches, checked_pass, stable_pass
 from sweep.measurement.speed_pass import (
     CHECKED_SOURCE,
-    RETIMED_SOURCE,
+    PAIRED_SOURCE,
     checked_first_estimate,
     checked_timing_set_pass,
 )
@@ -42,10 +42,9 @@ def gen() -> Generator:
     return Generator(pipe, 6, 64, 64, "cpu", options=PIPELINES["tiny-sd-a"].call_options)
 
 
-def test_a_check_within_tolerance_scales_the_speed_baseline_and_one_off_re_times_it(gen: Generator) -> None:
+def test_a_check_within_tolerance_compares_with_the_speed_baseline_and_one_off_returns_none(gen: Generator) -> None:
     work = batches(["a cat", "a dog", "a bird"], [0, 1, 2], 1)
     reference = stable_pass(gen, work, TimingPolicy(warmup_cap=3)).seconds_per_image
-    images = gen.images
     applied = AppliedSetting(gen.pipe, DEEPCACHE)
 
     def accelerate() -> None:
@@ -56,31 +55,28 @@ def test_a_check_within_tolerance_scales_the_speed_baseline_and_one_off_re_times
         applied.remove()
         gen.call = None
 
-    # any drift accepted: only the check batch is run by the baseline, the others are the reference scaled by it
+    images = gen.images
+    # any drift accepted: the speed baseline's own batches are the baseline, the check a gate
     kept = checked_pass(gen, work, accelerate, restore, reference, 1, math.inf)
-    assert gen.images - images == 1 + 3 + 1  # warm-up, the setting's pass, the check
-    assert not kept.retimed and len(kept.check_images) == 1
-    assert kept.baseline_seconds[1] == pytest.approx(kept.drift * reference[1])
-    assert kept.baseline_seconds == pytest.approx(tuple(r * kept.drift for r in reference))
+    assert gen.images - images == 1 + 3 + 2  # warm-up, the setting's pass, the check (once untimed, once timed)
+    assert kept.passed and len(kept.check_images) == 1 and kept.baseline_seconds == tuple(reference)
     estimate = checked_first_estimate(kept)
-    speedup, half = paired_estimate(kept.baseline_seconds, kept.accelerated_seconds)
+    speedup, half = paired_estimate(reference, kept.accelerated_seconds)
     assert estimate.source == CHECKED_SOURCE and estimate.pairs == 3
-    assert estimate.speedup == pytest.approx(speedup)
-    assert estimate.ci_half_width == pytest.approx(half + abs(math.log(kept.drift)))  # the drift's size is owned up to
-    # a reference twice (or half) as slow as the machine now: the check is off, every baseline batch is re-run
+    assert estimate.speedup == pytest.approx(speedup) and estimate.baseline_time == pytest.approx(statistics.fmean(reference))
+    # the check bounds the drift between the two passes by the tolerance: added whole, whatever the check read
+    assert estimate.ci_half_width == pytest.approx(half + defaults.DRIFT_TOLERANCE)
+    # a reference twice (or half) as slow as the machine now: the check fails and gives no baseline
     for factor in (2.0, 0.5):
-        images = gen.images
         moved = checked_pass(gen, work, accelerate, restore, tuple(r * factor for r in reference), 2,
                              defaults.DRIFT_TOLERANCE)
-        assert moved.retimed and gen.images - images == 1 + 3 + 3
-        assert statistics.fmean(moved.baseline_seconds) == pytest.approx(statistics.fmean(reference), rel=0.5)
-        assert checked_first_estimate(moved).source == RETIMED_SOURCE
-        assert checked_first_estimate(moved).ci_half_width == pytest.approx(
-            paired_estimate(moved.baseline_seconds, moved.accelerated_seconds)[1])
+        assert not moved.passed and moved.baseline_seconds is None
+        assert moved.drift == pytest.approx(1 / factor, rel=0.5)
+        with pytest.raises(AssertionError):
+            checked_first_estimate(moved)
     assert gen.call is None  # the pipeline is restored
-    # the runner's entry point: the protocol's tolerance, and a reference this machine matches only by chance
-    run = checked_timing_set_pass(gen, work, applied, tuple(r * 3 for r in reference), 0)
-    assert run.retimed and checked_first_estimate(run).source == RETIMED_SOURCE
+    run = checked_timing_set_pass(gen, work, applied, tuple(r * 3 for r in reference), 0)  # the runner's entry point
+    assert not run.passed and gen.call is None
 
 
 SPACE = tiny_speed_space("checked", cache_intervals="2, 3, 4").replace(
@@ -88,22 +84,67 @@ SPACE = tiny_speed_space("checked", cache_intervals="2, 3, 4").replace(
 
 
 def test_a_speed_only_row_of_several_timing_prompts_checks_instead_of_pairing(tmp_path: Path, sqlite_url: str) -> None:
-    """Each setting costs a warm-up, its pass and one baseline run (two more where the check drifted): counted
-    from the run's own images, and each stored estimate says which it was."""
+    """Each setting costs a warm-up, its pass and two baseline runs of one batch; a check that drifted turns the
+    rest of the row to paired passes (that setting's paired pass on top): counted from the run's own images."""
     path = tmp_path / "space.toml"
     path.write_text(SPACE, encoding="utf-8")
     repo = Repository(sqlite_url)
     summary = Runner(repo, "cpu").run(parse_space(tomllib.loads(SPACE), str(path)), canary=False)
     with repo.session() as s:
         (base,) = s.scalars(select(SpeedBaselineRow)).all()
-        trials = s.scalars(select(SpeedTrialRow)).all()
+        trials = s.scalars(select(SpeedTrialRow).order_by(SpeedTrialRow.id)).all()
     assert base.source == "timing set" and len(base.batch_seconds) == 2
-    assert len(trials) == 3 and {t.first_source for t in trials} <= {CHECKED_SOURCE, RETIMED_SOURCE}
+    sources = [t.first_source for t in trials]
+    assert len(trials) == 3 and set(sources) <= {CHECKED_SOURCE, PAIRED_SOURCE}
+    first_paired = sources.index(PAIRED_SOURCE) if PAIRED_SOURCE in sources else len(sources)
+    assert all(s == PAIRED_SOURCE for s in sources[first_paired:])  # once drifting, the row stays paired
     for t in trials:
         assert t.first_pairs == 2 and t.first_log_sd is not None
-        drift = t.first_baseline_time / base.time
-        if t.first_source == CHECKED_SOURCE:  # the speed baseline scaled by a drift within the tolerance
-            assert abs(math.log(drift)) <= defaults.DRIFT_TOLERANCE + 1e-12
-    retimed = sum(t.first_source == RETIMED_SOURCE for t in trials)
+        if t.first_source == CHECKED_SOURCE:  # compared with the speed baseline's own pass
+            assert t.first_baseline_time == pytest.approx(base.time)
+    images = base.warmup_runs + 2 + first_paired * (1 + 2 + 2)
+    if first_paired < len(trials):  # the drifted check, then its paired pass; the rest paired from the start
+        images += (1 + 2 + 2) + (1 + 2 * 2) + (len(trials) - first_paired - 1) * (1 + 2 * 2)
     precise = sum(t.warmup_runs + 2 * t.pairs for t in trials if t.speedup is not None)
-    assert summary.images == base.warmup_runs + 2 + 3 * (1 + 2 + 1) + retimed * 1 + precise
+    assert summary.images == images + precise
+
+
+def _run(tmp_path: Path, db: str, text: str):  # type: ignore[no-untyped-def]
+    path = tmp_path / "space.toml"
+    path.write_text(text, encoding="utf-8")
+    return Runner(Repository(db), "cpu").run(parse_space(tomllib.loads(text), str(path)), canary=False)
+
+
+def test_a_speed_baseline_from_another_session_is_not_a_reference(tmp_path: Path, sqlite_url: str) -> None:
+    """Resumed (or on another worker), the stored speed baseline was timed in another process, perhaps another
+    machine state: a setting added then is measured with a paired pass."""
+    _run(tmp_path, sqlite_url, tiny_speed_space("resumed", cache_intervals="2").replace(
+        "num_prompts = 1\ntiming_prompts = 1", "num_prompts = 2\ntiming_prompts = 2"))
+    _run(tmp_path, sqlite_url, tiny_speed_space("resumed", cache_intervals="2, 4").replace(
+        "num_prompts = 1\ntiming_prompts = 1", "num_prompts = 2\ntiming_prompts = 2"))
+    with Repository(sqlite_url).session() as s:
+        trials = s.scalars(select(SpeedTrialRow).order_by(SpeedTrialRow.id)).all()
+    assert len(trials) == 2 and trials[0].first_source in (CHECKED_SOURCE, PAIRED_SOURCE)
+    assert trials[1].first_source == PAIRED_SOURCE
+
+
+def test_an_estimate_shared_from_a_checked_one_keeps_its_interval_out_of_the_pool(tmp_path: Path, sqlite_url: str) -> None:
+    """A checked estimate's drift tolerance is in its own interval: shared to a row of another scheduler it keeps that
+    interval (plus the scheduler margin) instead of being pooled without it."""
+    _run(tmp_path, sqlite_url, tiny_speed_space("shared", schedulers='"DDIMScheduler", "UniPCMultistepScheduler"',
+                                                cache_intervals="2, 3, 4").replace(
+        "num_prompts = 1\ntiming_prompts = 1", "num_prompts = 2\ntiming_prompts = 2"))
+    repo = Repository(sqlite_url)
+    with repo.session() as s:
+        trials = s.scalars(select(SpeedTrialRow).order_by(SpeedTrialRow.id)).all()
+    donors = {t.setting_key: t for t in trials if t.first_source in (CHECKED_SOURCE, PAIRED_SOURCE)}
+    shared = [t for t in trials if (t.first_source or "").startswith("shared from")]
+    assert shared
+    for t in shared:
+        donor = donors[t.setting_key]
+        assert t.first_ci_half_width == pytest.approx(donor.first_ci_half_width + defaults.SHARED_MARGIN)
+        assert (t.first_pairs is None) == (donor.first_source == CHECKED_SOURCE)
+    for bound in repo.bounds.rows(0.02):
+        for s in repo.bounds.speeds(bound).values():
+            if s.shared and not s.precise and s.first_pairs is None:
+                assert s.published_half_width == s.first_ci_half_width and s.interval_source == "own pairs"

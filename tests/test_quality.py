@@ -22,7 +22,7 @@ from storage.models import (
     SpeedTrialRow,
 )
 from sweep.fronts.cli import app
-from sweep.measurement.speed_pass import CHECKED_SOURCE, PAIRED_SOURCE, RETIMED_SOURCE
+from sweep.measurement.speed_pass import CHECKED_SOURCE, PAIRED_SOURCE
 from sweep.study.catalogue import parse_space
 from sweep.study.runner import Runner, SearchOptions
 from tests.conftest import TINY_A_SPACE, quality_space, write_space
@@ -144,7 +144,7 @@ def test_random_weights_measure_speed_only(tmp_path: Path, sqlite_url: str) -> N
         assert s.scalars(select(QualityTrialRow)).all() == [] and s.scalars(select(QualityBaselineRow)).all() == []
         speeds = s.scalars(select(SpeedTrialRow)).all()
     # a speed-only row's speed baseline is its timing set's own pass: first estimates are checked against it
-    assert len(speeds) == SETTINGS and {t.first_source for t in speeds} <= {CHECKED_SOURCE, RETIMED_SOURCE}
+    assert len(speeds) == SETTINGS and {t.first_source for t in speeds} <= {CHECKED_SOURCE, PAIRED_SOURCE}
     # every timing carries the host's state it was made in (a CPU here: no GPU busy fraction to read)
     with repo.session() as s:
         (base,) = s.scalars(select(SpeedBaselineRow)).all()

@@ -219,19 +219,22 @@ def paired_pass(
 
 @dataclass(frozen=True)
 class CheckedPass:
-    """The setting over every batch, then the baseline over one of them (the check) right after; the other
-    batches' baseline times are the reference's scaled by the check's drift, or re-timed where it drifted."""
+    """The setting over every batch, then the baseline over one of them (the check) right after: where the check is
+    within the tolerance of the reference, the reference is the baseline (the check a gate, not a correction)."""
 
-    baseline_seconds: tuple[float, ...]
+    baseline_seconds: tuple[float, ...] | None
+    """The reference's per-image seconds where the check passed; None where it drifted."""
     accelerated_seconds: tuple[float, ...]
     drift: float
     """The check run's seconds / the reference's for the same batch."""
-    retimed: bool
-    """The drift was past the tolerance: every baseline batch was re-run next to the setting's pass."""
     images: list[Image]
     check: int
     check_images: list[Image]
     host: dict[str, object] | None = None
+
+    @property
+    def passed(self) -> bool:
+        return self.baseline_seconds is not None
 
 
 def checked_pass(
@@ -239,9 +242,10 @@ def checked_pass(
     reference: Sequence[float], check: int, tolerance: float, *, warm: bool = False,
 ) -> CheckedPass:
     """One untimed warm-up run with the setting (none when ``warm``), the setting over every batch, then the
-    baseline over batch ``check``. ``reference``: the speed baseline's per-image seconds of each batch. Where the
-    check is within ``tolerance`` of the reference (in log), the reference scaled by the drift is the baseline;
-    else the baseline re-runs the other batches, next to the setting's pass. Returns with the pipeline restored."""
+    baseline over batch ``check``: once untimed (the first call after the setting's hooks are removed may carry a
+    cost of its own), once timed. ``reference``: the speed baseline's per-image seconds of each batch, timed in
+    this process. The check passes within ``tolerance`` of the reference (in log); a drifted check returns no
+    baseline: the caller measures a paired pass instead. Returns with the pipeline restored."""
     accel_s: list[float] = []
     images: list[Image] = []
     try:
@@ -254,21 +258,14 @@ def checked_pass(
             accel_s.append(seconds / len(batch[0]))
             images.extend(out)
         restore()
+        gen.run(work[check])
         seconds, check_images = gen.run(work[check])
-        measured = {check: seconds / len(work[check][0])}
-        drift = measured[check] / reference[check]
-        retimed = abs(math.log(drift)) > tolerance
-        if retimed:
-            for index, batch in enumerate(work):
-                if index != check:
-                    seconds, _ = gen.run(batch)
-                    measured[index] = seconds / len(batch[0])
-            base_s = tuple(measured[i] for i in range(len(work)))
-        else:
-            base_s = tuple(measured.get(i, r * drift) for i, r in enumerate(reference))
+        drift = seconds / len(work[check][0]) / reference[check]
     finally:
         restore()
-    return CheckedPass(base_s, tuple(accel_s), drift, retimed, images, check, check_images, gen.host.since(mark))
+    passed = abs(math.log(drift)) <= tolerance
+    return CheckedPass(tuple(reference) if passed else None, tuple(accel_s), drift, images, check, check_images,
+                       gen.host.since(mark))
 
 
 @dataclass(frozen=True)

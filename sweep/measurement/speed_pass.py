@@ -4,21 +4,22 @@
   batches when they were generated here, else from the timing set (warm-up until stable, one pass).
 - A first estimate: one paired pass over the timing set, each batch run by the baseline and by the setting back
   to back, so the baseline it is compared with was measured next to it (one slow pass of the baseline, minutes
-  earlier, cannot bias every setting of a configuration). Where the speed baseline is the timing set's own pass
-  and the set has several batches, a *checked* pass costs fewer images: the setting over every batch, then the
-  baseline over one (the check) right after; within ``DRIFT_TOLERANCE`` of the speed baseline, that baseline
-  scaled by the drift stands in for the rest, else the baseline re-runs the other batches next to the pass.
+  earlier, cannot bias every setting of a configuration). Where the speed baseline is the timing set's own pass,
+  timed in this process, and the set has several batches, a *checked* pass costs fewer images: the setting over
+  every batch, then the baseline over one (the check) right after; within ``DRIFT_TOLERANCE`` of the speed
+  baseline, that baseline is compared with (the tolerance added to the interval), else the row is drifting and
+  this setting and the rest of its row get paired passes.
 - Precise timing: baseline and accelerated runs of the timing set interleaved (A B, B A, ...) until the
   speed-up's 95% CI is within its target, spent only on settings that can still be the upper bound.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from search_space import defaults
+from storage import measurements
 from sweep.accelerators import AppliedSetting
 from sweep.measurement.measure import (
     Batch,
@@ -49,11 +50,9 @@ class FirstEstimate:
 
 
 PAIRED_SOURCE = "paired timing set"
-CHECKED_SOURCE = "checked timing set"
-"""The setting's pass, the speed baseline scaled by one adjacent baseline run (see ``checked_pass``)."""
-RETIMED_SOURCE = "re-timed timing set"
-"""The setting's pass and the baseline's re-run right after it, the check having drifted."""
-MEASURED_SOURCES = (PAIRED_SOURCE, CHECKED_SOURCE, RETIMED_SOURCE)
+CHECKED_SOURCE = measurements.CHECKED_SOURCE
+"""The setting's pass against the speed baseline's, one adjacent baseline run having checked it (``checked_pass``)."""
+MEASURED_SOURCES = (PAIRED_SOURCE, CHECKED_SOURCE)
 """First estimates measured in their own row (what a row of another scheduler may share)."""
 
 
@@ -65,14 +64,15 @@ def paired_first_estimate(run: PairedPass) -> FirstEstimate:
 
 
 def checked_first_estimate(run: CheckedPass) -> FirstEstimate:
-    """The per-batch log ratios give the spread as for a paired pass; a drift the reference was scaled by adds
-    its own size to the interval (one run measured it)."""
+    """The speed baseline's batches against the setting's: the per-batch log ratios hold both passes' run-to-run
+    noise (the runs are independent), so Student's t over them bounds the ratio of the two means; what they cannot
+    see is a drift between the passes, which the check bounds by ``DRIFT_TOLERANCE``: added to the interval
+    whole (one check run measures the drift only to its own noise, so it is a gate, never a correction)."""
+    assert run.baseline_seconds is not None, "a drifted check has no estimate: measure a paired pass"
     speedup, half = paired_estimate(run.baseline_seconds, run.accelerated_seconds)
-    if not run.retimed:
-        half += abs(math.log(run.drift))
-    return FirstEstimate(speedup, half, sum(run.accelerated_seconds) / len(run.accelerated_seconds),
-                         sum(run.baseline_seconds) / len(run.baseline_seconds),
-                         RETIMED_SOURCE if run.retimed else CHECKED_SOURCE,
+    return FirstEstimate(speedup, half + defaults.DRIFT_TOLERANCE,
+                         sum(run.accelerated_seconds) / len(run.accelerated_seconds),
+                         sum(run.baseline_seconds) / len(run.baseline_seconds), CHECKED_SOURCE,
                          len(run.baseline_seconds), log_spread(run.baseline_seconds, run.accelerated_seconds))
 
 
@@ -101,8 +101,8 @@ def timing_set_pass(gen: Generator, timing_set: Sequence[Batch], applied: Applie
 
 def checked_timing_set_pass(gen: Generator, timing_set: Sequence[Batch], applied: AppliedSetting,
                             reference: Sequence[float], check: int, *, warm: bool = False) -> CheckedPass:
-    """The setting's first estimate against the speed baseline's own batches, checked by one adjacent baseline run
-    (re-timed where it drifted past ``DRIFT_TOLERANCE``)."""
+    """The setting's pass against the speed baseline's own batches, checked by one adjacent baseline run (see
+    :func:`checked_pass`; a check past ``DRIFT_TOLERANCE`` returns no baseline)."""
     return checked_pass(gen, timing_set, *_switches(gen, applied), reference, check, defaults.DRIFT_TOLERANCE, warm=warm)
 
 

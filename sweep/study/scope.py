@@ -29,6 +29,7 @@ from sweep.measurement.protocol import Protocol
 from sweep.measurement.quality_pass import CHANGED_NOTHING, quality_baseline, quality_pass
 from sweep.measurement.speed_model import features
 from sweep.measurement.speed_pass import (
+    CHECKED_SOURCE,
     MEASURED_SOURCES,
     FirstEstimate,
     checked_first_estimate,
@@ -84,6 +85,10 @@ class ScopeRun:
         """The quality baseline's images, when this process generated them (for the image deviation)."""
         self.checked = True
         """Measure first estimates with a checked pass where one applies (see ``_checkable``); off: paired passes."""
+        self.reference_here = False
+        """The speed baseline was timed by this process (a checked pass compares with it)."""
+        self.drifting = False
+        """A check of this row drifted past ``DRIFT_TOLERANCE``: paired passes for the rest of the row."""
         self.refresh()
 
     def generator(self) -> Generator:
@@ -148,6 +153,7 @@ class ScopeRun:
                     repeat_max_pixel_diff=run.repeat_max_pixel_diff, host=run.host))
         elif self.speed_base is None:
             timed = speed_baseline(gen, self.timing_set, self.protocol.timing.policy)
+            self.reference_here = True
             rows.append(m.speed_baseline_row(
                 self.scope, time=timed.time, time_spread=timed.spread, batch_seconds=timed.seconds_per_image,
                 source="timing set", image_digests=timed.digests, weights=weights_of(self.base), worker=self.worker,
@@ -195,9 +201,12 @@ class ScopeRun:
             if denoiser_calls(base.pipeline, scheduler, base.steps) != calls:
                 continue
             assert self.speed_base is not None and speed.first_speedup
+            # a checked estimate's drift tolerance is in its own interval only: shared, it keeps that interval
+            # (no pairs to pool, which would drop the tolerance)
+            spread = (None, None) if speed.first_source == CHECKED_SOURCE else (speed.first_pairs, speed.first_log_sd)
             return FirstEstimate(speed.first_speedup, (speed.first_ci_half_width or 0.0) + defaults.SHARED_MARGIN,
                                  self.speed_base.time / speed.first_speedup, self.speed_base.time,
-                                 SHARED_SOURCE + scheduler, speed.first_pairs, speed.first_log_sd)
+                                 SHARED_SOURCE + scheduler, *spread)
         return None
 
     def _measure(self, setting: AccelSetting, max_loss: float, need_quality: bool, need_speed: bool, started: datetime) -> Rows:
@@ -233,19 +242,8 @@ class ScopeRun:
                 rows.append(self._speed_failed(setting, failed_reason, started))
             elif shared is not None:
                 rows.append(self._speed_row(setting, shared, applied.patched, started))
-            elif self._checkable():
-                # the speed baseline is this timing set's own pass: one baseline run next to the setting's pass
-                # checks it has not drifted (the rest re-run where it has)
-                assert self.speed_base is not None
-                n = len(self.timing_set)
-                check = zlib.crc32(setting.key.encode()) % n
-                run = checked_timing_set_pass(gen, self.timing_set, applied, self.speed_base.batch_seconds, check,
-                                              warm=need_quality)
-                size = self.base.batch_size
-                same = [digest(i) for i in run.images[check * size:(check + 1) * size]] == \
-                    [digest(i) for i in run.check_images]
-                rows.append(self._speed_failed(setting, CHANGED_NOTHING, started) if same else
-                            self._speed_row(setting, checked_first_estimate(run), applied.patched, started, run.host))
+            elif self._checkable() and (checked := self._checked(gen, setting, applied, need_quality)) is not None:
+                rows.append(checked)
             else:
                 # the quality pass's own seconds are not compared with a baseline timed minutes (or machines) away:
                 # the first estimate is a paired pass of the timing set, its baseline runs next to the setting's
@@ -258,12 +256,37 @@ class ScopeRun:
         return rows
 
     def _checkable(self) -> bool:
-        """A checked first estimate needs a reference for every timing batch, timed in this process's row: the
-        speed baseline of the timing set itself (not a quality pass's batches), and several batches (with one, the
-        check is the whole baseline: a paired pass costs the same)."""
+        """A checked first estimate needs a reference for every timing batch, timed in this process (a stored one
+        is from another session, machine state or worker): the speed baseline of the timing set itself, not a
+        quality pass's batches; several batches (with one, the check is the whole baseline: a paired pass costs the
+        same); and a row whose checks have not drifted yet."""
         base = self.speed_base
-        return (self.checked and base is not None and base.source == "timing set"
-                and len(self.timing_set) >= 2 and len(base.batch_seconds) == len(self.timing_set))
+        return (self.checked and self.reference_here and not self.drifting and base is not None
+                and base.source == "timing set" and len(self.timing_set) >= 2
+                and len(base.batch_seconds) == len(self.timing_set))
+
+    def _checked(self, gen: Generator, setting: AccelSetting, applied: AppliedSetting, warm: bool) -> Base | None:
+        """``setting``'s checked first estimate (or its CHANGED_NOTHING failure); None where the check drifted: the
+        row is then drifting, and this setting and the rest of the row get paired passes."""
+        base = self.speed_base
+        assert base is not None
+        check = zlib.crc32(setting.key.encode()) % len(self.timing_set)
+        started = datetime.now(timezone.utc)
+        run = checked_timing_set_pass(gen, self.timing_set, applied, base.batch_seconds, check, warm=warm)
+        if not run.passed:
+            log.info("%s: the baseline drifted %+.1f%% from its speed baseline: paired first estimates from here",
+                     self.base.label, 100 * (run.drift - 1))
+            self.drifting = True
+            return None
+        if base.repeat_max_pixel_diff == 0 and len(base.image_digests) == len(run.images):
+            same = [digest(i) for i in run.images] == list(base.image_digests)  # deterministic: every image
+        else:
+            size = self.base.batch_size
+            same = [digest(i) for i in run.images[check * size:(check + 1) * size]] == \
+                [digest(i) for i in run.check_images]
+        if same:
+            return self._speed_failed(setting, CHANGED_NOTHING, started)
+        return self._speed_row(setting, checked_first_estimate(run), applied.patched, started, run.host)
 
     def weights_key(self, setting: AccelSetting, status: str = "done") -> str:
         """A measured speed holds for any weights unless the method looks at the activations; a failure is kept

@@ -36,10 +36,10 @@ PAIRED_FIRST_MARGIN = 0.02
 """Added to the half-width of a first estimate from a paired pass (every timing batch run by the baseline and
 the setting back to back): what a few pairs cannot show of the spread."""
 DRIFT_TOLERANCE = 0.03
-"""A checked first estimate (speed-only rows of several timing prompts) runs the setting over the timing set and the
-baseline over one batch of it right after; where that run is within this fraction (in log) of the speed baseline's
-time for the same batch, the speed baseline, scaled by the drift, stands in for the rest, and the drift's size is
-added to the interval; further off, the baseline re-runs the other batches next to the setting's pass."""
+"""A checked first estimate (speed-only rows of several timing prompts, speed baseline timed by the same process)
+runs the setting over the timing set and the baseline over one batch of it right after; within this fraction (in
+log) of the speed baseline's time for that batch, the setting is compared with the speed baseline's pass and this
+fraction is added to its interval; further off, the row is drifting and gets paired passes from there on."""
 CONFIRM_TOP = 3
 """Contenders timed precisely per round before an upper bound is published."""
 SHARED_MARGIN = 0.05

@@ -1,7 +1,8 @@
-"""Checked first estimates: the setting over the timing set, the baseline over one batch of it right after; the
-speed baseline, scaled by that run's drift, stands in for the other batches, or they are re-timed where it drifted.
-Issue 22's H100 run: a paired pass ran 9 images per setting where the filing-day pass ran 5, and bought nothing on a
-quiet host; a checked pass runs 6. Real tiny pipelines on the CPU."""
+"""Checked first estimates: the setting over the timing set, then the baseline over one batch of it right after
+(once untimed, once timed: the check). Within the drift tolerance the setting is compared with the speed baseline's
+own pass (the tolerance added to the interval); past it, the row gets paired passes. Issue 22's H100 run: a paired
+pass ran 9 images per setting where the filing-day pass ran 5, and bought nothing on a quiet host; a checked pass
+runs 7. Real tiny pipelines on the CPU."""
 
 from __future__ import annotations
 

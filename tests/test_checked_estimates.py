@@ -149,3 +149,17 @@ def test_an_estimate_shared_from_a_checked_one_keeps_its_interval_out_of_the_poo
         for s in repo.bounds.speeds(bound).values():
             if s.shared and not s.precise and s.first_pairs is None:
                 assert s.published_half_width == s.first_ci_half_width and s.interval_source == "own pairs"
+
+
+def test_a_drifted_check_turns_the_rest_of_the_row_to_paired_passes(tmp_path: Path, sqlite_url: str,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """No drift at all tolerated: the first check drifts, that setting gets a paired pass on top of its checked one,
+    and every later setting of the row a paired pass from the start."""
+    monkeypatch.setattr(defaults, "DRIFT_TOLERANCE", 0.0)
+    summary = _run(tmp_path, sqlite_url, SPACE)
+    with Repository(sqlite_url).session() as s:
+        (base,) = s.scalars(select(SpeedBaselineRow)).all()
+        trials = s.scalars(select(SpeedTrialRow).order_by(SpeedTrialRow.id)).all()
+    assert [t.first_source for t in trials] == [PAIRED_SOURCE] * 3
+    precise = sum(t.warmup_runs + 2 * t.pairs for t in trials if t.speedup is not None)
+    assert summary.images == base.warmup_runs + 2 + (1 + 2 + 2) + 3 * (1 + 2 * 2) + precise

@@ -27,10 +27,10 @@ from storage.models import (
 )
 
 SHARED_SOURCE = "shared from "
+"""How a shared first estimate's source begins; the donor row's scheduler follows."""
 CHECKED_SOURCE = "checked timing set"
 """A first estimate against the speed baseline's pass, gated by one adjacent baseline run (``sweep.measurement
 .speed_pass``): its interval carries ``DRIFT_TOLERANCE``, in its row's noise as in its own."""
-"""How a shared first estimate's source begins; the donor row's scheduler follows."""
 
 
 def shared_source(first_source: str | None) -> bool:
@@ -263,9 +263,10 @@ def row_noise(speeds: Mapping[str, SpeedResult]) -> dict[str, SpeedResult]:
     every setting of a row (one pipeline, shape and machine, minutes apart): pooled over the row's estimates,
     it has their degrees of freedom summed. Each estimate then gets ``t(pooled df) × max(pooled sd, own sd) /
     √pairs`` (a setting noisier than its row keeps its own spread) plus the paired margin, and a shared estimate
-    the scheduler margin too, a checked estimate the drift tolerance too, but never wider than its own interval: one pass hit by a slow stretch inflates the
-    pooled spread of the whole row (sums of squares), and where a row's passes have several pairs each their own
-    intervals may already be the narrower. Estimates stored before pairs were recorded keep their own width."""
+    the scheduler margin too, a checked estimate the drift tolerance too, but never wider than its own interval:
+    one pass hit by a slow stretch inflates the pooled spread of the whole row (sums of squares), and where a
+    row's passes have several pairs each their own intervals may already be the narrower. Estimates stored before
+    pairs were recorded keep their own width."""
     noisy = [s for s in speeds.values() if s.status == "done" and s.first_pairs and s.first_pairs >= 2
              and s.first_log_sd is not None and s.first_speedup is not None]
     df = sum(s.first_pairs - 1 for s in noisy)  # type: ignore[operator]

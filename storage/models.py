@@ -177,7 +177,7 @@ class SpeedTrialRow(Base):
     """Pairs of the paired pass the first estimate comes from (a shared estimate: its sibling's)."""
     first_log_sd: Mapped[float | None] = mapped_column(Float, nullable=True)
     """Standard deviation of those pairs' log speed-ups: pooled over a row, the noise its first estimates are
-    judged by (``storage.noise``)."""
+    judged by (:func:`storage.measurements.row_noise`)."""
     speedup: Mapped[float | None] = mapped_column(Float, nullable=True)
     """Precise: median of interleaved baseline/accelerated ratios on the timing set, to a target CI."""
     ci_half_width: Mapped[float | None] = mapped_column(Float, nullable=True)

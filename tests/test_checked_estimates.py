@@ -26,6 +26,7 @@ from sweep.measurement.speed_pass import (
     PAIRED_SOURCE,
     checked_first_estimate,
     checked_timing_set_pass,
+    switches,
 )
 from sweep.measurement.stats import TimingPolicy, paired_estimate
 from sweep.pipelines.loader import load_pipeline
@@ -47,15 +48,7 @@ def test_a_check_within_tolerance_compares_with_the_speed_baseline_and_one_off_r
     work = batches(["a cat", "a dog", "a bird"], [0, 1, 2], 1)
     reference = stable_pass(gen, work, TimingPolicy(warmup_cap=3)).seconds_per_image
     applied = AppliedSetting(gen.pipe, DEEPCACHE)
-
-    def accelerate() -> None:
-        applied.apply()
-        gen.call = applied.call
-
-    def restore() -> None:
-        applied.remove()
-        gen.call = None
-
+    accelerate, restore = switches(gen, applied)
     images = gen.images
     # any drift accepted: the speed baseline's own batches are the baseline, the check a gate
     kept = checked_pass(gen, work, accelerate, restore, reference, 1, math.inf)

@@ -46,7 +46,7 @@ class FirstEstimate:
     source: str
     pairs: int | None = None
     log_sd: float | None = None
-    """Spread of its pairs' log speed-ups: what a row's pooled noise is made of (``storage.noise``)."""
+    """Spread of its pairs' log speed-ups: what a row's pooled noise is made of (:func:`storage.measurements.row_noise`)."""
 
 
 PAIRED_SOURCE = "paired timing set"
@@ -56,11 +56,15 @@ MEASURED_SOURCES = (PAIRED_SOURCE, CHECKED_SOURCE)
 """First estimates measured in their own row (what a row of another scheduler may share)."""
 
 
+def _estimate(baseline: Sequence[float], accelerated: Sequence[float], source: str, margin: float = 0.0) -> FirstEstimate:
+    """Per-batch baseline and accelerated seconds → the first estimate, its interval widened by ``margin``."""
+    speedup, half = paired_estimate(baseline, accelerated)
+    return FirstEstimate(speedup, half + margin, sum(accelerated) / len(accelerated), sum(baseline) / len(baseline),
+                         source, len(baseline), log_spread(baseline, accelerated))
+
+
 def paired_first_estimate(run: PairedPass) -> FirstEstimate:
-    speedup, half = paired_estimate(run.baseline_seconds, run.accelerated_seconds)
-    return FirstEstimate(speedup, half, sum(run.accelerated_seconds) / len(run.accelerated_seconds),
-                         sum(run.baseline_seconds) / len(run.baseline_seconds), PAIRED_SOURCE,
-                         len(run.baseline_seconds), log_spread(run.baseline_seconds, run.accelerated_seconds))
+    return _estimate(run.baseline_seconds, run.accelerated_seconds, PAIRED_SOURCE)
 
 
 def checked_first_estimate(run: CheckedPass) -> FirstEstimate:
@@ -69,18 +73,14 @@ def checked_first_estimate(run: CheckedPass) -> FirstEstimate:
     see is a drift between the passes, which the check bounds by ``DRIFT_TOLERANCE``: added to the interval
     whole (one check run measures the drift only to its own noise, so it is a gate, never a correction)."""
     assert run.baseline_seconds is not None, "a drifted check has no estimate: measure a paired pass"
-    speedup, half = paired_estimate(run.baseline_seconds, run.accelerated_seconds)
-    return FirstEstimate(speedup, half + defaults.DRIFT_TOLERANCE,
-                         sum(run.accelerated_seconds) / len(run.accelerated_seconds),
-                         sum(run.baseline_seconds) / len(run.baseline_seconds), CHECKED_SOURCE,
-                         len(run.baseline_seconds), log_spread(run.baseline_seconds, run.accelerated_seconds))
+    return _estimate(run.baseline_seconds, run.accelerated_seconds, CHECKED_SOURCE, defaults.DRIFT_TOLERANCE)
 
 
 def speed_baseline(gen: Generator, timing_set: Sequence[Batch], policy: TimingPolicy) -> TimedPass:
     return stable_pass(gen, timing_set, policy)
 
 
-def _switches(gen: Generator, applied: AppliedSetting) -> tuple[Callable[[], None], Callable[[], None]]:
+def switches(gen: Generator, applied: AppliedSetting) -> tuple[Callable[[], None], Callable[[], None]]:
     """(accelerate, restore): switch the generator's pipeline to the setting and back (outside any timing)."""
     def accelerate() -> None:
         applied.apply()
@@ -96,17 +96,17 @@ def _switches(gen: Generator, applied: AppliedSetting) -> tuple[Callable[[], Non
 def timing_set_pass(gen: Generator, timing_set: Sequence[Batch], applied: AppliedSetting, *, warm: bool = False) -> PairedPass:
     """The setting's first estimate: one warm-up run (unless ``warm``), then the timing set paired with the
     baseline."""
-    return paired_pass(gen, timing_set, *_switches(gen, applied), warm=warm)
+    return paired_pass(gen, timing_set, *switches(gen, applied), warm=warm)
 
 
 def checked_timing_set_pass(gen: Generator, timing_set: Sequence[Batch], applied: AppliedSetting,
                             reference: Sequence[float], check: int, *, warm: bool = False) -> CheckedPass:
     """The setting's pass against the speed baseline's own batches, checked by one adjacent baseline run (see
     :func:`checked_pass`; a check past ``DRIFT_TOLERANCE`` returns no baseline)."""
-    return checked_pass(gen, timing_set, *_switches(gen, applied), reference, check, defaults.DRIFT_TOLERANCE, warm=warm)
+    return checked_pass(gen, timing_set, *switches(gen, applied), reference, check, defaults.DRIFT_TOLERANCE, warm=warm)
 
 
 def precise(
     gen: Generator, timing_set: Sequence[Batch], applied: AppliedSetting, policy: TimingPolicy, below: float | None = None,
 ) -> PairedRun:
-    return paired_run(gen, timing_set, *_switches(gen, applied), policy, below)
+    return paired_run(gen, timing_set, *switches(gen, applied), policy, below)

@@ -83,8 +83,6 @@ class ScopeRun:
         was measured (its contenders are then timed precisely here)."""
         self.baseline_images: list[Image] | None = None
         """The quality baseline's images, when this process generated them (for the image deviation)."""
-        self.checked = True
-        """Measure first estimates with a checked pass where one applies (see ``_checkable``); off: paired passes."""
         self.reference_here = False
         """The speed baseline was timed by this process (a checked pass compares with it)."""
         self.drifting = False
@@ -242,7 +240,7 @@ class ScopeRun:
                 rows.append(self._speed_failed(setting, failed_reason, started))
             elif shared is not None:
                 rows.append(self._speed_row(setting, shared, applied.patched, started))
-            elif self._checkable() and (checked := self._checked(gen, setting, applied, need_quality)) is not None:
+            elif self._checkable() and (checked := self._checked(gen, setting, applied, need_quality, started)) is not None:
                 rows.append(checked)
             else:
                 # the quality pass's own seconds are not compared with a baseline timed minutes (or machines) away:
@@ -261,17 +259,17 @@ class ScopeRun:
         quality pass's batches; several batches (with one, the check is the whole baseline: a paired pass costs the
         same); and a row whose checks have not drifted yet."""
         base = self.speed_base
-        return (self.checked and self.reference_here and not self.drifting and base is not None
+        return (self.reference_here and not self.drifting and base is not None
                 and base.source == "timing set" and len(self.timing_set) >= 2
                 and len(base.batch_seconds) == len(self.timing_set))
 
-    def _checked(self, gen: Generator, setting: AccelSetting, applied: AppliedSetting, warm: bool) -> Base | None:
+    def _checked(self, gen: Generator, setting: AccelSetting, applied: AppliedSetting, warm: bool,
+                 started: datetime) -> Base | None:
         """``setting``'s checked first estimate (or its CHANGED_NOTHING failure); None where the check drifted: the
         row is then drifting, and this setting and the rest of the row get paired passes."""
         base = self.speed_base
         assert base is not None
         check = zlib.crc32(setting.key.encode()) % len(self.timing_set)
-        started = datetime.now(timezone.utc)
         run = checked_timing_set_pass(gen, self.timing_set, applied, base.batch_seconds, check, warm=warm)
         if not run.passed:
             log.info("%s: the baseline drifted %+.1f%% from its speed baseline: paired first estimates from here",

@@ -11,7 +11,9 @@ with today's, in one run on one GPU (random weights, speed only).
 Rows run one after the other, each protocol on its own database, the order of the two protocols alternating
 from row to row (a drift of the machine falls on both). Before the new protocol measures a row, ``sweep space show
 --estimate`` prices it from what the new database already holds (a prediction made before the measurement).
-Everything is written to ``--out`` after every row (``protocols.json``), so a run cut by its time limit keeps
+The new protocol's commands log every timed call
+(``runs-<row>.jsonl``: seconds, setting, garbage collections and CUDA allocations inside the call). Everything is
+written to ``--out`` after every row (``protocols.json``), so a run cut by its time limit keeps
 what it measured; ``--deadline`` starts no row after that many seconds. The databases stay in ``--out``: the
 predictions made after the run (leave-one-out) are read from them with ``sweep space show --estimate --environment``
 on any machine.
@@ -91,9 +93,11 @@ SUMMARY = re.compile(r"(?P<new>\d+) new, (?P<stored>\d+) stored, (?P<failed>\d+)
                      r"(?P<images>\d+) images in (?P<run>[\d.]+) s(?: \(wall / generation time = (?P<overhead>[\d.]+)\))?")
 
 
-def sweep(tree: Path, *args: str) -> tuple[subprocess.CompletedProcess[str], float]:
+def sweep(tree: Path, *args: str, run_log: Path | None = None) -> tuple[subprocess.CompletedProcess[str], float]:
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(tree), *filter(None, [os.environ.get("PYTHONPATH")])]),
                PYTHONUNBUFFERED="1")
+    if run_log is not None:  # every timed call of this command, one JSON line each (sweep.measurement.measure.RunLog)
+        env["SWEEP_RUN_LOG"] = str(run_log)
     began = time.perf_counter()
     done = subprocess.run([sys.executable, "-m", "sweep", *args], capture_output=True, text=True, env=env, cwd=tree)
     seconds = time.perf_counter() - began
@@ -173,7 +177,8 @@ def main() -> int:
             row["estimate_before"] = json.loads(priced.stdout) if priced.returncode == 0 else priced.stderr[-500:]
         for protocol in order if index % 2 == 0 else order[::-1]:
             done, seconds = sweep(trees[protocol], "upbound", str(space), "--db", f"sqlite:///{dbs[protocol]}",
-                                  "--device", args.device, "--format", "json")
+                                  "--device", args.device, "--format", "json",
+                                  run_log=(args.out / f"runs-{name}.jsonl").resolve() if protocol == "new" else None)
             found = SUMMARY.search(done.stderr)
             row[protocol] = {
                 "exit": done.returncode, "wall_s": seconds,

@@ -8,8 +8,11 @@ first, so it waits until the generation has finished.
 
 from __future__ import annotations
 
+import gc
 import hashlib
+import json
 import math
+import os
 import statistics
 import threading
 import time
@@ -59,9 +62,15 @@ class Generator:
     images: int = 0
     host: HostMeter = field(init=False)
     """The host's state around each timed call (read outside the timed region)."""
+    label: str = "baseline"
+    """What the timed calls run: ``baseline`` or the applied setting's key (for the run log)."""
+    run_log: RunLog | None = field(default=None, init=False)
 
     def __post_init__(self) -> None:
         self.host = HostMeter(self.device)
+        path = os.environ.get(RUN_LOG_ENV)
+        if path:
+            self.run_log = RunLog(path, self.device)
 
     def run(self, batch: Batch) -> tuple[float, list[Image]]:
         import torch
@@ -74,6 +83,7 @@ class Generator:
         generators = [torch.Generator(device=self.device).manual_seed(seed) for seed in seeds]
         cuda = torch.device(self.device).type == "cuda"
         with self.gate:
+            logged = self.run_log.before() if self.run_log else None
             if cuda:
                 start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
                 torch.cuda.synchronize(self.device)
@@ -93,9 +103,59 @@ class Generator:
             else:
                 seconds = time.perf_counter() - began
             self.host.after(host, len(prompts))
+            if self.run_log and logged is not None:
+                self.run_log.after(logged, self.label, self.steps, len(prompts), seconds)
         self.generation_seconds += seconds
         self.images += len(prompts)
         return seconds, images
+
+
+RUN_LOG_ENV = "SWEEP_RUN_LOG"
+"""Where set, every timed call appends one JSON line to this file (see :class:`RunLog`)."""
+
+
+class RunLog:
+    """A diagnostic log of every timed call: its seconds, and what ran inside the timed region besides the
+    pipeline: this process's CPU time, Python's garbage collections (how many, and their pauses) and the CUDA
+    caching allocator's device allocations and frees (each a synchronous ``cudaMalloc``/``cudaFree``). For finding
+    where a setting's occasional slow calls come from; readings are taken outside the timed region, and the
+    collector's callback only runs when a collection does."""
+
+    def __init__(self, path: str, device: str) -> None:
+        self.path = path
+        self.device = device
+        self.gc_pauses: list[float] = []
+        self._gc_started: float | None = None
+        gc.callbacks.append(self._on_gc)
+
+    def _on_gc(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._gc_started = time.perf_counter()
+        elif self._gc_started is not None:
+            self.gc_pauses.append(time.perf_counter() - self._gc_started)
+            self._gc_started = None
+
+    def _allocator(self) -> dict[str, int]:
+        import torch
+
+        if torch.device(self.device).type != "cuda":
+            return {}
+        stats = torch.cuda.memory_stats(self.device)
+        return {k: int(stats.get(k, 0)) for k in ("num_device_alloc", "num_device_free", "num_alloc_retries")}
+
+    def before(self) -> tuple[int, dict[str, int], float]:
+        return len(self.gc_pauses), self._allocator(), time.process_time()
+
+    def after(self, started: tuple[int, dict[str, int], float], label: str, steps: int, images: int, seconds: float) -> None:
+        cpu = time.process_time() - started[2]
+        collections, allocator, _ = started
+        now = self._allocator()
+        pauses = self.gc_pauses[collections:]
+        record = {"label": label, "steps": steps, "images": images, "seconds": seconds, "cpu_seconds": cpu,
+                  "gc_collections": len(pauses), "gc_seconds": sum(pauses),
+                  **{k: now[k] - allocator.get(k, 0) for k in now}}
+        with open(self.path, "a", encoding="utf-8") as f:
+            f.write(json.dumps(record) + "\n")
 
 
 def mean_abs_deviation(first: Sequence[Image], second: Sequence[Image]) -> float:

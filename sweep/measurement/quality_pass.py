@@ -96,6 +96,7 @@ def quality_pass(
     try:
         applied.apply()
         gen.call = applied.call
+        gen.label = applied.setting.key
         for index, batch in enumerate(work):
             s, batch_images = gen.run(batch)
             if index:
@@ -112,6 +113,7 @@ def quality_pass(
     finally:
         applied.remove()
         gen.call = None
+        gen.label = "baseline"
     if digests == list(baseline_digests):
         return QualityRun("failed", CHANGED_NOTHING, scores, estimate, tuple(seconds), applied.patched, digests=digests)
     deviation = mean_abs_deviation(images, baseline_images) if baseline_images is not None else None

@@ -85,10 +85,12 @@ def switches(gen: Generator, applied: AppliedSetting) -> tuple[Callable[[], None
     def accelerate() -> None:
         applied.apply()
         gen.call = applied.call
+        gen.label = applied.setting.key
 
     def restore() -> None:
         applied.remove()
         gen.call = None
+        gen.label = "baseline"
 
     return accelerate, restore
 

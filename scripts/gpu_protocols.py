@@ -115,7 +115,8 @@ def speeds(db: Path) -> list[dict[str, object]]:
         stop = "t.precise_stop" if "precise_stop" in columns else "NULL"
         spread = "t.first_pairs, t.first_log_sd" if "first_log_sd" in columns else "NULL AS first_pairs, NULL AS first_log_sd"
         rows = c.execute(f"""SELECT c.pipeline, c.scheduler, c.steps, t.setting_key, t.status, t.first_speedup,
-            t.first_ci_half_width, t.first_source, t.speedup, t.ci_half_width, t.pairs, {stop} AS precise_stop, {spread}
+            t.first_ci_half_width, t.first_source, t.speedup, t.ci_half_width, t.pairs, t.time, t.baseline_time,
+            t.warmup_runs, {stop} AS precise_stop, {spread}
             FROM sweep_speed_trials t JOIN sweep_speed_configs c ON c.id = t.speed_config_id ORDER BY t.id""").fetchall()
         return [dict(r) for r in rows]
 

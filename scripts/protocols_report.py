@@ -58,14 +58,17 @@ at 768² from SD1.5 at 512² by its pixels (the UNets are alike); PixArt-Σ as P
 def extrapolate(report: dict) -> None:
     """The whole reference speed map's cost from the measured rows, per protocol, printed with its assumptions.
 
-    A row's cost in baseline images: its command's generation seconds / its baseline's seconds per image. Rows
-    are of two kinds: *own* (the first scheduler measured at its pipeline and steps: every setting timed) and
-    *shared* (another scheduler with the same denoiser calls: the new protocol shares first estimates, the old
-    one measures every setting again). A reference row costs the mean units of its kind measured on its pipeline
-    (else on any pipeline), scaled by its settings count over the measured row's (the first estimates scale with
-    it; the precise timings do not, so this over-prices), times its baseline's seconds per image: measured, else
-    the same pipeline's per-step time × steps, else ``SIDE``'s factor. A shared row of a pipeline whose shared
-    rows were not timed costs its own row times the shared/own ratio timed on other pipelines."""
+    A row's cost in baseline images: its command's generation seconds / its baseline's seconds per image, split
+    into its precise timings (pairs × both sides' seconds + the warm-up runs, from the database) and the rest
+    (speed baseline and first estimates). Rows are of two kinds: *own* (the first scheduler measured at its
+    pipeline and steps: every setting timed) and *shared* (another scheduler with the same denoiser calls: the new
+    protocol shares first estimates, the old one measures every setting again). A reference row costs the mean
+    units of its kind measured on its pipeline (else on any pipeline): the rest scaled by its settings count over
+    the measured row's (first estimates scale with it), the precise timings as measured (a speed map times its
+    leader and what overlaps it, however many settings it has); times its baseline's seconds per image: measured,
+    else the same pipeline's per-step time × steps, else ``SIDE``'s factor. A shared row of a pipeline whose
+    shared rows were not timed costs its own row times the shared/own ratio timed on other pipelines. Older
+    reports (no per-timing seconds) scale every unit with the settings count, which over-prices."""
     from sweep.study.catalogue import load_preset
 
     measured: dict[str, dict[tuple[str, str, int], dict]] = {"old": {}, "new": {}}
@@ -78,11 +81,14 @@ def extrapolate(report: dict) -> None:
             base = [b for b in report.get(f"{protocol}_baselines", [])
                     if (b["pipeline"], b["scheduler"], b["steps"]) == (pipeline, scheduler, steps)]
             if r and r.get("generation_s") and base:
-                settings = len({t["setting_key"] for t in report.get(f"{protocol}_speeds", [])
-                                if (t["pipeline"], t["scheduler"], t["steps"]) == (pipeline, scheduler, steps)})
+                trials = [t for t in report.get(f"{protocol}_speeds", [])
+                          if (t["pipeline"], t["scheduler"], t["steps"]) == (pipeline, scheduler, steps)]
+                per_image = base[0]["time"]
+                precise = sum(t["pairs"] * (t["time"] + t["baseline_time"]) + (t["warmup_runs"] or 0) * t["time"]
+                              for t in trials if t.get("pairs") and t.get("time") and t.get("baseline_time")) / per_image
                 measured[protocol][(pipeline, scheduler, steps)] = {
-                    "units": r["generation_s"] / base[0]["time"], "wall_units": r["wall_s"] / base[0]["time"],
-                    "per_image": base[0]["time"], "settings": settings}
+                    "units": r["generation_s"] / per_image - precise, "wall_units": r["wall_s"] / per_image - precise,
+                    "precise_units": precise, "per_image": per_image, "settings": len({t["setting_key"] for t in trials})}
     if not measured["new"]:
         return
     space = load_preset("reference")
@@ -105,7 +111,7 @@ def extrapolate(report: dict) -> None:
             first_of.setdefault((key[0], key[2]), key)
         kinds = {k: ("shared" if first_of[(k[0], k[2])] != k else "own") for k in rows}
         def per_setting(k: tuple[str, str, int]) -> float:
-            return rows[k]["units"] / max(rows[k]["settings"], 1)
+            return (rows[k]["units"] + rows[k]["precise_units"]) / max(rows[k]["settings"], 1)
 
         # a shared row's cost against its own row's, where a pipeline had both timed: applied to pipelines that had
         # only an own row timed (without it, their shared rows would be priced as own rows)
@@ -127,8 +133,9 @@ def extrapolate(report: dict) -> None:
             scale = 1.0
             if not same:
                 same, scale = list(timed.values()), (shared_ratio if kind == "shared" else 1.0)
-            units = scale * statistics.fmean(v["units"] * settings / max(v["settings"], 1) for v in same)
-            wall_units = scale * statistics.fmean(v["wall_units"] * settings / max(v["settings"], 1) for v in same)
+            units = scale * statistics.fmean(v["units"] * settings / max(v["settings"], 1) + v["precise_units"] for v in same)
+            wall_units = scale * statistics.fmean(v["wall_units"] * settings / max(v["settings"], 1) + v["precise_units"]
+                                                  for v in same)
             per_step = statistics.fmean(v["per_image"] / k[2] for k, v in timed.items())
             per_image = rows[(source, scheduler, steps)]["per_image"] if (source, scheduler, steps) in rows else per_step * steps
             gen += units * per_image * factor
@@ -140,14 +147,15 @@ def extrapolate(report: dict) -> None:
 
 
 def load(folder: Path) -> dict:
-    summary = folder / "protocols.json"
-    if summary.exists():
-        return json.loads(summary.read_text(encoding="utf-8"))
-    sys.path.insert(0, str(ROOT / "scripts"))  # a run cut before its first row was written: what the databases hold
+    sys.path.insert(0, str(ROOT / "scripts"))
     from gpu_protocols import speeds
 
-    report = {"device": "unknown (no protocols.json)", "rows": [], "stopped": "cut before protocols.json was written"}
-    for protocol in ("old", "new"):
+    summary = folder / "protocols.json"
+    if summary.exists():
+        report = json.loads(summary.read_text(encoding="utf-8"))
+    else:  # a run cut before its first row was written: what the databases hold
+        report = {"device": "unknown (no protocols.json)", "rows": [], "stopped": "cut before protocols.json was written"}
+    for protocol in ("old", "new"):  # the databases, read with today's columns (the summary may predate some)
         if (folder / f"{protocol}.db").exists():
             report[f"{protocol}_speeds"] = speeds(folder / f"{protocol}.db")
     return report

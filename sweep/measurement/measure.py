@@ -124,7 +124,8 @@ class RunLog:
     def __init__(self, path: str, device: str) -> None:
         self.path = path
         self.device = device
-        self.gc_pauses: list[float] = []
+        self.collections = 0
+        self.gc_seconds = 0.0
         self._gc_started: float | None = None
         gc.callbacks.append(self._on_gc)
 
@@ -132,7 +133,8 @@ class RunLog:
         if phase == "start":
             self._gc_started = time.perf_counter()
         elif self._gc_started is not None:
-            self.gc_pauses.append(time.perf_counter() - self._gc_started)
+            self.collections += 1
+            self.gc_seconds += time.perf_counter() - self._gc_started
             self._gc_started = None
 
     def _allocator(self) -> dict[str, int]:
@@ -143,16 +145,16 @@ class RunLog:
         stats = torch.cuda.memory_stats(self.device)
         return {k: int(stats.get(k, 0)) for k in ("num_device_alloc", "num_device_free", "num_alloc_retries")}
 
-    def before(self) -> tuple[int, dict[str, int], float]:
-        return len(self.gc_pauses), self._allocator(), time.process_time()
+    def before(self) -> tuple[int, float, dict[str, int], float]:
+        return self.collections, self.gc_seconds, self._allocator(), time.process_time()
 
-    def after(self, started: tuple[int, dict[str, int], float], label: str, steps: int, images: int, seconds: float) -> None:
-        cpu = time.process_time() - started[2]
-        collections, allocator, _ = started
+    def after(self, started: tuple[int, float, dict[str, int], float], label: str, steps: int, images: int,
+              seconds: float) -> None:
+        cpu = time.process_time() - started[3]
+        collections, gc_seconds, allocator, _ = started
         now = self._allocator()
-        pauses = self.gc_pauses[collections:]
         record = {"label": label, "steps": steps, "images": images, "seconds": seconds, "cpu_seconds": cpu,
-                  "gc_collections": len(pauses), "gc_seconds": sum(pauses),
+                  "gc_collections": self.collections - collections, "gc_seconds": self.gc_seconds - gc_seconds,
                   **{k: now[k] - allocator.get(k, 0) for k in now}}
         with open(self.path, "a", encoding="utf-8") as f:
             f.write(json.dumps(record) + "\n")

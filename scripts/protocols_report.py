@@ -198,7 +198,7 @@ def main() -> int:
     for folder in args.folders:
         part = load(folder)
         devices.append(f"{part['device']}, torch {part.get('torch')}, {part.get('prompts', '?')} timing prompts, "
-                       f"max {part.get('max_pairs', 40)} pairs, CPU {(part.get('host') or {}).get('cpu_model')} "
+                       f"max {part.get('max_pairs', '?')} pairs, CPU {(part.get('host') or {}).get('cpu_model')} "
                        f"× {(part.get('host') or {}).get('cpus')}")
         notes += [f"{folder.name}: {part['stopped']}"] if part.get("stopped") else []
         report["rows"] += part["rows"]

@@ -13,7 +13,7 @@ from row to row (a drift of the machine falls on both). Before the new protocol 
 --estimate`` prices it from what the new database already holds (a prediction made before the measurement).
 The new protocol's commands log every timed call
 (``runs-<row>.jsonl``: seconds, setting, garbage collections and CUDA allocations inside the call). Everything is
-written to ``--out`` after every row (``protocols.json``), so a run cut by its time limit keeps
+written to ``--out`` after every command (``protocols.json``), so a run cut by its time limit keeps
 what it measured; ``--deadline`` starts no row after that many seconds. The databases stay in ``--out``: the
 predictions made after the run (leave-one-out) are read from them with ``sweep space show --estimate --environment``
 on any machine.
@@ -160,6 +160,17 @@ def main() -> int:
     except Exception as exc:  # noqa: BLE001
         report["device"] = f"unknown ({exc})"
     order = ["old", "new"] if args.first == "old" else ["new", "old"]
+
+    def save() -> None:
+        """Everything measured so far: after every command, so a call cut by its time limit keeps it."""
+        report["elapsed_s"] = time.perf_counter() - began
+        for protocol, db in dbs.items():
+            if db.exists():
+                report[f"{protocol}_speeds"] = speeds(db)
+                report[f"{protocol}_baselines"] = baselines(db)
+        (args.out / "protocols.json").write_text(json.dumps(report, indent=1, default=str), encoding="utf-8")
+
+    save()
     for index, name in enumerate(args.rows.split(",")):
         if time.perf_counter() - began > args.deadline:
             report["stopped"] = f"deadline reached before {name}"
@@ -172,10 +183,12 @@ def main() -> int:
         space.write_text(SPACE.format(name=name, combine="true" if kind != "pixart" else "false", pipeline=pipeline,
                                       prompts=args.prompts, max_pairs=args.max_pairs, bases=bases, methods=METHODS[kind]), encoding="utf-8")
         row: dict[str, object] = {"row": name, "members": [ROWS[m] for m in members]}
+        report["rows"].append(row)  # type: ignore[union-attr]
         if dbs["new"].exists():
             priced, _ = sweep(trees["new"], "space", "show", str(space), "--estimate", "--db", f"sqlite:///{dbs['new']}",
                               "--format", "json")
             row["estimate_before"] = json.loads(priced.stdout) if priced.returncode == 0 else priced.stderr[-500:]
+            save()
         for protocol in order if index % 2 == 0 else order[::-1]:
             done, seconds = sweep(trees[protocol], "upbound", str(space), "--db", f"sqlite:///{dbs[protocol]}",
                                   "--device", args.device, "--format", "json",
@@ -192,13 +205,7 @@ def main() -> int:
                 "generation_s": float(found["run"]) / float(found["overhead"]) if found and found["overhead"] else None,
                 "canary": [line for line in done.stderr.splitlines() if line.startswith("canary:")],
             }
-        report["rows"].append(row)  # type: ignore[union-attr]
-        report["elapsed_s"] = time.perf_counter() - began
-        for protocol, db in dbs.items():
-            if db.exists():
-                report[f"{protocol}_speeds"] = speeds(db)
-                report[f"{protocol}_baselines"] = baselines(db)
-        (args.out / "protocols.json").write_text(json.dumps(report, indent=1, default=str), encoding="utf-8")
+            save()
     print(f"done in {time.perf_counter() - began:.0f} s", flush=True)
     return 0
 

@@ -2,7 +2,10 @@
 """Summarise run logs (``SWEEP_RUN_LOG``, one JSON line per timed call): per setting, its calls' seconds, the CPU
 time this process spent in them, the garbage collections inside them and the CUDA device allocations; and how
 much of the calls' spread the CPU time explains (a call that is slow in CPU time too ran on a slower CPU, not
-behind a collection or an allocation).
+behind a collection or an allocation, only where the probe says so: waiting for the GPU spins a CPU, so CPU time
+follows wall time whatever is slow; ``cpu_probe_ms``, a fixed piece of Python work timed after each call, moves
+only with the CPU's speed, and ``gpu_busy`` falls when the launch is what is slow). Logs written before the probe
+show "—" for it.
 
     python scripts/run_log_report.py docs/measurements/2026-12-06-h100-noisy/slow/slow_calls.jsonl
 """
@@ -23,6 +26,16 @@ def name(label: str) -> str:
                       for m, p in methods.items())
 
 
+def probe(rs: list[dict]) -> str:
+    wall = [r["seconds"] / r["images"] for r in rs if r.get("cpu_probe_ms") is not None]
+    ms = [r["cpu_probe_ms"] for r in rs if r.get("cpu_probe_ms") is not None]
+    busy = [r["gpu_busy"] for r in rs if r.get("gpu_busy") is not None]
+    corr = (f"{statistics.correlation(wall, ms):.2f}" if len(ms) > 2 and statistics.pstdev(ms) > 0
+            and statistics.pstdev(wall) > 0 else "—")
+    return (f"{statistics.median(ms):.2f} | {corr} | " if ms else "— | — | ") + \
+        (f"{statistics.fmean(busy):.2f} |" if busy else "— |")
+
+
 PRIMARY = {"cache_interval", "ratio", "gate_step", "sp_interval"}
 
 
@@ -31,8 +44,9 @@ def main(paths: list[str]) -> int:
         records = [json.loads(line) for line in Path(path).read_text(encoding="utf-8").splitlines() if line.strip()]
         print(f"\n{path}: {len(records)} timed calls (the first call of the process left out)\n")
         print("| what ran | calls | median s | sd s | max / median | CPU s / wall s | corr(wall, CPU) | "
-              "collections | their pauses, ms (max) | CUDA allocations |")
-        print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+              "collections | their pauses, ms (max) | CUDA allocations | CPU probe ms (median) | corr(wall, probe) | "
+              "GPU busy |")
+        print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
         groups: dict[str, list[dict]] = {}
         for r in records[1:]:
             groups.setdefault(r["label"], []).append(r)
@@ -45,7 +59,7 @@ def main(paths: list[str]) -> int:
             print(f"| {name(label)} | {len(rs)} | {med:.3f} | {statistics.stdev(wall) if len(wall) > 1 else 0:.3f} | "
                   f"{max(wall) / med:.2f} | {statistics.fmean(c / w for c, w in zip(cpu, wall)):.2f} | {corr:.2f} | "
                   f"{sum(r['gc_collections'] for r in rs)} | {1000 * sum(pauses):.1f} ({1000 * max(pauses, default=0):.1f}) | "
-                  f"{sum(r.get('num_device_alloc', 0) for r in rs)} |")
+                  f"{sum(r.get('num_device_alloc', 0) for r in rs)} | {probe(rs)}")
     return 0
 
 

@@ -42,6 +42,8 @@ def test_every_timed_call_is_logged_with_what_ran_and_the_collections_inside_it(
         assert logged["baseline"] == pytest.approx(list(run.baseline_seconds))
         assert logged[DEEPCACHE.key] == pytest.approx(list(run.accelerated_seconds))
         assert gen.label == "baseline" and all(r["steps"] == 4 and r["gc_collections"] >= 0 for r in records)
+        # the CPU's speed right after each call, and the GPU's busy fraction (none on a CPU)
+        assert all(r["cpu_probe_ms"] > 0 and r["gpu_busy"] is None for r in records)
 
         def collect_inside(*args: object, **kwargs: object) -> object:
             gc.collect()  # a full collection inside the timed call: the log must see it

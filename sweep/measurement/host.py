@@ -28,7 +28,7 @@ def _steal_seconds() -> float | None:
     return int(fields[8]) / os.sysconf("SC_CLK_TCK")
 
 
-def _gpu_busy(device: str) -> float | None:
+def gpu_busy(device: str) -> float | None:
     """The GPU's utilisation over its last sample period (0..1), where NVML can be read; else None."""
     import torch
 
@@ -65,7 +65,7 @@ class HostMeter:
             self.steal_known = False
         else:
             self.steal_seconds += now - steal
-        busy = _gpu_busy(self.device)
+        busy = gpu_busy(self.device)
         if busy is not None:
             self.gpu_busy.append(busy)  # type: ignore[union-attr]
         self.images += images

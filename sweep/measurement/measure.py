@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from sweep.measurement.host import HostMeter
+from sweep.measurement.host import HostMeter, gpu_busy
 from sweep.measurement.stats import Paired, TimingPolicy, measure_paired, warm_up
 
 if TYPE_CHECKING:
@@ -110,6 +110,11 @@ class Generator:
         return seconds, images
 
 
+def _cpu_probe() -> int:
+    """A fixed piece of pure-Python work (about 2 ms on a current server core): its time measures the CPU's speed."""
+    return sum(i * i for i in range(20_000))
+
+
 RUN_LOG_ENV = "SWEEP_RUN_LOG"
 """Where set, every timed call appends one JSON line to this file (see :class:`RunLog`)."""
 
@@ -117,9 +122,12 @@ RUN_LOG_ENV = "SWEEP_RUN_LOG"
 class RunLog:
     """A diagnostic log of every timed call: its seconds, and what ran inside the timed region besides the
     pipeline: this process's CPU time, Python's garbage collections (how many, and their pauses) and the CUDA
-    caching allocator's device allocations and frees (each a synchronous ``cudaMalloc``/``cudaFree``). For finding
-    where a setting's occasional slow calls come from; readings are taken outside the timed region, and the
-    collector's callback only runs when a collection does."""
+    caching allocator's device allocations and frees (each a synchronous ``cudaMalloc``/``cudaFree``); and, right
+    after the call, how fast the CPU is then (``cpu_probe_ms``: a fixed piece of pure-Python work, timed) and the
+    GPU's busy fraction. For finding where a setting's occasional slow calls come from. The process's CPU time
+    alone cannot tell a slow CPU from a slow GPU: waiting for the GPU (``synchronize``) spins a CPU by default, so
+    CPU time follows wall time either way; the probe's time moves only with the CPU. Readings are taken outside
+    the timed region, and the collector's callback only runs when a collection does."""
 
     def __init__(self, path: str, device: str) -> None:
         self.path = path
@@ -153,7 +161,11 @@ class RunLog:
         cpu = time.process_time() - started[3]
         collections, gc_seconds, allocator, _ = started
         now = self._allocator()
+        began = time.perf_counter()
+        _cpu_probe()
+        probe = time.perf_counter() - began
         record = {"label": label, "steps": steps, "images": images, "seconds": seconds, "cpu_seconds": cpu,
+                  "cpu_probe_ms": 1000 * probe, "gpu_busy": gpu_busy(self.device),
                   "gc_collections": self.collections - collections, "gc_seconds": self.gc_seconds - gc_seconds,
                   **{k: now[k] - allocator.get(k, 0) for k in now}}
         with open(self.path, "a", encoding="utf-8") as f:

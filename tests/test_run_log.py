@@ -28,30 +28,27 @@ def test_every_timed_call_is_logged_with_what_ran_and_the_collections_inside_it(
     monkeypatch.setenv(RUN_LOG_ENV, str(log))
     pipe = load_pipeline(BaseConfig("tiny-sd-a", "builtin:tiny-sd-a", "random", "DDIMScheduler", 4, 64, 64, "float32", 1), "cpu")
     gen = Generator(pipe, 4, 64, 64, "cpu", options=PIPELINES["tiny-sd-a"].call_options)
-    try:
-        work = batches(["a cat", "a dog"], [0, 1], 1)
-        run = paired_pass(gen, work, *switches(gen, AppliedSetting(pipe, DEEPCACHE)))
-        records = [json.loads(line) for line in log.read_text().splitlines()]
-        assert len(records) == 1 + 2 * len(work)  # the warm-up, then each batch by both sides
-        assert sum(r["images"] for r in records) == gen.images
-        labels = [r["label"] for r in records]
-        assert labels.count("baseline") == len(work) and labels.count(DEEPCACHE.key) == 1 + len(work)
-        logged = {r["label"]: [] for r in records}
-        for r in records[1:]:
-            logged[r["label"]].append(r["seconds"])
-        assert logged["baseline"] == pytest.approx(list(run.baseline_seconds))
-        assert logged[DEEPCACHE.key] == pytest.approx(list(run.accelerated_seconds))
-        assert gen.label == "baseline" and all(r["steps"] == 4 and r["gc_collections"] >= 0 for r in records)
-        # the CPU's speed right after each call, and the GPU's busy fraction (none on a CPU)
-        assert all(r["cpu_probe_ms"] > 0 and r["gpu_busy"] is None for r in records)
+    work = batches(["a cat", "a dog"], [0, 1], 1)
+    run = paired_pass(gen, work, *switches(gen, AppliedSetting(pipe, DEEPCACHE)))
+    records = [json.loads(line) for line in log.read_text().splitlines()]
+    assert len(records) == 1 + 2 * len(work)  # the warm-up, then each batch by both sides
+    assert sum(r["images"] for r in records) == gen.images
+    labels = [r["label"] for r in records]
+    assert labels.count("baseline") == len(work) and labels.count(DEEPCACHE.key) == 1 + len(work)
+    logged = {r["label"]: [] for r in records}
+    for r in records[1:]:
+        logged[r["label"]].append(r["seconds"])
+    assert logged["baseline"] == pytest.approx(list(run.baseline_seconds))
+    assert logged[DEEPCACHE.key] == pytest.approx(list(run.accelerated_seconds))
+    assert gen.label == "baseline" and all(r["steps"] == 4 and r["gc_collections"] >= 0 for r in records)
+    # the CPU's speed right after each call, and the GPU's busy fraction (none on a CPU)
+    assert all(r["cpu_probe_ms"] > 0 and r["gpu_busy"] is None for r in records)
 
-        def collect_inside(*args: object, **kwargs: object) -> object:
-            gc.collect()  # a full collection inside the timed call: the log must see it
-            return pipe(*args, **kwargs)
+    def collect_inside(*args: object, **kwargs: object) -> object:
+        gc.collect()  # a full collection inside the timed call: the log must see it
+        return pipe(*args, **kwargs)
 
-        gen.call = collect_inside
-        gen.run(work[0])
-        last = json.loads(log.read_text().splitlines()[-1])
-        assert last["gc_collections"] >= 1 and last["gc_seconds"] > 0
-    finally:
-        gc.callbacks.remove(gen.run_log._on_gc)  # type: ignore[union-attr]
+    gen.call = collect_inside
+    gen.run(work[0])
+    last = json.loads(log.read_text().splitlines()[-1])
+    assert last["gc_collections"] >= 1 and last["gc_seconds"] > 0

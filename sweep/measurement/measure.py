@@ -29,6 +29,8 @@ if TYPE_CHECKING:
     from diffusers import DiffusionPipeline
     from PIL.Image import Image
 
+    from sweep.accelerators import AppliedSetting
+
 Batch = tuple[list[str], list[int]]
 """Prompts and their seeds (image i ← seed + i)."""
 
@@ -103,11 +105,26 @@ class Generator:
             else:
                 seconds = time.perf_counter() - began
             self.host.after(host, len(prompts))
-            if self.run_log and logged is not None:
+            if self.run_log and logged:
                 self.run_log.after(logged, self.label, self.steps, len(prompts), seconds)
         self.generation_seconds += seconds
         self.images += len(prompts)
         return seconds, images
+
+
+def switches(gen: Generator, applied: AppliedSetting) -> tuple[Callable[[], None], Callable[[], None]]:
+    """(accelerate, restore): switch the generator's pipeline to the setting and back (outside any timing)."""
+    def accelerate() -> None:
+        applied.apply()
+        gen.call = applied.call
+        gen.label = applied.setting.key
+
+    def restore() -> None:
+        applied.remove()
+        gen.call = None
+        gen.label = "baseline"
+
+    return accelerate, restore
 
 
 def _cpu_probe() -> int:
@@ -117,6 +134,28 @@ def _cpu_probe() -> int:
 
 RUN_LOG_ENV = "SWEEP_RUN_LOG"
 """Where set, every timed call appends one JSON line to this file (see :class:`RunLog`)."""
+
+
+class _Collections:
+    """Python's garbage collections in this process and their pauses, counted by one ``gc`` callback (registered
+    once, by the first run log: the collector is the process's, not a generator's)."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.seconds = 0.0
+        self._started: float | None = None
+        gc.callbacks.append(self._on_gc)
+
+    def _on_gc(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._started = time.perf_counter()
+        elif self._started is not None:
+            self.count += 1
+            self.seconds += time.perf_counter() - self._started
+            self._started = None
+
+
+_collections: _Collections | None = None
 
 
 class RunLog:
@@ -130,20 +169,12 @@ class RunLog:
     the timed region, and the collector's callback only runs when a collection does."""
 
     def __init__(self, path: str, device: str) -> None:
+        global _collections
         self.path = path
         self.device = device
-        self.collections = 0
-        self.gc_seconds = 0.0
-        self._gc_started: float | None = None
-        gc.callbacks.append(self._on_gc)
-
-    def _on_gc(self, phase: str, info: dict[str, int]) -> None:
-        if phase == "start":
-            self._gc_started = time.perf_counter()
-        elif self._gc_started is not None:
-            self.collections += 1
-            self.gc_seconds += time.perf_counter() - self._gc_started
-            self._gc_started = None
+        if _collections is None:
+            _collections = _Collections()
+        self.collections = _collections
 
     def _allocator(self) -> dict[str, int]:
         import torch
@@ -154,7 +185,7 @@ class RunLog:
         return {k: int(stats.get(k, 0)) for k in ("num_device_alloc", "num_device_free", "num_alloc_retries")}
 
     def before(self) -> tuple[int, float, dict[str, int], float]:
-        return self.collections, self.gc_seconds, self._allocator(), time.process_time()
+        return self.collections.count, self.collections.seconds, self._allocator(), time.process_time()
 
     def after(self, started: tuple[int, float, dict[str, int], float], label: str, steps: int, images: int,
               seconds: float) -> None:
@@ -166,7 +197,8 @@ class RunLog:
         probe = time.perf_counter() - began
         record = {"label": label, "steps": steps, "images": images, "seconds": seconds, "cpu_seconds": cpu,
                   "cpu_probe_ms": 1000 * probe, "gpu_busy": gpu_busy(self.device),
-                  "gc_collections": self.collections - collections, "gc_seconds": self.gc_seconds - gc_seconds,
+                  "gc_collections": self.collections.count - collections,
+                  "gc_seconds": self.collections.seconds - gc_seconds,
                   **{k: now[k] - allocator.get(k, 0) for k in now}}
         with open(self.path, "a", encoding="utf-8") as f:
             f.write(json.dumps(record) + "\n")

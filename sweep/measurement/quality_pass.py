@@ -19,6 +19,7 @@ from sweep.measurement.measure import (
     digest,
     max_pixel_difference,
     mean_abs_deviation,
+    switches,
 )
 from sweep.measurement.stats import LossEstimate, paired_loss, reject
 from sweep.scoring.base import Scorer
@@ -93,10 +94,9 @@ def quality_pass(
     seconds: list[float] = []
     images: list[Image] = []
     estimate: LossEstimate | None = None
+    accelerate, restore = switches(gen, applied)
     try:
-        applied.apply()
-        gen.call = applied.call
-        gen.label = applied.setting.key
+        accelerate()
         for index, batch in enumerate(work):
             s, batch_images = gen.run(batch)
             if index:
@@ -111,9 +111,7 @@ def quality_pass(
                                   f"{len(scores)} of {len(baseline_scores)} prompts", scores, estimate, tuple(seconds),
                                   applied.patched, rejected_at=max_loss, digests=digests)
     finally:
-        applied.remove()
-        gen.call = None
-        gen.label = "baseline"
+        restore()
     if digests == list(baseline_digests):
         return QualityRun("failed", CHANGED_NOTHING, scores, estimate, tuple(seconds), applied.patched, digests=digests)
     deviation = mean_abs_deviation(images, baseline_images) if baseline_images is not None else None

@@ -15,7 +15,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from search_space import defaults
@@ -32,6 +32,7 @@ from sweep.measurement.measure import (
     paired_pass,
     paired_run,
     stable_pass,
+    switches,
 )
 from sweep.measurement.stats import TimingPolicy, log_spread, paired_estimate
 
@@ -78,21 +79,6 @@ def checked_first_estimate(run: CheckedPass) -> FirstEstimate:
 
 def speed_baseline(gen: Generator, timing_set: Sequence[Batch], policy: TimingPolicy) -> TimedPass:
     return stable_pass(gen, timing_set, policy)
-
-
-def switches(gen: Generator, applied: AppliedSetting) -> tuple[Callable[[], None], Callable[[], None]]:
-    """(accelerate, restore): switch the generator's pipeline to the setting and back (outside any timing)."""
-    def accelerate() -> None:
-        applied.apply()
-        gen.call = applied.call
-        gen.label = applied.setting.key
-
-    def restore() -> None:
-        applied.remove()
-        gen.call = None
-        gen.label = "baseline"
-
-    return accelerate, restore
 
 
 def timing_set_pass(gen: Generator, timing_set: Sequence[Batch], applied: AppliedSetting, *, warm: bool = False) -> PairedPass:

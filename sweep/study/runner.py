@@ -14,6 +14,7 @@ most the measurement in progress, and a re-run measures only what is missing.
 from __future__ import annotations
 
 import dataclasses
+import gc
 import logging
 import os
 import socket
@@ -184,6 +185,7 @@ class Runner:
         self.progress.describe(f"{base.label}: loading")
         pipe = load_pipeline(base, self.device)
         self._pipe = (key, pipe)
+        freeze_heap()
         return pipe
 
     def held_pipeline(self) -> tuple[str, str, str, str] | None:
@@ -476,12 +478,21 @@ class Runner:
                 summary.below_leader += bool(key not in failed and held is not None and held.settled_below)
 
 
-def free_memory() -> None:
-    """Collect garbage and hand cached CUDA memory back; call once the last reference to a pipeline is gone."""
-    import gc
+def freeze_heap() -> None:
+    """Move every object alive now (the pipeline just loaded, the libraries imported) out of the garbage collector's
+    reach: a full collection then walks only what was made since, instead of pausing a timed call for the whole
+    heap (on an H100, one such pause took 394 ms inside a 0.28 s call and widened a precise timing to the pair cap,
+    docs/measurements/2026-12-06-h100-checked.md). :func:`free_memory` hands them back."""
+    gc.collect()
+    gc.freeze()
 
+
+def free_memory() -> None:
+    """Collect garbage and hand cached CUDA memory back; call once the last reference to a pipeline is gone
+    (what :func:`freeze_heap` set aside is collectable again first)."""
     import torch
 
+    gc.unfreeze()
     gc.collect()
     if torch.cuda.is_available():
         torch.cuda.empty_cache()

@@ -481,8 +481,8 @@ class Runner:
 def freeze_heap() -> None:
     """Move every object alive now (the pipeline just loaded, the libraries imported) out of the garbage collector's
     reach: a full collection then walks only what was made since, instead of pausing a timed call for the whole
-    heap (on an H100, one such pause took 394 ms inside a 0.28 s call and widened a precise timing to the pair cap,
-    docs/measurements/2026-12-06-h100-checked.md). :func:`free_memory` hands them back."""
+    heap (on an H100, one such pause took 394 ms inside a 0.28 s call and widened a precise timing's interval from
+    ±6.7% without that pair to ±14.5%, docs/measurements/2026-12-06-h100-checked.md). :func:`free_memory` hands them back."""
     gc.collect()
     gc.freeze()
 

@@ -114,9 +114,10 @@ def speeds(db: Path) -> list[dict[str, object]]:
         columns = {r[1] for r in c.execute("PRAGMA table_info(sweep_speed_trials)")}
         stop = "t.precise_stop" if "precise_stop" in columns else "NULL"
         spread = "t.first_pairs, t.first_log_sd" if "first_log_sd" in columns else "NULL AS first_pairs, NULL AS first_log_sd"
+        host = "t.precise_host" if "precise_host" in columns else "NULL AS precise_host"
         rows = c.execute(f"""SELECT c.pipeline, c.scheduler, c.steps, t.setting_key, t.status, t.first_speedup,
             t.first_ci_half_width, t.first_source, t.speedup, t.ci_half_width, t.pairs, t.time, t.baseline_time,
-            t.warmup_runs, {stop} AS precise_stop, {spread}
+            t.warmup_runs, {stop} AS precise_stop, {spread}, {host}
             FROM sweep_speed_trials t JOIN sweep_speed_configs c ON c.id = t.speed_config_id ORDER BY t.id""").fetchall()
         return [dict(r) for r in rows]
 

@@ -55,6 +55,18 @@ SIDE = {"SD2.1": ("SD1.5", (768 * 768) / (512 * 512)), "PixArt-Σ": ("PixArt-α"
 at 768² from SD1.5 at 512² by its pixels (the UNets are alike); PixArt-Σ as PixArt-α (one transformer, 1024²)."""
 
 
+def precise_seconds(trials: list[dict]) -> float:
+    """Generation seconds of a row's precise timings: each side's pairs and the warm-up runs. Timings made together
+    (one baseline run per round serving the group: the same ``precise_host`` reading, taken over the group) pay the
+    baseline of their longest member once; timings made one after another each pay their own."""
+    groups: dict[object, list[dict]] = {}
+    for t in trials:
+        if t.get("pairs") and t.get("time") and t.get("baseline_time"):
+            groups.setdefault(t.get("precise_host") or id(t), []).append(t)
+    return sum(sum(t["pairs"] * t["time"] + (t["warmup_runs"] or 0) * t["time"] for t in group)
+               + max(t["pairs"] * t["baseline_time"] for t in group) for group in groups.values())
+
+
 def extrapolate(report: dict) -> None:
     """The whole reference speed map's cost from the measured rows, per protocol, printed with its assumptions.
 
@@ -84,8 +96,7 @@ def extrapolate(report: dict) -> None:
                 trials = [t for t in report.get(f"{protocol}_speeds", [])
                           if (t["pipeline"], t["scheduler"], t["steps"]) == (pipeline, scheduler, steps)]
                 per_image = base[0]["time"]
-                precise = sum(t["pairs"] * (t["time"] + t["baseline_time"]) + (t["warmup_runs"] or 0) * t["time"]
-                              for t in trials if t.get("pairs") and t.get("time") and t.get("baseline_time")) / per_image
+                precise = precise_seconds(trials) / per_image
                 measured[protocol][(pipeline, scheduler, steps)] = {
                     "units": r["generation_s"] / per_image - precise, "wall_units": r["wall_s"] / per_image - precise,
                     "precise_units": precise, "per_image": per_image, "settings": len({t["setting_key"] for t in trials})}

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pytest
 
 import sweep._compat  # noqa: F401  (before diffusers in any test module)
+from storage.models import SpeedTrialRow
 
 POSTGRES_ADMIN_URL = os.environ.get("SWEEP_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 """scripts/test sets it to the server it started (or the one SWEEP_TEST_PG_URL named)."""
@@ -191,3 +193,13 @@ def db_url(request: pytest.FixtureRequest) -> str:
     """Every storage test runs against both engines."""
     fixture = "sqlite_url" if request.param == "sqlite" else "postgres_url"
     return request.getfixturevalue(fixture)
+
+
+def precise_images(trials: Sequence[SpeedTrialRow]) -> int:
+    """Images of the precise timings: each setting's warm-up and runs; a round's contenders, timed together (one host
+    reading over the group), share one baseline run per round."""
+    groups: dict[str, list[SpeedTrialRow]] = {}
+    for t in trials:
+        if t.speedup is not None:
+            groups.setdefault(json.dumps(t.precise_host, sort_keys=True), []).append(t)
+    return sum(sum(t.warmup_runs + t.pairs for t in g) + max(t.pairs for t in g) for g in groups.values())

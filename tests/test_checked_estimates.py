@@ -33,7 +33,7 @@ from sweep.pipelines.loader import load_pipeline
 from sweep.pipelines.registry import PIPELINES
 from sweep.study.catalogue import parse_space
 from sweep.study.runner import Runner
-from tests.conftest import tiny_speed_space
+from tests.conftest import precise_images, tiny_speed_space
 
 DEEPCACHE = AccelSetting.of({"deepcache": {"cache_interval": 3, "cache_branch_id": 0}})
 
@@ -99,8 +99,8 @@ def test_a_speed_only_row_of_several_timing_prompts_checks_instead_of_pairing(tm
     images = base.warmup_runs + 2 + first_paired * (1 + 2 + 2)
     if first_paired < len(trials):  # the drifted check, then its paired pass; the rest paired from the start
         images += (1 + 2 + 2) + (1 + 2 * 2) + (len(trials) - first_paired - 1) * (1 + 2 * 2)
-    precise = sum(t.warmup_runs + 2 * t.pairs for t in trials if t.speedup is not None)
-    assert summary.images == images + precise
+    assert summary.images == images + precise_images(trials)
+
 
 
 def _run(tmp_path: Path, db: str, text: str):  # type: ignore[no-untyped-def]
@@ -154,5 +154,4 @@ def test_a_drifted_check_turns_the_rest_of_the_row_to_paired_passes(tmp_path: Pa
         (base,) = s.scalars(select(SpeedBaselineRow)).all()
         trials = s.scalars(select(SpeedTrialRow).order_by(SpeedTrialRow.id)).all()
     assert [t.first_source for t in trials] == [PAIRED_SOURCE] * 3
-    precise = sum(t.warmup_runs + 2 * t.pairs for t in trials if t.speedup is not None)
-    assert summary.images == base.warmup_runs + 2 + (1 + 2 + 2) + 3 * (1 + 2 * 2) + precise
+    assert summary.images == base.warmup_runs + 2 + (1 + 2 + 2) + 3 * (1 + 2 * 2) + precise_images(trials)

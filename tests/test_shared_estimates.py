@@ -18,7 +18,7 @@ from sweep.measurement.speed_pass import PAIRED_SOURCE
 from sweep.pipelines.loader import denoiser_calls
 from sweep.study.catalogue import parse_space
 from sweep.study.runner import Runner
-from tests.conftest import tiny_speed_space
+from tests.conftest import precise_images, tiny_speed_space
 
 SETTINGS = 2
 
@@ -92,7 +92,7 @@ def test_a_row_of_another_scheduler_with_the_same_denoiser_calls_shares_first_es
 
 
 def without_precise(images: int, db: str) -> int:
-    return images - sum(t.warmup_runs + 2 * t.pairs for rows in trials(db).values() for t in rows if t.speedup is not None)
+    return images - precise_images([t for rows in trials(db).values() for t in rows])
 
 
 def test_nothing_is_shared_where_nothing_is_timed_precisely(tmp_path: Path, sqlite_url: str) -> None:

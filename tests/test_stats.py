@@ -10,7 +10,15 @@ import pytest
 
 from search_space import defaults
 from sweep.measurement.measure import max_pixel_difference
-from sweep.measurement.stats import Paired, TimingPolicy, Warmup, measure_paired, ratio_of_means_interval, warm_up
+from sweep.measurement.stats import (
+    Paired,
+    TimingPolicy,
+    Warmup,
+    measure_group,
+    measure_paired,
+    ratio_of_means_interval,
+    warm_up,
+)
 
 
 def stream(values: list[float]):  # type: ignore[no-untyped-def]
@@ -105,6 +113,65 @@ def test_repeats_until_the_interval_is_narrow_or_capped() -> None:
     assert not Paired(paired.baseline_seconds[:-1], paired.accelerated_seconds[:-1]).half_width <= 0.03 or paired.pairs == 6
     capped = measure_paired(lambda _b: 2.0 * (1 + rng.gauss(0, 0.5)), steady, 1, TimingPolicy(min_pairs=6, max_pairs=12))
     assert capped.pairs == 12 and capped.half_width > 0.03
+
+
+def test_a_group_shares_one_baseline_run_per_round_and_alternates_its_order() -> None:
+    calls: list[str] = []
+
+    def run(batch: int, member: int | None) -> float:
+        calls.append(f"{'B' if member is None else f'S{member}'}{batch}")
+        return 1.0 if member is None else 0.5
+
+    timed = measure_group(run, 3, batches=2, policy=TimingPolicy(min_pairs=2, max_pairs=10))
+    # round 0: the baseline, then the settings fastest first; round 1 reversed, so each setting sits as far from
+    # its round's baseline run before it as after it
+    assert calls == ["B0", "S00", "S10", "S20", "S21", "S11", "S01", "B1"]
+    assert [(p.pairs, p.speedup, stop) for p, stop in timed] == [(2, 2.0, "target width")] * 3
+
+
+def test_a_group_costs_the_baseline_runs_of_its_longest_timing_not_of_all_of_them() -> None:
+    """Three settings, a noisy host: timed one after another each runs the baseline as often as itself; together,
+    the baseline runs once per round. Each setting's pairs and stop are its own."""
+    policy = TimingPolicy(min_pairs=6, max_pairs=30, target_half_width=0.03)
+    speeds = [4.0, 3.6, 2.0]
+
+    def host(seed: int):  # type: ignore[no-untyped-def]
+        rng = random.Random(seed)
+        return lambda batch, member: (1.0 if member is None else 1.0 / speeds[member]) * (1 + rng.gauss(0, 0.08))
+
+    baseline_runs = {"together": 0, "apart": 0}
+    counting = host(5)
+
+    def together(batch: int, member: int | None) -> float:
+        baseline_runs["together"] += member is None
+        return counting(batch, member)
+
+    timed = measure_group(together, 3, 1, policy)
+    assert baseline_runs["together"] == max(p.pairs for p, _ in timed)
+    stops = [stop for _, stop in timed]
+    assert stops[2] == "below leader" and timed[2][0].pairs == 6  # 2x under a 4x: settled at the minimum
+    assert stops[0] in ("target width", "max pairs")
+    for (p, _), speed in zip(timed, speeds, strict=True):
+        low, high = p.interval
+        assert low < speed < high or p.half_width > 0.03, (p.speedup, speed)
+
+    apart = host(5)
+    bar = None
+    for j in range(3):  # the sequential protocol: fastest first, each against the best interval so far
+        one = measure_paired(lambda b, j=j: (baseline_runs.__setitem__("apart", baseline_runs["apart"] + 1),
+                                            apart(b, None))[1], lambda b, j=j: apart(b, j), 1, policy, bar)
+        bar = max(bar or 0.0, one.interval[0])
+    assert baseline_runs["together"] < 0.7 * baseline_runs["apart"]
+
+
+def test_a_group_of_one_is_the_paired_timing() -> None:
+    rng = random.Random(11)
+    values = [2.0 * (1 + rng.gauss(0, 0.1)) if i % 2 == 0 else 1.0 for i in range(400)]
+    policy = TimingPolicy(min_pairs=6, max_pairs=40)
+    alone = measure_paired(stream(values[0::2]), stream(values[1::2]), 2, policy, below=1.5)
+    it_b, it_a = iter(values[0::2]), iter(values[1::2])
+    (grouped, stop), = measure_group(lambda _b, m: next(it_b) if m is None else next(it_a), 1, 2, policy, below=1.5)
+    assert grouped == alone and stop in ("target width", "below leader", "max pairs")
 
 
 def test_max_pixel_difference_between_two_runs() -> None:

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from sweep.measurement.host import HostMeter, gpu_busy
-from sweep.measurement.stats import Paired, TimingPolicy, measure_paired, warm_up
+from sweep.measurement.stats import Paired, TimingPolicy, measure_group, warm_up
 
 if TYPE_CHECKING:
     from diffusers import DiffusionPipeline
@@ -381,6 +381,8 @@ class PairedRun:
     warmup_runs: int
     host: dict[str, object] | None = None
     """The host's state over the pairs, both sides."""
+    stop: str | None = None
+    """Why its timing stopped (``sweep.measurement.stats.STOPS``), where it was timed in a group."""
 
     @property
     def seconds_per_image(self) -> float:
@@ -404,17 +406,42 @@ def paired_run(
     ``accelerate`` and ``restore`` switch the pipeline between the two; they run outside the timed region.
     ``below``: see :func:`sweep.measurement.stats.measure_paired`. Returns with the pipeline restored.
     """
+    run, = group_run(gen, work, [(accelerate, restore)], policy, below)
+    return run
 
-    def run(batch: int, accelerated: bool) -> float:
-        (accelerate if accelerated else restore)()
+
+def group_run(
+    gen: Generator, work: Sequence[Batch], switchers: Sequence[tuple[Callable[[], None], Callable[[], None]]],
+    policy: TimingPolicy, below: float | None = None, *, settle: bool = True,
+) -> list[PairedRun]:
+    """Warm up each setting (its ``(accelerate, restore)`` pair), then time them together against one baseline, a
+    round at a time (:func:`sweep.measurement.stats.measure_group`). Switching happens outside the timed region;
+    returns with the pipeline restored, one :class:`PairedRun` per setting (its stop reason in ``stop``)."""
+    current: list[int | None] = [None]
+
+    def switch(member: int | None) -> None:
+        if current[0] is not None and current[0] != member:
+            switchers[current[0]][1]()
+        if member is None:
+            if current[0] is None:
+                switchers[0][1]()  # the baseline's labels and call, idempotently
+        else:
+            switchers[member][0]()
+        current[0] = member
+
+    def run(batch: int, member: int | None) -> float:
+        switch(member)
         seconds, _ = gen.run(work[batch])
         return seconds / len(work[batch][0])
 
+    warmups: list[int] = []
     try:
-        accelerate()
-        warm = warm_up(lambda: gen.run(work[0])[0], policy.warmup_tolerance, policy.warmup_cap)
+        for j in range(len(switchers)):
+            switch(j)
+            warmups.append(len(warm_up(lambda: gen.run(work[0])[0], policy.warmup_tolerance, policy.warmup_cap).seconds))
         mark = gen.host.mark()
-        paired = measure_paired(lambda b: run(b, False), lambda b: run(b, True), len(work), policy, below)
+        timed = measure_group(run, len(switchers), len(work), policy, below, settle=settle)
     finally:
-        restore()
-    return PairedRun(paired, len(warm.seconds), gen.host.since(mark))
+        switch(None)
+    host = gen.host.since(mark)
+    return [PairedRun(paired, warm, host, stop) for (paired, stop), warm in zip(timed, warmups, strict=True)]

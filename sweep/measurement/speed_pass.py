@@ -29,6 +29,7 @@ from sweep.measurement.measure import (
     PairedRun,
     TimedPass,
     checked_pass,
+    group_run,
     paired_pass,
     paired_run,
     stable_pass,
@@ -98,3 +99,11 @@ def precise(
     gen: Generator, timing_set: Sequence[Batch], applied: AppliedSetting, policy: TimingPolicy, below: float | None = None,
 ) -> PairedRun:
     return paired_run(gen, timing_set, *switches(gen, applied), policy, below)
+
+
+def precise_group(
+    gen: Generator, timing_set: Sequence[Batch], applied: Sequence[AppliedSetting], policy: TimingPolicy,
+    below: float | None = None, *, settle: bool = True,
+) -> list[PairedRun]:
+    """Several settings timed precisely together, one baseline run per round serving all (see :func:`group_run`)."""
+    return group_run(gen, timing_set, [switches(gen, a) for a in applied], policy, below, settle=settle)

@@ -106,23 +106,64 @@ def measure_paired(
     the means. Pair i uses batch ``i % batches``, so the first ``batches`` pairs cover every prompt.
     With ``below`` (the lower end of the best speed-up's interval), timing also stops once this speed-up's
     whole interval lies under it: it cannot be the fastest, and a narrower interval would not change that.
+    The one-setting case of :func:`measure_group`.
+    """
+    (paired, _), = measure_group(lambda b, _j: run_baseline(b) if _j is None else run_accelerated(b), 1, batches,
+                                 policy, below)
+    return paired
+
+
+def measure_group(
+    run: Callable[[int, int | None], float], members: int, batches: int, policy: TimingPolicy,
+    below: float | None = None, *, settle: bool = True,
+) -> list[tuple[Paired, str]]:
+    """Time several settings against one baseline at once: each round runs the baseline once and every setting
+    still timed once, on the same batch, so one baseline run serves every setting's pair (timed one setting after
+    another, each precise timing ran the baseline as often as itself: on a drifting H100, 61–70% of a row's images
+    went to precise timings, most of them baseline runs).
+
+    ``run(batch, member)`` runs ``batch`` by the setting ``member`` (None: the baseline) and returns seconds per
+    image. Rounds alternate their order (B S1 S2 … in one, … S2 S1 B in the next), so every setting sits at the
+    same distance from its round's baseline run before it and after it, and a steady drift cancels as in
+    :func:`measure_paired`. Each setting stops on its own rule, checked after every round once it has the minimum
+    pairs: its interval within the target width; its whole interval under ``below`` or, with ``settle``, under the
+    lower end of another setting's interval in the group (that one is faster: this one cannot be the fastest,
+    whichever is); or the pair cap. Returns per setting its pairs and why it stopped (one of ``STOPS``).
     """
     base: list[float] = []
-    accel: list[float] = []
+    accel: list[list[float]] = [[] for _ in range(members)]
+    rounds: list[list[int]] = [[] for _ in range(members)]  # the rounds each setting took part in
+    stopped: list[str | None] = [None] * members
     minimum = max(policy.min_pairs, batches)
-    while len(base) < max(policy.max_pairs, minimum):
-        batch = len(base) % batches
-        if len(base) % 2 == 0:
-            base.append(run_baseline(batch))
-            accel.append(run_accelerated(batch))
-        else:
-            accel.append(run_accelerated(batch))
-            base.append(run_baseline(batch))
-        if len(base) >= minimum:
-            paired = Paired(tuple(base), tuple(accel))
-            if paired.half_width <= policy.target_half_width or (below is not None and paired.interval[1] < below):
-                break
-    return Paired(tuple(base), tuple(accel))
+    cap = max(policy.max_pairs, minimum)
+
+    def paired(j: int) -> Paired:
+        return Paired(tuple(base[r] for r in rounds[j]), tuple(accel[j]))
+
+    while active := [j for j in range(members) if stopped[j] is None]:
+        r = len(base)
+        batch = r % batches
+        order: list[int | None] = [None, *active] if r % 2 == 0 else [*reversed(active), None]
+        seconds = {j: run(batch, j) for j in order}
+        base.append(seconds[None])
+        for j in active:
+            accel[j].append(seconds[j])
+            rounds[j].append(r)
+        timed = {j: paired(j) for j in range(members) if len(rounds[j]) >= minimum}
+        for j in active:
+            if j not in timed:
+                continue
+            p = timed[j]
+            bars = [below] if below is not None else []
+            if settle:
+                bars += [q.interval[0] for i, q in timed.items() if i != j and stopped[i] != "below leader"]
+            if p.half_width <= policy.target_half_width:
+                stopped[j] = "target width"
+            elif bars and p.interval[1] < max(bars):
+                stopped[j] = "below leader"
+            elif len(rounds[j]) >= cap:
+                stopped[j] = "max pairs"
+    return [(paired(j), stopped[j] or "max pairs") for j in range(members)]
 
 
 STOPS = ("target width", "below leader", "max pairs")

@@ -464,18 +464,40 @@ class Runner:
         """
         run = item.run
         failed: set[str] = set()
+        label = item.entry.base.label
         while todo := run.precise_todo(max_loss, failed, every=every)[:top]:
-            for key in todo:  # fastest first: its interval becomes the bar the slower ones must reach
-                self.progress.describe(f"{item.entry.base.label}: timing {describe(AccelSetting.from_key(key))} precisely")
-                try:
-                    self.repo.measurements.save_precise(run.precise_statement(key, None if every else run.precise_bar(max_loss)))
-                    summary.precise += 1
-                except Exception:  # keep its first estimate; the bound says it is not precise
-                    log.warning("precise timing of %s failed", key, exc_info=True)
-                    failed.add(key)
+            # the round's contenders together, fastest first, one baseline run per round serving them all; the
+            # best precise interval so far (and, within the group, each other's) is the bar the slower ones must reach
+            self.progress.describe(f"{label}: timing {', '.join(describe(AccelSetting.from_key(k)) for k in todo)} precisely")
+            try:
+                statements = run.precise_statements(todo, None if every else run.precise_bar(max_loss), settle=not every)
+            except Exception:
+                if len(todo) > 1:  # one at a time, so that a failing setting keeps the others' timings
+                    log.warning("timing %d settings together failed; timing them one at a time", len(todo), exc_info=True)
+                    for key in todo:
+                        self._precise_one(item, summary, key, None if every else run.precise_bar(max_loss), failed)
+                    continue
+                log.warning("precise timing of %s failed", todo[0], exc_info=True)  # keeps its first estimate
+                failed.add(todo[0])
                 run.refresh()
-                held = run.speeds.get(key)
-                summary.below_leader += bool(key not in failed and held is not None and held.settled_below)
+                continue
+            for statement in statements:
+                self.repo.measurements.save_precise(statement)
+            summary.precise += len(statements)
+            run.refresh()
+            summary.below_leader += sum(1 for key in todo if (held := run.speeds.get(key)) is not None and held.settled_below)
+
+    def _precise_one(self, item: _Item, summary: RunSummary, key: str, below: float | None, failed: set[str]) -> None:
+        run = item.run
+        try:
+            self.repo.measurements.save_precise(run.precise_statement(key, below))
+            summary.precise += 1
+        except Exception:  # keep its first estimate; the bound says it is not precise
+            log.warning("precise timing of %s failed", key, exc_info=True)
+            failed.add(key)
+        run.refresh()
+        held = run.speeds.get(key)
+        summary.below_leader += bool(key not in failed and held is not None and held.settled_below)
 
 
 def freeze_heap() -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import functools
 import logging
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING
 
@@ -24,7 +24,7 @@ from storage.measurements import SHARED_SOURCE, QualityResult
 from storage.models import Base
 from sweep.accelerators import AppliedSetting, describe, setting_packages_key, speed_depends_on_weights
 from sweep.errors import AcceleratorError
-from sweep.measurement.measure import Batch, Generator, batches, digest
+from sweep.measurement.measure import Batch, Generator, PairedRun, batches, digest
 from sweep.measurement.protocol import Protocol
 from sweep.measurement.quality_pass import CHANGED_NOTHING, quality_baseline, quality_pass
 from sweep.measurement.speed_model import features
@@ -36,6 +36,7 @@ from sweep.measurement.speed_pass import (
     checked_timing_set_pass,
     paired_first_estimate,
     precise,
+    precise_group,
     speed_baseline,
     timing_set_pass,
 )
@@ -354,15 +355,30 @@ class ScopeRun:
                 for s in contenders(self.speeds, quality, max_loss) if s.precise and not s.settled_below]
         return max(ends, default=None)
 
+    def precise_statements(self, setting_keys: Sequence[str], below: float | None = None, *,
+                           settle: bool = True) -> list[Update]:
+        """The settings of ``setting_keys`` timed precisely together against one baseline run per round (see
+        :func:`sweep.measurement.stats.measure_group`; ``settle``: a setting whose interval falls under another's
+        stops there, stored as below the leader)."""
+        if len(setting_keys) == 1:
+            return [self.precise_statement(setting_keys[0], below)]
+        gen = self._load()
+        settings = [AccelSetting.from_key(k) for k in setting_keys]
+        runs = precise_group(gen, self.timing_set, [AppliedSetting(gen.pipe, s) for s in settings],
+                             self.protocol.timing.policy, below, settle=settle)
+        return [self._precise_update(s, run, run.stop or "max pairs") for s, run in zip(settings, runs, strict=True)]
+
     def precise_statement(self, setting_key: str, below: float | None = None) -> Update:
         gen = self._load()
         setting = AccelSetting.from_key(setting_key)
         run = precise(gen, self.timing_set, AppliedSetting(gen.pipe, setting), self.protocol.timing.policy, below)
+        return self._precise_update(setting, run, stop_reason(run.paired, self.protocol.timing.policy, below))
+
+    def _precise_update(self, setting: AccelSetting, run: PairedRun, stop: str) -> Update:
         return self.repo.measurements.precise_statement(
-            self.scope, setting_key, speedup=run.paired.speedup, ci_half_width=run.paired.half_width,
+            self.scope, setting.key, speedup=run.paired.speedup, ci_half_width=run.paired.half_width,
             pairs=run.paired.pairs, time=run.seconds_per_image, baseline_time=run.baseline_seconds_per_image,
-            time_spread=run.spread, warmup_runs=run.warmup_runs,
-            precise_stop=stop_reason(run.paired, self.protocol.timing.policy, below), host=run.host,
+            time_spread=run.spread, warmup_runs=run.warmup_runs, precise_stop=stop, host=run.host,
             weights_key=self.weights_key(setting),
             packages_key=packages_of_key(setting.key))
 

@@ -463,9 +463,11 @@ class Measurements:
                         time_spread=time_spread, warmup_runs=warmup_runs, precise_stop=precise_stop, precise_host=host,
                         precise_at=datetime.now(timezone.utc)))
 
-    def save_precise(self, statement: Update) -> None:
+    def save_precise(self, *statements: Update) -> None:
+        """Stores precise timings (made together) in one transaction."""
         with self.db.session() as s:
-            s.execute(statement)
+            for statement in statements:
+                s.execute(statement)
 
     @staticmethod
     def replace_quality_statement(scope: Scope, setting_key: str) -> Delete:

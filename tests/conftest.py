@@ -197,9 +197,10 @@ def db_url(request: pytest.FixtureRequest) -> str:
 
 def precise_images(trials: Sequence[SpeedTrialRow]) -> int:
     """Images of the precise timings: each setting's warm-up and runs; a round's contenders, timed together (one host
-    reading over the group), share one baseline run per round."""
-    groups: dict[str, list[SpeedTrialRow]] = {}
+    reading over the group, the same to the last digit), share one baseline run per round."""
+    groups: dict[object, list[SpeedTrialRow]] = {}
     for t in trials:
         if t.speedup is not None:
-            groups.setdefault(json.dumps(t.precise_host, sort_keys=True), []).append(t)
+            key = json.dumps(t.precise_host, sort_keys=True) if t.precise_host else id(t)
+            groups.setdefault(key, []).append(t)
     return sum(sum(t.warmup_runs + t.pairs for t in g) + max(t.pairs for t in g) for g in groups.values())

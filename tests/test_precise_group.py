@@ -45,3 +45,34 @@ def test_a_rounds_contenders_are_timed_together_against_the_same_baseline_runs(
     assert rounds == list("BSSSSSSB" * (PAIRS // 2))
     warmups = sum(t.warmup_runs for t in timed)
     assert all(c != "baseline" for c in calls[-PAIRS * 4 - warmups:-PAIRS * 4])  # each setting warmed up first
+
+
+def test_a_setting_that_fails_half_applied_leaves_the_pipeline_as_the_baselines() -> None:
+    """The second setting of a group raises after its hooks went on: the group's timing fails, and the pipeline
+    is the baseline's again, every setting's hooks off (the runner then times the settings one at a time)."""
+    from search_space.base_config import BaseConfig
+    from search_space.setting import AccelSetting
+    from sweep.accelerators import AppliedSetting
+    from sweep.errors import AcceleratorError
+    from sweep.measurement.measure import Generator, batches, digest, group_run
+    from sweep.measurement.speed_pass import switches
+    from sweep.measurement.stats import TimingPolicy
+    from sweep.pipelines.loader import load_pipeline
+    from sweep.pipelines.registry import PIPELINES
+
+    pipe = load_pipeline(BaseConfig("tiny-sd-a", "builtin:tiny-sd-a", "random", "DDIMScheduler", 4, 64, 64, "float32", 1), "cpu")
+    gen = Generator(pipe, 4, 64, 64, "cpu", options=PIPELINES["tiny-sd-a"].call_options)
+    work = batches(["a cat"], [0], 1)
+    before = [digest(i) for i in gen.run(work[0])[1]]
+    deepcache = AppliedSetting(pipe, AccelSetting.of({"deepcache": {"cache_interval": 2, "cache_branch_id": 0}}))
+    second = AppliedSetting(pipe, AccelSetting.of({"deepcache": {"cache_interval": 3, "cache_branch_id": 0}}))
+    accelerate, restore = switches(gen, second)
+
+    def half_applied() -> None:
+        accelerate()
+        raise AcceleratorError("failed after its hooks went on")
+
+    with pytest.raises(AcceleratorError):
+        group_run(gen, work, [switches(gen, deepcache), (half_applied, restore)], TimingPolicy(min_pairs=2, max_pairs=2))
+    assert not deepcache.on and not second.on and gen.call is None and gen.label == "baseline"
+    assert [digest(i) for i in gen.run(work[0])[1]] == before

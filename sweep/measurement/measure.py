@@ -416,18 +416,19 @@ def group_run(
 ) -> list[PairedRun]:
     """Warm up each setting (its ``(accelerate, restore)`` pair), then time them together against one baseline, a
     round at a time (:func:`sweep.measurement.stats.measure_group`). Switching happens outside the timed region;
-    returns with the pipeline restored, one :class:`PairedRun` per setting (its stop reason in ``stop``)."""
+    returns with the pipeline restored (an exception too), one :class:`PairedRun` per setting (its stop reason in
+    ``stop``; its ``host`` is the reading over the whole group's rounds)."""
     current: list[int | None] = [None]
 
     def switch(member: int | None) -> None:
-        if current[0] is not None and current[0] != member:
-            switchers[current[0]][1]()
+        previous, current[0] = current[0], member  # before switching: a setting that fails half-applied is undone too
+        if previous is not None and previous != member:
+            switchers[previous][1]()
         if member is None:
-            if current[0] is None:
+            if previous is None:
                 switchers[0][1]()  # the baseline's labels and call, idempotently
         else:
             switchers[member][0]()
-        current[0] = member
 
     def run(batch: int, member: int | None) -> float:
         switch(member)
@@ -442,6 +443,7 @@ def group_run(
         mark = gen.host.mark()
         timed = measure_group(run, len(switchers), len(work), policy, below, settle=settle)
     finally:
-        switch(None)
+        for _accelerate, restore in switchers:  # idempotent: whatever was applied, the pipeline is the baseline's
+            restore()
     host = gen.host.since(mark)
     return [PairedRun(paired, warm, host, stop) for (paired, stop), warm in zip(timed, warmups, strict=True)]

@@ -125,10 +125,15 @@ def measure_group(
     ``run(batch, member)`` runs ``batch`` by the setting ``member`` (None: the baseline) and returns seconds per
     image. Rounds alternate their order (B S1 S2 … in one, … S2 S1 B in the next), so every setting sits at the
     same distance from its round's baseline run before it and after it, and a steady drift cancels as in
-    :func:`measure_paired`. Each setting stops on its own rule, checked after every round once it has the minimum
-    pairs: its interval within the target width; its whole interval under ``below`` or, with ``settle``, under the
-    lower end of another setting's interval in the group (that one is faster: this one cannot be the fastest,
-    whichever is); or the pair cap. Returns per setting its pairs and why it stopped (one of ``STOPS``).
+    :func:`measure_paired`; the settings' order rotates every two rounds, so that each takes every place in turn
+    (a run two or three calls from its baseline run pairs more noisily than the next one, and the last setting of
+    a round is the only one that runs twice without a switch). Each setting stops on its own rule, checked after
+    every round once it has the minimum pairs: its interval within the target width; its whole interval under
+    ``below`` or, with ``settle``, under the lower end of another group member's interval (one not settled itself);
+    or the pair cap. A member's interval still moves while it is timed: a setting settled under it is checked again
+    after every round, and timed on where it no longer lies under every bar, so that at the end each setting
+    stored as below the leader lies under a final interval. Returns per setting its pairs and why it stopped
+    (one of ``STOPS``).
     """
     base: list[float] = []
     accel: list[list[float]] = [[] for _ in range(members)]
@@ -143,26 +148,37 @@ def measure_group(
     while active := [j for j in range(members) if stopped[j] is None]:
         r = len(base)
         batch = r % batches
-        order: list[int | None] = [None, *active] if r % 2 == 0 else [*reversed(active), None]
+        turn = (r // 2) % len(active)
+        members_order = active[turn:] + active[:turn]
+        order: list[int | None] = [None, *members_order] if r % 2 == 0 else [*reversed(members_order), None]
         seconds = {j: run(batch, j) for j in order}
         base.append(seconds[None])
         for j in active:
             accel[j].append(seconds[j])
             rounds[j].append(r)
         timed = {j: paired(j) for j in range(members) if len(rounds[j]) >= minimum}
-        for j in active:
-            if j not in timed:
-                continue
-            p = timed[j]
+
+        def bar(j: int) -> float | None:
             bars = [below] if below is not None else []
             if settle:
                 bars += [q.interval[0] for i, q in timed.items() if i != j and stopped[i] != "below leader"]
+            return max(bars, default=None)
+
+        for j in active:
+            if j not in timed:
+                continue
+            p, b = timed[j], bar(j)
             if p.half_width <= policy.target_half_width:
                 stopped[j] = "target width"
-            elif bars and p.interval[1] < max(bars):
+            elif b is not None and p.interval[1] < b:
                 stopped[j] = "below leader"
             elif len(rounds[j]) >= cap:
                 stopped[j] = "max pairs"
+        for j in range(members):  # a setting settled under a bar that has dropped since: timed on (or capped)
+            if stopped[j] == "below leader":
+                b = bar(j)
+                if b is None or timed[j].interval[1] >= b:
+                    stopped[j] = None if len(rounds[j]) < cap else "max pairs"
     return [(paired(j), stopped[j] or "max pairs") for j in range(members)]
 
 

@@ -145,6 +145,8 @@ class Runner:
         q = protocol.quality
         if q.scorer not in self._scorers:
             self._scorers[q.scorer] = ClipScorer(q.scorer_model, q.scorer_pretrained, self.device)
+            if self._pipe is not None:
+                freeze_heap()  # out of the collector's reach beside the pipeline (handed back with it)
         return self._scorers[q.scorer]
 
     def ids(self, protocol: Protocol, environment: Environment) -> tuple[int, int, int]:
@@ -245,21 +247,23 @@ class Runner:
         summary.speed_config_ids.extend(item.scope.speed_config_id for item in items)
         estimates = [self._estimate(item, search) for item in items]
         self.progress.start(sum(estimates))
-        for index, item in enumerate(items):
-            if deadline is not None and time.monotonic() >= deadline and self._missing(item, search):
-                summary.budget_stop = f"time budget reached before {len(items) - index} base configuration(s)"
-                break
-            done_before = summary.new
-            try:
-                self._search(item, summary, search, deadline)
-                if confirm_top and not (deadline is not None and time.monotonic() >= deadline):
-                    self._precise(item, summary, search.max_loss, confirm_top, precise_every)
-            finally:
-                self._unload(generators[item.entry.base.key], summary)
-            # the bar counted this item's estimate; a search that stopped early hands the rest back
-            estimates[index] = summary.new - done_before
-            self.progress.retotal(sum(estimates))
-        self.release()
+        try:
+            for index, item in enumerate(items):
+                if deadline is not None and time.monotonic() >= deadline and self._missing(item, search):
+                    summary.budget_stop = f"time budget reached before {len(items) - index} base configuration(s)"
+                    break
+                done_before = summary.new
+                try:
+                    self._search(item, summary, search, deadline)
+                    if confirm_top and not (deadline is not None and time.monotonic() >= deadline):
+                        self._precise(item, summary, search.max_loss, confirm_top, precise_every)
+                finally:
+                    self._unload(generators[item.entry.base.key], summary)
+                # the bar counted this item's estimate; a search that stopped early hands the rest back
+                estimates[index] = summary.new - done_before
+                self.progress.retotal(sum(estimates))
+        finally:
+            self.release()  # the pipeline, and what freeze_heap set aside with it
         if confirm_top and deadline is not None and time.monotonic() >= deadline:
             summary.budget_stop = (summary.budget_stop or "time budget reached") + ": upper bounds not all timed precisely"
         summary.wall_seconds = time.perf_counter() - started
@@ -464,46 +468,47 @@ class Runner:
         """
         run = item.run
         failed: set[str] = set()
-        label = item.entry.base.label
         while todo := run.precise_todo(max_loss, failed, every=every)[:top]:
-            # the round's contenders together, fastest first, one baseline run per round serving them all; the
-            # best precise interval so far (and, within the group, each other's) is the bar the slower ones must reach
-            self.progress.describe(f"{label}: timing {', '.join(describe(AccelSetting.from_key(k)) for k in todo)} precisely")
-            try:
-                statements = run.precise_statements(todo, None if every else run.precise_bar(max_loss), settle=not every)
-            except Exception:
-                if len(todo) > 1:  # one at a time, so that a failing setting keeps the others' timings
-                    log.warning("timing %d settings together failed; timing them one at a time", len(todo), exc_info=True)
-                    for key in todo:
-                        self._precise_one(item, summary, key, None if every else run.precise_bar(max_loss), failed)
-                    continue
-                log.warning("precise timing of %s failed", todo[0], exc_info=True)  # keeps its first estimate
-                failed.add(todo[0])
-                run.refresh()
-                continue
-            for statement in statements:
-                self.repo.measurements.save_precise(statement)
-            summary.precise += len(statements)
-            run.refresh()
-            summary.below_leader += sum(1 for key in todo if (held := run.speeds.get(key)) is not None and held.settled_below)
+            # the round's contenders together, one baseline run per round serving them all, each against the best
+            # precise interval so far and the group's; a setting settled under a leader that is out at this
+            # threshold is owed a timing to the protocol's width: no bar at all
+            owed = [k for k in todo if (held := run.speeds.get(k)) is not None and held.settled_below]
+            fresh = [k for k in todo if k not in owed]
+            if fresh:
+                self._precise_group(item, summary, fresh, lambda: None if every else run.precise_bar(max_loss), not every,
+                                    failed)
+            else:
+                self._precise_group(item, summary, owed, lambda: None, False, failed)
 
-    def _precise_one(self, item: _Item, summary: RunSummary, key: str, below: float | None, failed: set[str]) -> None:
+    def _precise_group(self, item: _Item, summary: RunSummary, keys: list[str], bar: Callable[[], float | None],
+                       settle: bool, failed: set[str]) -> None:
+        """Time ``keys`` precisely together, each against ``bar()`` (read when its timing starts) and, with
+        ``settle``, the group's intervals; stored in one transaction."""
         run = item.run
+        names = ", ".join(describe(AccelSetting.from_key(k)) for k in keys)
+        self.progress.describe(f"{item.entry.base.label}: timing {names} precisely")
         try:
-            self.repo.measurements.save_precise(run.precise_statement(key, below))
-            summary.precise += 1
-        except Exception:  # keep its first estimate; the bound says it is not precise
-            log.warning("precise timing of %s failed", key, exc_info=True)
-            failed.add(key)
+            self.repo.measurements.save_precise(*run.precise_statements(keys, bar(), settle=settle))
+        except Exception:
+            if len(keys) == 1:  # keeps its first estimate; the bound says it is not precise
+                log.warning("precise timing of %s failed", keys[0], exc_info=True)
+                failed.add(keys[0])
+                run.refresh()
+                return
+            # one at a time, so that a failing setting keeps the others' timings (the group's pairs are lost)
+            log.warning("timing %d settings together failed; timing them one at a time", len(keys), exc_info=True)
+            for key in keys:
+                self._precise_group(item, summary, [key], bar, settle, failed)
+            return
+        summary.precise += len(keys)
         run.refresh()
-        held = run.speeds.get(key)
-        summary.below_leader += bool(key not in failed and held is not None and held.settled_below)
+        summary.below_leader += sum(1 for key in keys if (held := run.speeds.get(key)) is not None and held.settled_below)
 
 
 def freeze_heap() -> None:
     """Move every object alive now (the pipeline just loaded, the libraries imported) out of the garbage collector's
     reach: a full collection then walks only what was made since, instead of pausing a timed call for the whole
-    heap (on an H100, one such pause took 394 ms inside a 0.28 s call and widened a precise timing's interval from
+    heap (on an H100, one such pause took 394 ms inside a 0.79 s call of a 0.28 s setting and widened a precise timing's interval from
     ±6.7% without that pair to ±14.5%, docs/measurements/2026-12-06-h100-checked.md). :func:`free_memory` hands them back."""
     gc.collect()
     gc.freeze()

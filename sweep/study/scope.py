@@ -355,6 +355,13 @@ class ScopeRun:
                 for s in contenders(self.speeds, quality, max_loss) if s.precise and not s.settled_below]
         return max(ends, default=None)
 
+    def precise_below(self, setting_key: str, max_loss: float) -> float | None:
+        """The bar ``setting_key``'s precise timing is settled against: :meth:`precise_bar`, or none for a setting
+        settled below a leader before and owed a timing to the protocol's width now that it leads (against the same
+        bar it would settle again, and again)."""
+        held = self.speeds.get(setting_key)
+        return None if held is not None and held.settled_below else self.precise_bar(max_loss)
+
     def precise_statements(self, setting_keys: Sequence[str], below: float | None = None, *,
                            settle: bool = True) -> list[Update]:
         """The settings of ``setting_keys`` timed precisely together against one baseline run per round (see

@@ -183,7 +183,7 @@ class Worker:
                 summary.failed += any(getattr(r, "status", None) == "failed" for r in rows)
             else:
                 self.progress.describe(f"{label}: timing {describe(AccelSetting.from_key(claim.setting_key))} precisely")
-                statements = [run.precise_statement(claim.setting_key, run.precise_bar(claim.max_loss))]
+                statements = [run.precise_statement(claim.setting_key, run.precise_below(claim.setting_key, claim.max_loss))]
         except Exception as exc:
             log.warning("task %s failed (attempt %d of %d)", claim.task_id, claim.attempt, claim.max_attempts, exc_info=True)
             heartbeat.stop()

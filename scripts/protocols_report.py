@@ -57,14 +57,22 @@ at 768² from SD1.5 at 512² by its pixels (the UNets are alike); PixArt-Σ as P
 
 def precise_seconds(trials: list[dict]) -> float:
     """Generation seconds of a row's precise timings: each side's pairs and the warm-up runs. Timings made together
-    (one baseline run per round serving the group: the same ``precise_host`` reading, taken over the group) pay the
-    baseline of their longest member once; timings made one after another each pay their own."""
+    (``precise_host["group"]``: an id, the rounds run) pay one baseline run per round of the group, at their longest
+    member's baseline time; a timing made alone pays its own."""
     groups: dict[object, list[dict]] = {}
     for t in trials:
         if t.get("pairs") and t.get("time") and t.get("baseline_time"):
-            groups.setdefault(t.get("precise_host") or id(t), []).append(t)
-    return sum(sum(t["pairs"] * t["time"] + (t["warmup_runs"] or 0) * t["time"] for t in group)
-               + max(t["pairs"] * t["baseline_time"] for t in group) for group in groups.values())
+            host = t.get("precise_host")
+            host = json.loads(host) if isinstance(host, str) else (host or {})
+            t = {**t, "group": host.get("group")}
+            groups.setdefault(t["group"]["id"] if t["group"] else id(t), []).append(t)
+    total = 0.0
+    for group in groups.values():
+        longest = max(group, key=lambda t: t["pairs"])
+        rounds = group[0]["group"]["rounds"] if group[0]["group"] else longest["pairs"]
+        total += sum(t["pairs"] * t["time"] + (t["warmup_runs"] or 0) * t["time"] for t in group)
+        total += rounds * longest["baseline_time"]
+    return total
 
 
 def extrapolate(report: dict) -> None:

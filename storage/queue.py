@@ -282,6 +282,16 @@ class WorkQueue:
             return s.scalar(select(func.count()).select_from(TaskRow).where(
                 *scope.task_filter(TaskRow), TaskRow.status.in_(("pending", "running")))) or 0
 
+    def reopen(self, scope: Scope, kind: str, setting_keys: list[str]) -> int:
+        """Sets finished tasks of ``setting_keys`` pending again, attempts reset (work owed again); returns how many."""
+        if not setting_keys:
+            return 0
+        with self.db.session() as s:
+            result = s.execute(update(TaskRow).where(
+                *scope.task_filter(TaskRow), TaskRow.kind == kind, TaskRow.setting_key.in_(setting_keys),
+                TaskRow.status == "done").values(status="pending", attempts=0, lease_owner=None))
+            return result.rowcount or 0  # type: ignore[attr-defined]
+
     def queued_keys(self, scope: Scope, kind: str) -> set[str]:
         with self.db.session() as s:
             return set(s.scalars(select(TaskRow.setting_key).where(*scope.task_filter(TaskRow), TaskRow.kind == kind)))

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import uuid
 from collections.abc import Iterator, Sequence
@@ -196,11 +195,16 @@ def db_url(request: pytest.FixtureRequest) -> str:
 
 
 def precise_images(trials: Sequence[SpeedTrialRow]) -> int:
-    """Images of the precise timings: each setting's warm-up and runs; a round's contenders, timed together (one host
-    reading over the group, the same to the last digit), share one baseline run per round."""
-    groups: dict[object, list[SpeedTrialRow]] = {}
+    """Images of the precise timings: each setting's warm-up and runs, and the baseline's runs: one per pair for a
+    setting timed alone, one per round for settings timed together (``precise_host["group"]``: its rounds)."""
+    alone = groups = 0
+    seen: set[str] = set()
     for t in trials:
-        if t.speedup is not None:
-            key = json.dumps(t.precise_host, sort_keys=True) if t.precise_host else id(t)
-            groups.setdefault(key, []).append(t)
-    return sum(sum(t.warmup_runs + t.pairs for t in g) + max(t.pairs for t in g) for g in groups.values())
+        if t.speedup is None:
+            continue
+        group = (t.precise_host or {}).get("group")
+        alone += t.warmup_runs + t.pairs + (0 if group else t.pairs)
+        if group and group["id"] not in seen:  # type: ignore[index]
+            seen.add(group["id"])  # type: ignore[index]
+            groups += group["rounds"]  # type: ignore[index]
+    return alone + groups

@@ -122,12 +122,12 @@ def test_a_group_shares_one_baseline_run_per_round_and_alternates_its_order() ->
         calls.append(f"{'B' if member is None else f'S{member}'}{batch}")
         return 1.0 if member is None else 0.5
 
-    timed = measure_group(run, 3, batches=2, policy=TimingPolicy(min_pairs=4, max_pairs=10))
+    timed, rounds = measure_group(run, 3, batches=2, policy=TimingPolicy(min_pairs=4, max_pairs=10))
     # round 0: the baseline, then the settings; round 1 reversed, so each setting sits as far from its round's
     # baseline run before it as after it; every two rounds the settings' order rotates, each taking every place
     assert calls == ["B0", "S00", "S10", "S20", "S21", "S11", "S01", "B1",
                      "B0", "S10", "S20", "S00", "S01", "S21", "S11", "B1"]
-    assert [(p.pairs, p.speedup, stop) for p, stop in timed] == [(4, 2.0, "target width")] * 3
+    assert [(p.pairs, p.speedup, stop) for p, stop in timed] == [(4, 2.0, "target width")] * 3 and rounds == 4
 
 
 def test_a_group_costs_the_baseline_runs_of_its_longest_timing_not_of_all_of_them() -> None:
@@ -147,8 +147,8 @@ def test_a_group_costs_the_baseline_runs_of_its_longest_timing_not_of_all_of_the
         baseline_runs["together"] += member is None
         return counting(batch, member)
 
-    timed = measure_group(together, 3, 1, policy)
-    assert baseline_runs["together"] == max(p.pairs for p, _ in timed)
+    timed, rounds = measure_group(together, 3, 1, policy)
+    assert baseline_runs["together"] == rounds == max(p.pairs for p, _ in timed)
     stops = [stop for _, stop in timed]
     assert stops[2] == "below leader" and timed[2][0].pairs == 6  # 2x under a 4x: settled at the minimum
     assert stops[0] in ("target width", "max pairs")
@@ -167,27 +167,47 @@ def test_a_group_costs_the_baseline_runs_of_its_longest_timing_not_of_all_of_the
 
 def test_a_setting_settled_under_a_member_whose_interval_then_drops_is_timed_on() -> None:
     """The leader's first pairs say 4x, its later ones 2x: a 2.5x setting settled under its early interval lies
-    inside its final one, so it is timed on (here to the cap), never stored as below the leader."""
+    inside its final one, so it is timed on (here to the cap), never stored as below the leader; it rejoins on a
+    round of the other direction, so its rounds stay balanced between the two orders."""
     wiggle = [1.01, 0.99]
+    calls: list[tuple[int | None, int]] = []
 
     def run(batch: int, member: int | None) -> float:
-        r = len(calls)
-        calls.append(member)
+        calls.append((member, batch))
         if member is None:
             return 1.0
         if member == 0:
-            return (0.25 if calls.count(0) <= 3 else 0.5) * wiggle[r % 2]
-        return 0.4 * wiggle[r % 2]
+            return (0.25 if sum(m == 0 for m, _ in calls) <= 3 else 0.5) * wiggle[len(calls) % 2]
+        return 0.4 * wiggle[len(calls) % 2]
 
-    calls: list[int | None] = []
     policy = TimingPolicy(min_pairs=3, max_pairs=12, target_half_width=0.001)
-    (leader, leader_stop), (second, second_stop) = measure_group(run, 2, 1, policy)
+    ((leader, leader_stop), (second, second_stop)), rounds = measure_group(run, 2, 2, policy)
     assert leader_stop == "max pairs" and leader.pairs == 12
     assert leader.interval[0] < second.interval[1]  # the final intervals overlap
-    assert second_stop == "max pairs" and second.pairs == 12
+    assert second_stop == "max pairs" and second.pairs == 12 and rounds > 12  # it sat out rounds: fewer pairs
+    forward = sum(1 for m, b in calls if m == 1 and b == 0)  # batch 0: the rounds with the baseline first
+    assert abs(forward - (second.pairs - forward)) <= 1
     calls.clear()  # the same runs, stopped after the leader's first three pairs: there the setting lay under it
-    (_, _), (_, early_stop) = measure_group(run, 2, 1, TimingPolicy(min_pairs=3, max_pairs=3, target_half_width=0.001))
+    ((_, _), (_, early_stop)), _ = measure_group(run, 2, 2, TimingPolicy(min_pairs=3, max_pairs=3, target_half_width=0.001))
     assert early_stop == "below leader"
+
+
+def test_a_setting_that_stops_does_not_reshuffle_the_others() -> None:
+    """The order rotates over the fixed list of settings: when one stops, the others keep their places."""
+    calls: list[int | None] = []
+
+    def run(batch: int, member: int | None) -> float:
+        calls.append(member)
+        if member is None:
+            return 1.0
+        return 0.5 if member == 0 else 0.5 * (1.0 if len(calls) % 2 else 1.2)  # 0 is exact: it stops first
+
+    timed, _ = measure_group(run, 4, 1, TimingPolicy(min_pairs=2, max_pairs=4, target_half_width=0.01), settle=False)
+    assert [p.pairs for p, _ in timed] == [2, 4, 4, 4]
+    rounds = [calls[0:5], calls[5:10], calls[10:14], calls[14:18]]
+    # rounds 2 and 3 rotate by one over [0, 1, 2, 3]: [1, 2, 3, 0] without the stopped 0 (a rotation of the three
+    # left would read [2, 3, 1])
+    assert rounds == [[None, 0, 1, 2, 3], [3, 2, 1, 0, None], [None, 1, 2, 3], [3, 2, 1, None]]
 
 
 def test_max_pixel_difference_between_two_runs() -> None:

@@ -86,6 +86,27 @@ def test_lease_expiry_hands_the_task_to_another_worker(db_url: str) -> None:
     assert queue.counts(scope.environment_id) == {"done": 1, "failed": 1}
 
 
+def test_a_finished_precise_task_owed_again_is_reopened(db_url: str) -> None:
+    """A setting settled below a leader that is out at another threshold is owed a timing to the protocol's width:
+    its finished precise task is taken again (once: a pending or running task is left as it is)."""
+    repo = Repository(db_url)
+    scope = _scope(repo)
+    queue = WorkQueue(repo)
+    key = AccelSetting.of({"deepcache": {"cache_interval": 2, "cache_branch_id": 0}}).key
+    options = dict(measure_quality=False, max_loss=0.02, confirm_top=3)
+    assert queue.enqueue(scope, "baseline", [BASELINE_KEY], **options) == 1  # type: ignore[arg-type]
+    baseline = queue.claim(scope.environment_id, "A")
+    assert baseline is not None and queue.complete(baseline, "A", lambda s: repo.insert_ignore(s, [_baseline_row(repo, scope, "A")]))
+    assert queue.enqueue(scope, "precise", [key], **options) == 1  # type: ignore[arg-type]
+    assert queue.reopen(scope, "precise", [key]) == 0  # pending: nothing to reopen
+    task = queue.claim(scope.environment_id, "A")
+    assert task is not None and task.kind == "precise" and queue.complete(task, "A", lambda s: None)
+    assert queue.claim(scope.environment_id, "A") is None
+    assert queue.reopen(scope, "precise", [key]) == 1
+    again = queue.claim(scope.environment_id, "B")
+    assert again is not None and again.task_id == task.task_id and again.attempt == 1
+
+
 def _worker_pids(url: str) -> dict[int, int]:
     """pid → running tasks, from the lease owners (host:pid)."""
     repo = Repository(url)

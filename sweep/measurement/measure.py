@@ -16,6 +16,7 @@ import os
 import statistics
 import threading
 import time
+import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -417,7 +418,8 @@ def group_run(
     """Warm up each setting (its ``(accelerate, restore)`` pair), then time them together against one baseline, a
     round at a time (:func:`sweep.measurement.stats.measure_group`). Switching happens outside the timed region;
     returns with the pipeline restored (an exception too), one :class:`PairedRun` per setting (its stop reason in
-    ``stop``; its ``host`` is the reading over the whole group's rounds)."""
+    ``stop``; its ``host`` is the reading over the whole group's rounds, with ``group``: an id shared by the
+    settings timed together, their number, and the rounds run, i.e. the baseline runs they shared)."""
     current: list[int | None] = [None]
 
     def switch(member: int | None) -> None:
@@ -435,15 +437,26 @@ def group_run(
         seconds, _ = gen.run(work[batch])
         return seconds / len(work[batch][0])
 
+    def restore_all() -> None:  # idempotent: whatever was applied, the pipeline is the baseline's
+        failures = []
+        for _accelerate, restore in switchers:
+            try:
+                restore()
+            except Exception as exc:  # the others are restored still; the first failure is raised
+                failures.append(exc)
+        if failures:
+            raise failures[0]
+
     warmups: list[int] = []
     try:
         for j in range(len(switchers)):
             switch(j)
             warmups.append(len(warm_up(lambda: gen.run(work[0])[0], policy.warmup_tolerance, policy.warmup_cap).seconds))
         mark = gen.host.mark()
-        timed = measure_group(run, len(switchers), len(work), policy, below, settle=settle)
+        timed, rounds = measure_group(run, len(switchers), len(work), policy, below, settle=settle)
     finally:
-        for _accelerate, restore in switchers:  # idempotent: whatever was applied, the pipeline is the baseline's
-            restore()
+        restore_all()
     host = gen.host.since(mark)
+    if len(switchers) > 1:  # which timings were made together, and the baseline runs they shared
+        host = {**(host or {}), "group": {"id": uuid.uuid4().hex[:12], "settings": len(switchers), "rounds": rounds}}
     return [PairedRun(paired, warm, host, stop) for (paired, stop), warm in zip(timed, warmups, strict=True)]

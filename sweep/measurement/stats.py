@@ -108,15 +108,15 @@ def measure_paired(
     whole interval lies under it: it cannot be the fastest, and a narrower interval would not change that.
     The one-setting case of :func:`measure_group`.
     """
-    (paired, _), = measure_group(lambda b, _j: run_baseline(b) if _j is None else run_accelerated(b), 1, batches,
-                                 policy, below)
+    ((paired, _),), _rounds = measure_group(lambda b, _j: run_baseline(b) if _j is None else run_accelerated(b), 1,
+                                            batches, policy, below)
     return paired
 
 
 def measure_group(
     run: Callable[[int, int | None], float], members: int, batches: int, policy: TimingPolicy,
     below: float | None = None, *, settle: bool = True,
-) -> list[tuple[Paired, str]]:
+) -> tuple[list[tuple[Paired, str]], int]:
     """Time several settings against one baseline at once: each round runs the baseline once and every setting
     still timed once, on the same batch, so one baseline run serves every setting's pair (timed one setting after
     another, each precise timing ran the baseline as often as itself: on a drifting H100, 61–70% of a row's images
@@ -133,7 +133,8 @@ def measure_group(
     or the pair cap. A member's interval still moves while it is timed: a setting settled under it is checked again
     after every round, and timed on where it no longer lies under every bar, so that at the end each setting
     stored as below the leader lies under a final interval. Returns per setting its pairs and why it stopped
-    (one of ``STOPS``).
+    (one of ``STOPS``), and the rounds run (the baseline's runs: a setting timed on after a gap may have fewer
+    pairs than there were rounds).
     """
     base: list[float] = []
     accel: list[list[float]] = [[] for _ in range(members)]
@@ -145,11 +146,14 @@ def measure_group(
     def paired(j: int) -> Paired:
         return Paired(tuple(base[r] for r in rounds[j]), tuple(accel[j]))
 
-    while active := [j for j in range(members) if stopped[j] is None]:
+    while any(stop is None for stop in stopped):
         r = len(base)
         batch = r % batches
-        turn = (r // 2) % len(active)
-        members_order = active[turn:] + active[:turn]
+        # a setting timed on after a gap rejoins on a round of the other direction than its last: its rounds stay
+        # balanced between the two orders
+        active = [j for j in range(members) if stopped[j] is None and (not rounds[j] or (r - rounds[j][-1]) % 2 == 1)]
+        turn = (r // 2) % members  # rotates the fixed list: a setting that stops does not reshuffle the others
+        members_order = [j for j in (*range(turn, members), *range(turn)) if j in active]
         order: list[int | None] = [None, *members_order] if r % 2 == 0 else [*reversed(members_order), None]
         seconds = {j: run(batch, j) for j in order}
         base.append(seconds[None])
@@ -179,7 +183,7 @@ def measure_group(
                 b = bar(j)
                 if b is None or timed[j].interval[1] >= b:
                     stopped[j] = None if len(rounds[j]) < cap else "max pairs"
-    return [(paired(j), stopped[j] or "max pairs") for j in range(members)]
+    return [(paired(j), stopped[j] or "max pairs") for j in range(members)], len(base)
 
 
 STOPS = ("target width", "below leader", "max pairs")

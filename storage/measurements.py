@@ -463,11 +463,11 @@ class Measurements:
                         time_spread=time_spread, warmup_runs=warmup_runs, precise_stop=precise_stop, precise_host=host,
                         precise_at=datetime.now(timezone.utc)))
 
-    def save_precise(self, *statements: Update) -> None:
-        """Stores precise timings (made together) in one transaction."""
+    def save_precise(self, *statements: Update) -> list[int]:
+        """Stores precise timings (made together) in one transaction; returns how many speed records each one updated
+        (0: no stored speed of that key, weights and packages)."""
         with self.db.session() as s:
-            for statement in statements:
-                s.execute(statement)
+            return [s.execute(statement).rowcount for statement in statements]  # type: ignore[attr-defined]
 
     @staticmethod
     def replace_quality_statement(scope: Scope, setting_key: str) -> Delete:

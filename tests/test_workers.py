@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
@@ -105,6 +106,23 @@ def test_a_finished_precise_task_owed_again_is_reopened(db_url: str) -> None:
     assert queue.reopen(scope, "precise", [key]) == 1
     again = queue.claim(scope.environment_id, "B")
     assert again is not None and again.task_id == task.task_id and again.attempt == 1
+
+
+def test_a_precise_timing_says_how_many_speed_records_it_updated(db_url: str) -> None:
+    """A precise timing of a key with no stored speed updates nothing, and says so: the runner then counts it failed
+    instead of owing it again round after round."""
+    repo = Repository(db_url)
+    scope = _scope(repo)
+    key = AccelSetting.of({"deepcache": {"cache_interval": 2, "cache_branch_id": 0}}).key
+    timing = dict(speedup=2.0, ci_half_width=0.01, pairs=6, time=0.5, baseline_time=1.0, time_spread=0.0, warmup_runs=2)
+    with repo.session() as s:
+        repo.insert_ignore(s, [repo.measurements.speed_trial_row(
+            scope, settings=AccelSetting.from_key(key).as_dict(), setting_key=key, status="done", weights="random",
+            weights_key="", packages_key="", first_speedup=2.0, first_ci_half_width=0.1, first_source="paired timing set",
+            first_time=0.5, first_baseline_time=1.0, worker="w", started_at=datetime.now(timezone.utc))])
+    assert repo.measurements.save_precise(
+        repo.measurements.precise_statement(scope, key, **timing),  # type: ignore[arg-type]
+        repo.measurements.precise_statement(scope, "no such key", **timing)) == [1, 0]  # type: ignore[arg-type]
 
 
 def _worker_pids(url: str) -> dict[int, int]:

@@ -488,7 +488,7 @@ class Runner:
         names = ", ".join(describe(AccelSetting.from_key(k)) for k in keys)
         self.progress.describe(f"{item.entry.base.label}: timing {names} precisely")
         try:
-            self.repo.measurements.save_precise(*run.precise_statements(keys, bar(), settle=settle))
+            saved = self.repo.measurements.save_precise(*run.precise_statements(keys, bar(), settle=settle))
         except Exception:
             if len(keys) == 1:  # keeps its first estimate; the bound says it is not precise
                 log.warning("precise timing of %s failed", keys[0], exc_info=True)
@@ -500,7 +500,11 @@ class Runner:
             for key in keys:
                 self._precise_group(item, summary, [key], bar, settle, failed)
             return
-        summary.precise += len(keys)
+        for key, rows in zip(keys, saved, strict=True):
+            if not rows:  # it would be owed again and again: the round loop would never end
+                log.warning("precise timing of %s matched no stored speed; its first estimate stands", key)
+                failed.add(key)
+        summary.precise += sum(1 for rows in saved if rows)
         run.refresh()
         summary.below_leader += sum(1 for key in keys if (held := run.speeds.get(key)) is not None and held.settled_below)
 

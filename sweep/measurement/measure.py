@@ -380,10 +380,10 @@ class PairedRun:
     paired: Paired
     """Per-image seconds of the baseline (A) and accelerated (B) runs, pair by pair."""
     warmup_runs: int
+    stop: str
+    """Why its timing stopped (``sweep.measurement.stats.STOPS``)."""
     host: dict[str, object] | None = None
     """The host's state over the pairs, both sides."""
-    stop: str | None = None
-    """Why its timing stopped (``sweep.measurement.stats.STOPS``), where it was timed in a group."""
 
     @property
     def seconds_per_image(self) -> float:
@@ -396,19 +396,6 @@ class PairedRun:
     @property
     def spread(self) -> float:
         return statistics.stdev(self.paired.accelerated_seconds) if self.paired.pairs > 1 else 0.0
-
-
-def paired_run(
-    gen: Generator, work: Sequence[Batch], accelerate: Callable[[], None], restore: Callable[[], None],
-    policy: TimingPolicy, below: float | None = None,
-) -> PairedRun:
-    """Warm up the accelerated pipeline, then time baseline and accelerated runs of each batch back to back.
-
-    ``accelerate`` and ``restore`` switch the pipeline between the two; they run outside the timed region.
-    ``below``: see :func:`sweep.measurement.stats.measure_paired`. Returns with the pipeline restored.
-    """
-    run, = group_run(gen, work, [(accelerate, restore)], policy, below)
-    return run
 
 
 def group_run(
@@ -424,12 +411,11 @@ def group_run(
 
     def switch(member: int | None) -> None:
         previous, current[0] = current[0], member  # before switching: a setting that fails half-applied is undone too
-        if previous is not None and previous != member:
+        if previous == member:
+            return
+        if previous is not None:
             switchers[previous][1]()
-        if member is None:
-            if previous is None:
-                switchers[0][1]()  # the baseline's labels and call, idempotently
-        else:
+        if member is not None:
             switchers[member][0]()
 
     def run(batch: int, member: int | None) -> float:
@@ -459,4 +445,4 @@ def group_run(
     host = gen.host.since(mark)
     if len(switchers) > 1:  # which timings were made together, and the baseline runs they shared
         host = {**(host or {}), "group": {"id": uuid.uuid4().hex[:12], "settings": len(switchers), "rounds": rounds}}
-    return [PairedRun(paired, warm, host, stop) for (paired, stop), warm in zip(timed, warmups, strict=True)]
+    return [PairedRun(paired, warm, stop, host) for (paired, stop), warm in zip(timed, warmups, strict=True)]

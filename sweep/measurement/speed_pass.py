@@ -31,7 +31,6 @@ from sweep.measurement.measure import (
     checked_pass,
     group_run,
     paired_pass,
-    paired_run,
     stable_pass,
     switches,
 )
@@ -93,12 +92,6 @@ def checked_timing_set_pass(gen: Generator, timing_set: Sequence[Batch], applied
     """The setting's pass against the speed baseline's own batches, checked by one adjacent baseline run (see
     :func:`checked_pass`; a check past ``DRIFT_TOLERANCE`` returns no baseline)."""
     return checked_pass(gen, timing_set, *switches(gen, applied), reference, check, defaults.DRIFT_TOLERANCE, warm=warm)
-
-
-def precise(
-    gen: Generator, timing_set: Sequence[Batch], applied: AppliedSetting, policy: TimingPolicy, below: float | None = None,
-) -> PairedRun:
-    return paired_run(gen, timing_set, *switches(gen, applied), policy, below)
 
 
 def precise_group(

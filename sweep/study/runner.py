@@ -472,7 +472,7 @@ class Runner:
             # the round's contenders together, one baseline run per round serving them all, each against the best
             # precise interval so far and the group's; a setting settled under a leader that is out at this
             # threshold is owed a timing to the protocol's width: no bar at all
-            owed = [k for k in todo if (held := run.speeds.get(k)) is not None and held.settled_below]
+            owed = [k for k in todo if run.owed(k)]
             fresh = [k for k in todo if k not in owed]
             if fresh:
                 self._precise_group(item, summary, fresh, lambda: None if every else run.precise_bar(max_loss), not every,

@@ -24,7 +24,7 @@ from storage.measurements import SHARED_SOURCE, QualityResult
 from storage.models import Base
 from sweep.accelerators import AppliedSetting, describe, setting_packages_key, speed_depends_on_weights
 from sweep.errors import AcceleratorError
-from sweep.measurement.measure import Batch, Generator, PairedRun, batches, digest
+from sweep.measurement.measure import Batch, Generator, batches, digest
 from sweep.measurement.protocol import Protocol
 from sweep.measurement.quality_pass import CHANGED_NOTHING, quality_baseline, quality_pass
 from sweep.measurement.speed_model import features
@@ -35,12 +35,10 @@ from sweep.measurement.speed_pass import (
     checked_first_estimate,
     checked_timing_set_pass,
     paired_first_estimate,
-    precise,
     precise_group,
     speed_baseline,
     timing_set_pass,
 )
-from sweep.measurement.stats import stop_reason
 from sweep.pipelines.loader import denoiser_calls
 from sweep.scoring.base import Scorer
 
@@ -355,39 +353,37 @@ class ScopeRun:
                 for s in contenders(self.speeds, quality, max_loss) if s.precise and not s.settled_below]
         return max(ends, default=None)
 
-    def precise_below(self, setting_key: str, max_loss: float) -> float | None:
-        """The bar ``setting_key``'s precise timing is settled against: :meth:`precise_bar`, or none for a setting
-        settled below a leader before and owed a timing to the protocol's width now that it leads (against the same
-        bar it would settle again, and again)."""
+    def owed(self, setting_key: str) -> bool:
+        """Settled below a leader before: where :meth:`precise_todo` names it again (it leads at a threshold where that
+        leader is out), it is owed a timing to the protocol's width, with no bar (against the same bar it would settle
+        again, and again)."""
         held = self.speeds.get(setting_key)
-        return None if held is not None and held.settled_below else self.precise_bar(max_loss)
+        return held is not None and held.settled_below
+
+    def precise_below(self, setting_key: str, max_loss: float) -> float | None:
+        """The bar ``setting_key``'s precise timing is settled against: :meth:`precise_bar`, or none where it is
+        :meth:`owed`."""
+        return None if self.owed(setting_key) else self.precise_bar(max_loss)
 
     def precise_statements(self, setting_keys: Sequence[str], below: float | None = None, *,
                            settle: bool = True) -> list[Update]:
         """The settings of ``setting_keys`` timed precisely together against one baseline run per round (see
         :func:`sweep.measurement.stats.measure_group`; ``settle``: a setting whose interval falls under another's
         stops there, stored as below the leader)."""
-        if len(setting_keys) == 1:
-            return [self.precise_statement(setting_keys[0], below)]
         gen = self._load()
         settings = [AccelSetting.from_key(k) for k in setting_keys]
         runs = precise_group(gen, self.timing_set, [AppliedSetting(gen.pipe, s) for s in settings],
                              self.protocol.timing.policy, below, settle=settle)
-        return [self._precise_update(s, run, run.stop or "max pairs") for s, run in zip(settings, runs, strict=True)]
-
-    def precise_statement(self, setting_key: str, below: float | None = None) -> Update:
-        gen = self._load()
-        setting = AccelSetting.from_key(setting_key)
-        run = precise(gen, self.timing_set, AppliedSetting(gen.pipe, setting), self.protocol.timing.policy, below)
-        return self._precise_update(setting, run, stop_reason(run.paired, self.protocol.timing.policy, below))
-
-    def _precise_update(self, setting: AccelSetting, run: PairedRun, stop: str) -> Update:
-        return self.repo.measurements.precise_statement(
+        return [self.repo.measurements.precise_statement(
             self.scope, setting.key, speedup=run.paired.speedup, ci_half_width=run.paired.half_width,
             pairs=run.paired.pairs, time=run.seconds_per_image, baseline_time=run.baseline_seconds_per_image,
-            time_spread=run.spread, warmup_runs=run.warmup_runs, precise_stop=stop, host=run.host,
-            weights_key=self.weights_key(setting),
-            packages_key=packages_of_key(setting.key))
+            time_spread=run.spread, warmup_runs=run.warmup_runs, precise_stop=run.stop, host=run.host,
+            weights_key=self.weights_key(setting), packages_key=packages_of_key(setting.key))
+            for setting, run in zip(settings, runs, strict=True)]
+
+    def precise_statement(self, setting_key: str, below: float | None = None) -> Update:
+        """``setting_key`` timed precisely alone (a group of one: :meth:`precise_statements`)."""
+        return self.precise_statements([setting_key], below)[0]
 
 
 def _stdev(values: tuple[float, ...]) -> float:

@@ -234,12 +234,11 @@ def proxy_cost(steps: int, height: int, width: int) -> float:
 
 def enqueue_precise(queue: WorkQueue, run: ScopeRun, max_loss: float, confirm_top: int) -> int:
     queued = queue.queued_keys(run.scope, "precise")
-    # a setting settled below a leader that is out at another threshold is owed a timing to the protocol's width:
-    # its finished task is taken again (timed with no bar: it cannot settle again)
-    owed = [k for k in run.precise_todo(max_loss) if k in queued and (held := run.speeds.get(k)) is not None
-            and held.settled_below]
-    again = queue.reopen(run.scope, "precise", owed[:confirm_top])
-    todo = [k for k in run.precise_todo(max_loss) if k not in queued][:max(confirm_top - again, 0)]
+    wanted = run.precise_todo(max_loss)
+    # a setting owed a timing to the protocol's width: its finished task is taken again (timed with no bar: it
+    # cannot settle again)
+    again = queue.reopen(run.scope, "precise", [k for k in wanted if k in queued and run.owed(k)][:confirm_top])
+    todo = [k for k in wanted if k not in queued][:max(confirm_top - again, 0)]
     return again + queue.enqueue(run.scope, "precise", todo, measure_quality=run.measure_quality, max_loss=max_loss,
                                  confirm_top=confirm_top, cost=task_cost(run))
 

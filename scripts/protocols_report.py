@@ -88,7 +88,14 @@ def extrapolate(report: dict) -> None:
     leader and what overlaps it, however many settings it has); times its baseline's seconds per image: measured,
     else the same pipeline's per-step time × steps, else ``SIDE``'s factor. A shared row of a pipeline whose
     shared rows were not timed costs its own row times the shared/own ratio timed on other pipelines. Older
-    reports (no per-timing seconds) scale every unit with the settings count, which over-prices."""
+    reports (no per-timing seconds) scale every unit with the settings count, which over-prices.
+
+    Wall time is priced as one ``sweep upbound`` process measuring every row: the generation above, plus each
+    row's own overhead as its runner measured it (``run_s`` minus its generation: the pipeline's build, which one
+    process pays once per pipeline and the benchmark's one command per row pays on every row, so this over-prices,
+    the database, the scheduler's swap), plus one process start (a command's wall minus its runner's). Reports
+    without ``run_s`` scale the command's whole wall like the generation, paying a process start and a load on
+    every row."""
     from sweep.study.catalogue import load_preset
 
     measured: dict[str, dict[tuple[str, str, int], dict]] = {"old": {}, "new": {}}
@@ -105,9 +112,12 @@ def extrapolate(report: dict) -> None:
                           if (t["pipeline"], t["scheduler"], t["steps"]) == (pipeline, scheduler, steps)]
                 per_image = base[0]["time"]
                 precise = precise_seconds(trials) / per_image
+                run_s = r.get("run_s")
                 measured[protocol][(pipeline, scheduler, steps)] = {
                     "units": r["generation_s"] / per_image - precise, "wall_units": r["wall_s"] / per_image - precise,
-                    "precise_units": precise, "per_image": per_image, "settings": len({t["setting_key"] for t in trials})}
+                    "precise_units": precise, "per_image": per_image, "settings": len({t["setting_key"] for t in trials}),
+                    "overhead_s": run_s - r["generation_s"] if run_s is not None else None,
+                    "start_s": r["wall_s"] - run_s if run_s is not None else None}
     if not measured["new"]:
         return
     space = load_preset("reference")
@@ -120,7 +130,7 @@ def extrapolate(report: dict) -> None:
         reference.append((b.pipeline, b.scheduler, b.steps, kind, len(e.settings) - 1))
     print("\nThe whole reference speed map (31 rows, random weights), extrapolated from the rows measured here "
           "(assumptions in `scripts/protocols_report.py: extrapolate`):\n")
-    print("| protocol | rows priced | of them from a row of their own pipeline | generation min | wall min (loads included) | rows not priced (no timed row of their pipeline) |")
+    print("| protocol | rows priced | of them from a row of their own pipeline | generation min | wall min (one process: loads, database, start) | rows not priced (no timed row of their pipeline) |")
     print("|---|---:|---:|---:|---:|---|")
     for protocol, rows in measured.items():
         if not rows:
@@ -158,7 +168,14 @@ def extrapolate(report: dict) -> None:
             per_step = statistics.fmean(v["per_image"] / k[2] for k, v in timed.items())
             per_image = rows[(source, scheduler, steps)]["per_image"] if (source, scheduler, steps) in rows else per_step * steps
             gen += units * per_image * factor
-            wall += wall_units * per_image * factor
+            overheads = [v["overhead_s"] for v in same]
+            if all(o is not None for o in overheads):  # one process: the row's runner overhead, not a process start
+                wall += units * per_image * factor + statistics.fmean(overheads)  # type: ignore[arg-type]
+            else:
+                wall += wall_units * per_image * factor
+        starts = [v["start_s"] for v in rows.values()]
+        if all(s is not None for s in starts):
+            wall += statistics.fmean(starts)  # type: ignore[arg-type]
         print(f"| {protocol} | {priced} of {len(reference)} | {direct} | {gen / 60:.0f} | {wall / 60:.0f} | "
               f"{', '.join(sorted(unpriced)) or '—'} |")
         if ratios:

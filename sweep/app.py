@@ -15,7 +15,7 @@ import logging
 import math
 import os
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -340,6 +340,55 @@ def space_rows(space: Space) -> list[Row]:
 
 ESTIMATE_WARMUP_CALLS = 2
 """Warm-up calls per pipeline a price counts (two runs that agree end a warm-up; most end there)."""
+ESTIMATE_CONTENDER_MARGIN = 0.10
+"""A price times precisely the settings predicted within this of the fastest (at most ``confirm_top``): what a first
+estimate's interval (about ±6% measured on H100s, docs/measurements/2026-12-06-h100-quiet.md) leaves overlapping."""
+
+
+@dataclass(frozen=True)
+class StudyPrice:
+    """The generation a row's speed study is priced at, as the runner will measure it: images of each part, and
+    seconds from the speed model's per-image predictions."""
+
+    seconds: float
+    baseline_images: int
+    estimate_images: int
+    precise_images: int
+
+
+def price_study(base_s: float, estimated: Sequence[float], every: Sequence[float], *, images: int, batch: int,
+                checked: bool, contenders: int, min_pairs: int) -> StudyPrice:
+    """The generation of one row's speed study, from predicted seconds per image of its baseline (``base_s``), of the
+    settings whose first estimates it measures (``estimated``; a setting shared from a row of another scheduler
+    with the same denoiser calls costs none) and of all its settings (``every``). A price: it assumes no drift, every
+    warm-up ended in ``ESTIMATE_WARMUP_CALLS`` runs and the contenders timed to ``min_pairs`` rounds.
+
+    - the speed baseline: its warm-up, then one pass of the timing set;
+    - each first estimate: a ``checked`` pass where the row checks (speed only, several timing batches: one warm-up
+      run, the setting over the timing set, the baseline over one batch untimed then timed); else a paired pass (one
+      warm-up run, each batch by the baseline and by the setting);
+    - precise timing: the settings of ``every`` predicted within ``ESTIMATE_CONTENDER_MARGIN`` of the fastest (at
+      most ``contenders`` of them) timed together, each warmed up, then one baseline batch and one batch of each
+      setting per round, ``max(min_pairs, batches)`` rounds."""
+    calls = -(-images // batch)
+    warm = ESTIMATE_WARMUP_CALLS * batch
+    baseline_images = images + warm
+    seconds = baseline_images * base_s
+    estimate_images = 0
+    for t in estimated:
+        if checked:
+            seconds += (batch + images) * t + 2 * batch * base_s
+            estimate_images += batch + images + 2 * batch
+        else:
+            seconds += batch * t + images * (base_s + t)
+            estimate_images += batch + 2 * images
+    top = [t for t in sorted(every)[:contenders] if t <= min(every) * (1 + ESTIMATE_CONTENDER_MARGIN)]
+    rounds = max(min_pairs, calls)
+    precise_images = 0
+    if top:
+        seconds += rounds * batch * base_s + sum(warm * t + rounds * batch * t for t in top)
+        precise_images = rounds * batch * (1 + len(top)) + warm * len(top)
+    return StudyPrice(seconds, baseline_images, estimate_images, precise_images)
 
 
 def estimate_space(space: Space, db: str, environment: str | None = None,
@@ -347,13 +396,17 @@ def estimate_space(space: Space, db: str, environment: str | None = None,
     """A price for each base configuration of ``space`` in each measured environment, from the speed models of
     what is stored there (:mod:`sweep.measurement.speed_model`): predicted seconds per image of the baseline
     and of each setting, the fastest predicted setting, and the predicted generation seconds of its speed study
-    (baseline pass and warm-up, one paired first-estimate pass per setting, ``min_pairs`` of precise timing for
-    the ``confirm_top`` fastest). Rows with no model in an environment say so. Each stored setting of the row is
-    listed with its measured time beside the prediction made without it (leave-one-out). Predictions, never
-    measurements."""
+    as the runner measures it (:func:`price_study`: a row after another of the same pipeline, shape and denoiser
+    calls shares its first estimates; a speed-only row of several timing batches checks them, else pairs them;
+    the ``confirm_top`` fastest timed precisely together). Rows with no model in an environment say so. Each stored
+    setting of the row is listed with its measured time beside the prediction made without it (leave-one-out).
+    Predictions, never measurements."""
     from search_space.setting import AccelSetting
+    from storage.measurements import real_quality
     from sweep.accelerators import describe
-    from sweep.measurement.speed_model import SpeedModel
+    from sweep.measurement.protocol import QualityProtocol
+    from sweep.measurement.speed_model import SpeedModel, features
+    from sweep.pipelines.loader import denoiser_calls
 
     ids = environments(db, environment)
     repo = repository(db)
@@ -362,10 +415,19 @@ def estimate_space(space: Space, db: str, environment: str | None = None,
     known = sorted({o.environment_id for o in observations}) if ids is None else ids
     devices = repo.environment_devices()
     p = space.protocol
+    scorer = QualityProtocol("", (), 0, p.scorer, p.scorer_pretrained).scorer
     images = min(p.timing_prompts, p.num_prompts)
     rows: list[Row] = []
+    measured_calls: set[tuple[object, ...]] = set()
+    """(pipeline, steps, shape, dtype, batch, denoiser calls) of the rows before this one: a row that repeats them
+    shares their first estimates (as ``ScopeRun.shared_estimate`` does)."""
     for entry in space.entries:
         b = entry.base
+        calls_key = (b.pipeline, b.steps, b.height, b.width, b.dtype, b.batch_size,
+                     denoiser_calls(b.pipeline, b.scheduler, b.steps))
+        shared = confirm_top > 0 and calls_key in measured_calls
+        measured_calls.add(calls_key)
+        checked = not real_quality(b.weights, scorer) and -(-images // b.batch_size) >= 2
         for env in known or [None]:
             row: Row = {"pipeline": b.pipeline, "scheduler": b.scheduler, "steps": b.steps, "height": b.height,
                         "width": b.width, "environment": env, "device": devices.get(env) if env else None,
@@ -379,12 +441,11 @@ def estimate_space(space: Space, db: str, environment: str | None = None,
                 continue
             times = {s: model.predict(family, b.scheduler, b.steps, s) for s in entry.settings[1:]}  # type: ignore[arg-type]
             predicted = {s: t for s, t in times.items() if t is not None}
-            calls = -(-images // b.batch_size)  # the timing set's batches
-            warm = ESTIMATE_WARMUP_CALLS * b.batch_size
-            study = (images + warm) * base_s
-            study += sum(images * (base_s + t) + warm * t for t in predicted.values())
-            top = sorted(predicted.values())[:confirm_top]
-            study += sum(max(p.min_pairs, calls) * b.batch_size * (base_s + t) for t in top)
+            # a setting the speed model cannot count is not shared (its first estimate is measured here)
+            estimated = [t for s, t in predicted.items() if not shared or features(b.scheduler, b.steps, s) is None]
+            price = price_study(base_s, estimated, list(predicted.values()), images=images, batch=b.batch_size,
+                                checked=checked, contenders=confirm_top, min_pairs=p.min_pairs)
+            how = "checked" if checked else "paired"
             fastest = min(predicted, key=predicted.__getitem__) if predicted else None
             mine = [o for o in observations if o.family == family and o.scheduler == b.scheduler and o.steps == b.steps]
             measured = [o for o in mine if o.settings]
@@ -395,7 +456,12 @@ def estimate_space(space: Space, db: str, environment: str | None = None,
             rows.append({**row, "predicted": len(predicted), "baseline_s": base_s, "measured_baseline_s": stored_base,
                          "fastest": describe(fastest) if fastest else None,
                          "fastest_speedup": base_s / predicted[fastest] if fastest else None,
-                         "study_s": study, "predictions": {describe(k): v for k, v in times.items()},
+                         "study_s": price.seconds,
+                         "study_images": {"baseline": price.baseline_images, "first_estimates": price.estimate_images,
+                                          "precise": price.precise_images},
+                         "first_estimates": (how if not shared else "shared" if not estimated
+                                             else f"shared, {len(estimated)} {how}"),
+                         "predictions": {describe(k): v for k, v in times.items()},
                          "stored_checked": len(errors),
                          "median_error": sorted(errors)[len(errors) // 2] if errors else None, "checks": checks,
                          "note": "" if len(predicted) == len(times) else

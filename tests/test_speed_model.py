@@ -137,3 +137,46 @@ def test_a_row_not_measured_yet_is_priced_and_its_measurement_checks_the_price(s
     assert 0.5 < ratio < 2.0, (ddim, ddim_after)
     for check in ddim_after["checks"]:
         assert check["predicted_s"] is not None and 0.4 < check["predicted_s"] / check["measured_s"] < 2.5, check
+
+
+def test_a_price_counts_the_images_the_runner_then_generates(sqlite_url: str, tmp_path: Path) -> None:
+    """``space show --estimate`` prices a row as the runner measures it: a speed-only row of several timing batches
+    checks its first estimates (a warm-up run, the setting over the timing set, the baseline over one batch twice),
+    a row of another scheduler with the same denoiser calls shares them (no image). Every image the run then
+    generates is accounted for by the price's counts, a check that drifted (then paired) and the stored precise
+    timings' rounds."""
+    import tomllib
+
+    from sweep.app import estimate_space
+    from sweep.study.catalogue import parse_space
+    from sweep.study.runner import Runner
+    from tests.conftest import precise_images, tiny_speed_space
+
+    def space(name: str, steps: str):  # type: ignore[no-untyped-def]
+        text = tiny_speed_space(name, schedulers='"DDIMScheduler", "UniPCMultistepScheduler"', steps=steps,
+                                cache_intervals="2, 3")
+        text = text.replace("num_prompts = 1", "num_prompts = 3").replace("timing_prompts = 1", "timing_prompts = 3")
+        return parse_space(tomllib.loads(text), name)
+
+    Runner(Repository(sqlite_url), "cpu").run(space("measured", "3, 6"), canary=False)
+    fresh = space("fresh", "4")
+    ddim, unipc = estimate_space(fresh, sqlite_url)
+    assert (ddim["scheduler"], unipc["scheduler"]) == ("DDIMScheduler", "UniPCMultistepScheduler")
+    assert ddim["first_estimates"] == "checked" and unipc["first_estimates"] == "shared"
+    # warm-up (warmup_cap = 2) and 3 timing images; per setting 1 + 3 + 2 images; none shared
+    assert ddim["study_images"]["baseline"] == unipc["study_images"]["baseline"] == 5
+    assert ddim["study_images"]["first_estimates"] == 2 * 6 and unipc["study_images"]["first_estimates"] == 0
+    assert unipc["study_s"] < ddim["study_s"]
+
+    summary = Runner(Repository(sqlite_url), "cpu").run(fresh, canary=False)
+    with Repository(sqlite_url).session() as s:
+        rows = s.execute(select(SpeedConfigRow.scheduler, SpeedTrialRow).join(
+            SpeedConfigRow, SpeedConfigRow.id == SpeedTrialRow.speed_config_id).where(
+            SpeedConfigRow.steps == 4).order_by(SpeedTrialRow.id)).all()
+    trials = [t for _, t in rows]
+    sources = [t.first_source for scheduler, t in rows if scheduler == "DDIMScheduler"]
+    assert [t.first_source for scheduler, t in rows if scheduler != "DDIMScheduler"] == ["shared from DDIMScheduler"] * 2
+    # a check that drifted (6 images) turns that setting and the rest of the row to paired passes (1 + 2 × 3)
+    drifted = sources.count("paired timing set")
+    estimates = ddim["study_images"]["first_estimates"] + (6 if drifted else 0) + drifted * (7 - 6)
+    assert summary.images == 5 + 5 + estimates + precise_images(trials), (sources, summary.images)

@@ -155,6 +155,9 @@ ESTIMATE_COLUMNS: list[Column] = [
     ("settings predicted", lambda r: f"{r['predicted']} / {r['settings']}"),
     ("fastest predicted", lambda r: "-" if r["fastest"] is None else f"{r['fastest_speedup']:.2f}x {r['fastest']}"),
     ("predicted study s", lambda r: "-" if r["study_s"] is None else f"{r['study_s']:.0f}"),
+    ("images (baseline / first estimates / precise)", lambda r: "-" if r["study_s"] is None else
+     f"{r['study_images']['baseline']} / {r['study_images']['first_estimates']} ({r['first_estimates']}) / "
+     f"{r['study_images']['precise']}"),
     ("stored: median |predicted/measured − 1|", lambda r: "-" if not r.get("median_error") and r.get("median_error") != 0
      else f"{r['median_error']:.1%} over {r['stored_checked']}"),
     ("note", lambda r: str(r["note"])),

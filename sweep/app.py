@@ -340,9 +340,10 @@ def space_rows(space: Space) -> list[Row]:
 
 ESTIMATE_WARMUP_CALLS = 2
 """Warm-up calls per pipeline a price counts (two runs that agree end a warm-up; most end there)."""
-ESTIMATE_CONTENDER_MARGIN = 0.10
-"""A price times precisely the settings predicted within this of the fastest (at most ``confirm_top``): what a first
-estimate's interval (about ±6% measured on H100s, docs/measurements/2026-12-06-h100-quiet.md) leaves overlapping."""
+ESTIMATE_FIRST_HALF_WIDTH = 0.06
+"""A first estimate's own relative half-width a price assumes (the median measured on a quiet H100 at 4 timing prompts,
+docs/measurements/2026-12-06-h100-quiet.md); a checked estimate adds ``DRIFT_TOLERANCE``, a shared one
+``SHARED_MARGIN``. Settings whose intervals of that width would reach the fastest one's are priced as contenders."""
 
 
 @dataclass(frozen=True)
@@ -357,22 +358,23 @@ class StudyPrice:
 
 
 def price_study(base_s: float, estimated: Sequence[float], every: Sequence[float], *, images: int, batch: int,
-                checked: bool, contenders: int, min_pairs: int) -> StudyPrice:
+                checked: bool, quality: bool, contenders: int, min_pairs: int, half_width: float) -> StudyPrice:
     """The generation of one row's speed study, from predicted seconds per image of its baseline (``base_s``), of the
     settings whose first estimates it measures (``estimated``; a setting shared from a row of another scheduler
     with the same denoiser calls costs none) and of all its settings (``every``). A price: it assumes no drift, every
-    warm-up ended in ``ESTIMATE_WARMUP_CALLS`` runs and the contenders timed to ``min_pairs`` rounds.
+    warm-up ended in ``ESTIMATE_WARMUP_CALLS`` runs and every precise timing in ``max(min_pairs, batches)`` rounds.
 
-    - the speed baseline: its warm-up, then one pass of the timing set;
+    - the speed baseline: its warm-up, then one pass of the timing set (none where the row measures ``quality``: the
+      quality baseline's timed batches serve, and the quality pass is not priced here);
     - each first estimate: a ``checked`` pass where the row checks (speed only, several timing batches: one warm-up
       run, the setting over the timing set, the baseline over one batch untimed then timed); else a paired pass (one
-      warm-up run, each batch by the baseline and by the setting);
-    - precise timing: the settings of ``every`` predicted within ``ESTIMATE_CONTENDER_MARGIN`` of the fastest (at
-      most ``contenders`` of them) timed together, each warmed up, then one baseline batch and one batch of each
-      setting per round, ``max(min_pairs, batches)`` rounds."""
+      warm-up run, none after a quality pass; each batch by the baseline and by the setting);
+    - precise timing: the contenders, settings of ``every`` whose first estimates' intervals (``half_width``) would
+      reach the fastest one's, in groups of ``contenders`` (the runner's rounds), each group's settings warmed up,
+      then one baseline batch and one batch of each setting per round."""
     calls = -(-images // batch)
     warm = ESTIMATE_WARMUP_CALLS * batch
-    baseline_images = images + warm
+    baseline_images = 0 if quality else images + warm
     seconds = baseline_images * base_s
     estimate_images = 0
     for t in estimated:
@@ -380,14 +382,17 @@ def price_study(base_s: float, estimated: Sequence[float], every: Sequence[float
             seconds += (batch + images) * t + 2 * batch * base_s
             estimate_images += batch + images + 2 * batch
         else:
-            seconds += batch * t + images * (base_s + t)
-            estimate_images += batch + 2 * images
-    top = [t for t in sorted(every)[:contenders] if t <= min(every) * (1 + ESTIMATE_CONTENDER_MARGIN)]
+            own_warm = 0 if quality else batch
+            seconds += own_warm * t + images * (base_s + t)
+            estimate_images += own_warm + 2 * images
+    reach = (1 + half_width) / (1 - half_width)
+    top = [t for t in sorted(every) if t <= min(every) * reach] if every and contenders else []
     rounds = max(min_pairs, calls)
     precise_images = 0
-    if top:
-        seconds += rounds * batch * base_s + sum(warm * t + rounds * batch * t for t in top)
-        precise_images = rounds * batch * (1 + len(top)) + warm * len(top)
+    for start in range(0, len(top), contenders or 1):
+        group = top[start:start + contenders]
+        seconds += rounds * batch * base_s + sum(warm * t + rounds * batch * t for t in group)
+        precise_images += rounds * batch * (1 + len(group)) + warm * len(group)
     return StudyPrice(seconds, baseline_images, estimate_images, precise_images)
 
 
@@ -396,9 +401,10 @@ def estimate_space(space: Space, db: str, environment: str | None = None,
     """A price for each base configuration of ``space`` in each measured environment, from the speed models of
     what is stored there (:mod:`sweep.measurement.speed_model`): predicted seconds per image of the baseline
     and of each setting, the fastest predicted setting, and the predicted generation seconds of its speed study
-    as the runner measures it (:func:`price_study`: a row after another of the same pipeline, shape and denoiser
-    calls shares its first estimates; a speed-only row of several timing batches checks them, else pairs them;
-    the ``confirm_top`` fastest timed precisely together). Rows with no model in an environment say so. Each stored
+    as one process's runner measures it (:func:`price_study`: a row after another of the same pipeline, shape and
+    denoiser calls, or beside one stored, shares its first estimates; a speed-only row of several timing batches
+    checks them, else pairs them; the predicted contenders timed precisely together, ``confirm_top``
+    at a time). Queue workers pair more and time one setting at a time: they cost more than this price. Rows with no model in an environment say so. Each stored
     setting of the row is listed with its measured time beside the prediction made without it (leave-one-out).
     Predictions, never measurements."""
     from search_space.setting import AccelSetting
@@ -418,16 +424,18 @@ def estimate_space(space: Space, db: str, environment: str | None = None,
     scorer = QualityProtocol("", (), 0, p.scorer, p.scorer_pretrained).scorer
     images = min(p.timing_prompts, p.num_prompts)
     rows: list[Row] = []
-    measured_calls: set[tuple[object, ...]] = set()
-    """(pipeline, steps, shape, dtype, batch, denoiser calls) of the rows before this one: a row that repeats them
-    shares their first estimates (as ``ScopeRun.shared_estimate`` does)."""
+    earlier: dict[tuple[object, ...], set[str]] = {}
+    """The settings of the rows before this one, by (pipeline, steps, shape, dtype, batch, denoiser calls): a row that
+    repeats them shares their first estimates (as ``ScopeRun.shared_estimate`` does, once they are measured)."""
+    calls_of = functools.cache(denoiser_calls)
     for entry in space.entries:
         b = entry.base
-        calls_key = (b.pipeline, b.steps, b.height, b.width, b.dtype, b.batch_size,
-                     denoiser_calls(b.pipeline, b.scheduler, b.steps))
-        shared = confirm_top > 0 and calls_key in measured_calls
-        measured_calls.add(calls_key)
-        checked = not real_quality(b.weights, scorer) and -(-images // b.batch_size) >= 2
+        same_calls = (b.pipeline, b.steps, b.height, b.width, b.dtype, b.batch_size,
+                      calls_of(b.pipeline, b.scheduler, b.steps))
+        lent_here = set(earlier.get(same_calls, ())) if confirm_top > 0 else set()
+        earlier.setdefault(same_calls, set()).update(s.key for s in entry.settings[1:])
+        quality = real_quality(b.weights, scorer)
+        checked = not quality and -(-images // b.batch_size) >= 2
         for env in known or [None]:
             row: Row = {"pipeline": b.pipeline, "scheduler": b.scheduler, "steps": b.steps, "height": b.height,
                         "width": b.width, "environment": env, "device": devices.get(env) if env else None,
@@ -441,10 +449,18 @@ def estimate_space(space: Space, db: str, environment: str | None = None,
                 continue
             times = {s: model.predict(family, b.scheduler, b.steps, s) for s in entry.settings[1:]}  # type: ignore[arg-type]
             predicted = {s: t for s, t in times.items() if t is not None}
-            # a setting the speed model cannot count is not shared (its first estimate is measured here)
-            estimated = [t for s, t in predicted.items() if not shared or features(b.scheduler, b.steps, s) is None]
+            # shared: measured by an earlier row of this space, or stored from a row of another scheduler with the same
+            # denoiser calls in this environment (a measured estimate: the speed model's observations), for a setting
+            # whose work the speed model counts (what ScopeRun.shared_estimate asks)
+            stored = {AccelSetting.of(o.settings).key for o in observations
+                      if o.family == family and o.steps == b.steps and o.scheduler != b.scheduler and o.settings
+                      and calls_of(b.pipeline, o.scheduler, b.steps) == same_calls[-1]} if confirm_top > 0 else set()
+            lent = {s.key for s in predicted if s.key in lent_here | stored and features(b.scheduler, b.steps, s)}
+            estimated = [t for s, t in predicted.items() if s.key not in lent]
             price = price_study(base_s, estimated, list(predicted.values()), images=images, batch=b.batch_size,
-                                checked=checked, contenders=confirm_top, min_pairs=p.min_pairs)
+                                checked=checked, quality=quality, contenders=confirm_top, min_pairs=p.min_pairs,
+                                half_width=ESTIMATE_FIRST_HALF_WIDTH + defaults.DRIFT_TOLERANCE * checked
+                                + defaults.SHARED_MARGIN * bool(lent))
             how = "checked" if checked else "paired"
             fastest = min(predicted, key=predicted.__getitem__) if predicted else None
             mine = [o for o in observations if o.family == family and o.scheduler == b.scheduler and o.steps == b.steps]
@@ -459,8 +475,8 @@ def estimate_space(space: Space, db: str, environment: str | None = None,
                          "study_s": price.seconds,
                          "study_images": {"baseline": price.baseline_images, "first_estimates": price.estimate_images,
                                           "precise": price.precise_images},
-                         "first_estimates": (how if not shared else "shared" if not estimated
-                                             else f"shared, {len(estimated)} {how}"),
+                         "first_estimates": (how if not lent else "shared" if not estimated
+                                             else f"{len(lent)} shared, {len(estimated)} {how}"),
                          "predictions": {describe(k): v for k, v in times.items()},
                          "stored_checked": len(errors),
                          "median_error": sorted(errors)[len(errors) // 2] if errors else None, "checks": checks,

@@ -166,6 +166,9 @@ def test_a_price_counts_the_images_the_runner_then_generates(sqlite_url: str, tm
     # warm-up (warmup_cap = 2) and 3 timing images; per setting 1 + 3 + 2 images; none shared
     assert ddim["study_images"]["baseline"] == unipc["study_images"]["baseline"] == 5
     assert ddim["study_images"]["first_estimates"] == 2 * 6 and unipc["study_images"]["first_estimates"] == 0
+    # DeepCache 2 and 3 make the same steps at 4 (two full, two partial): both contenders, timed together (confirm_top
+    # 3) for max(min_pairs 2, 3 batches) = 3 rounds of a baseline batch and both settings, after 2 warm-ups each
+    assert ddim["study_images"]["precise"] == unipc["study_images"]["precise"] == 3 * (1 + 2) + 2 * 2
     assert unipc["study_s"] < ddim["study_s"]
 
     summary = Runner(Repository(sqlite_url), "cpu").run(fresh, canary=False)
@@ -180,3 +183,9 @@ def test_a_price_counts_the_images_the_runner_then_generates(sqlite_url: str, tm
     drifted = sources.count("paired timing set")
     estimates = ddim["study_images"]["first_estimates"] + (6 if drifted else 0) + drifted * (7 - 6)
     assert summary.images == 5 + 5 + estimates + precise_images(trials), (sources, summary.images)
+    # where the runner found both contenders too (their first estimates' intervals overlap) and neither settled under
+    # the other, max_pairs 3 ends the group at the priced rounds: the precise images are the price's
+    for scheduler, row in (("DDIMScheduler", ddim), ("UniPCMultistepScheduler", unipc)):
+        timed = [t for name, t in rows if name == scheduler and t.speedup is not None]
+        if len(timed) == 2 and not any(t.precise_stop == "below leader" for t in timed):
+            assert precise_images(timed) == row["study_images"]["precise"], [(t.pairs, t.precise_host) for t in timed]

@@ -468,6 +468,7 @@ class Runner:
         """
         run = item.run
         failed: set[str] = set()
+        timed: set[str] = set()
         while todo := run.precise_todo(max_loss, failed, every=every)[:top]:
             # the round's contenders together, one baseline run per round serving them all, each against the best
             # precise interval so far and the group's; a setting settled under a leader that is out at this
@@ -475,15 +476,19 @@ class Runner:
             owed = [k for k in todo if run.owed(k)]
             fresh = [k for k in todo if k not in owed]
             if fresh:
-                self._precise_group(item, summary, fresh, lambda: None if every else run.precise_bar(max_loss), not every,
-                                    failed)
+                self._precise_group(item, fresh, lambda: None if every else run.precise_bar(max_loss), not every,
+                                    failed, timed)
             else:
-                self._precise_group(item, summary, owed, lambda: None, False, failed)
+                self._precise_group(item, owed, lambda: None, False, failed, timed)
+        # each setting once, as it ended: one settled below a leader and then timed again counts as what it became
+        summary.precise += len(timed)
+        summary.below_leader += sum(1 for key in timed if (held := run.speeds.get(key)) is not None and held.settled_below)
 
-    def _precise_group(self, item: _Item, summary: RunSummary, keys: list[str], bar: Callable[[], float | None],
-                       settle: bool, failed: set[str]) -> None:
+    def _precise_group(self, item: _Item, keys: list[str], bar: Callable[[], float | None], settle: bool,
+                       failed: set[str], timed: set[str]) -> None:
         """Time ``keys`` precisely together, each against ``bar()`` (read when its timing starts) and, with
-        ``settle``, the group's intervals; stored in one transaction."""
+        ``settle``, the group's intervals; stored in one transaction. The keys whose timing was stored join ``timed``,
+        those that failed ``failed``."""
         run = item.run
         names = ", ".join(describe(AccelSetting.from_key(k)) for k in keys)
         self.progress.describe(f"{item.entry.base.label}: timing {names} precisely")
@@ -498,15 +503,15 @@ class Runner:
             # one at a time, so that a failing setting keeps the others' timings (the group's pairs are lost)
             log.warning("timing %d settings together failed; timing them one at a time", len(keys), exc_info=True)
             for key in keys:
-                self._precise_group(item, summary, [key], bar, settle, failed)
+                self._precise_group(item, [key], bar, settle, failed, timed)
             return
         for key, rows in zip(keys, saved, strict=True):
             if not rows:  # it would be owed again and again: the round loop would never end
                 log.warning("precise timing of %s matched no stored speed; its first estimate stands", key)
                 failed.add(key)
-        summary.precise += sum(1 for rows in saved if rows)
+            else:
+                timed.add(key)
         run.refresh()
-        summary.below_leader += sum(1 for key in keys if (held := run.speeds.get(key)) is not None and held.settled_below)
 
 
 def freeze_heap() -> None:

@@ -65,6 +65,9 @@ class SpeedObservation:
     time: float
     kind: str
     """``baseline``, ``precise`` or ``first estimate``."""
+    first_source: str | None = None
+    """A setting's: where its first estimate came from (a row of another scheduler with the same denoiser calls shares
+    only one measured in its own row)."""
 
     @property
     def family(self) -> tuple[int, str, int, int, str, int]:
@@ -398,7 +401,7 @@ class Measurements:
                 time, c = held
                 out.append(SpeedObservation(t.environment_id, c.pipeline, c.height, c.width, c.dtype, c.batch_size,
                                             c.scheduler, c.steps, dict(t.settings), time / speedup,
-                                            "precise" if t.speedup is not None else "first estimate"))
+                                            "precise" if t.speedup is not None else "first estimate", t.first_source))
         return out
 
     # -- rows (a bundle is written by save(), or inside a queue task's completing transaction) --------------

@@ -412,6 +412,7 @@ def estimate_space(space: Space, db: str, environment: str | None = None,
     from sweep.accelerators import describe
     from sweep.measurement.protocol import QualityProtocol
     from sweep.measurement.speed_model import SpeedModel, features
+    from sweep.measurement.speed_pass import MEASURED_SOURCES
     from sweep.pipelines.loader import denoiser_calls
 
     ids = environments(db, environment)
@@ -453,7 +454,8 @@ def estimate_space(space: Space, db: str, environment: str | None = None,
             # denoiser calls in this environment (a measured estimate: the speed model's observations), for a setting
             # whose work the speed model counts (what ScopeRun.shared_estimate asks)
             stored = {AccelSetting.of(o.settings).key for o in observations
-                      if o.family == family and o.steps == b.steps and o.scheduler != b.scheduler and o.settings
+                      if o.family == family and o.steps == b.steps and o.scheduler != b.scheduler
+                      and o.first_source in MEASURED_SOURCES
                       and calls_of(b.pipeline, o.scheduler, b.steps) == same_calls[-1]} if confirm_top > 0 else set()
             lent = {s.key for s in predicted if s.key in lent_here | stored and features(b.scheduler, b.steps, s)}
             estimated = [t for s, t in predicted.items() if s.key not in lent]

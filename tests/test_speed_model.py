@@ -189,3 +189,7 @@ def test_a_price_counts_the_images_the_runner_then_generates(sqlite_url: str, tm
         timed = [t for name, t in rows if name == scheduler and t.speedup is not None]
         if len(timed) == 2 and not any(t.precise_stop == "below leader" for t in timed):
             assert precise_images(timed) == row["study_images"]["precise"], [(t.pairs, t.precise_host) for t in timed]
+    # priced again with both rows stored: UniPC's stored row lends nothing (its estimates were DDIM's, then timed
+    # precisely), DDIM's stored row lends UniPC's, as the runner's sibling lookup would
+    again = estimate_space(fresh, sqlite_url)
+    assert [r["first_estimates"] for r in again] == ["checked", "shared"]

@@ -403,10 +403,10 @@ def estimate_space(space: Space, db: str, environment: str | None = None,
     and of each setting, the fastest predicted setting, and the predicted generation seconds of its speed study
     as one process's runner measures it (:func:`price_study`: a row after another of the same pipeline, shape and
     denoiser calls, or beside one stored, shares its first estimates; a speed-only row of several timing batches
-    checks them, else pairs them; the predicted contenders timed precisely together, ``confirm_top``
-    at a time). Queue workers pair more and time one setting at a time: they cost more than this price. Rows with no model in an environment say so. Each stored
-    setting of the row is listed with its measured time beside the prediction made without it (leave-one-out).
-    Predictions, never measurements."""
+    checks them, else pairs them; the predicted contenders timed precisely together, ``confirm_top`` at a time).
+    Queue workers pair more and time one setting at a time: they cost more than this price. Rows with no model in an
+    environment say so. Each stored setting of the row is listed with its measured time beside the prediction made
+    without it (leave-one-out). Predictions, never measurements."""
     from search_space.setting import AccelSetting
     from storage.measurements import real_quality
     from sweep.accelerators import describe
